@@ -1,0 +1,56 @@
+"""Packaging for zoo. The import name is ``zoo``; the distribution is ``medzoo``
+because the PyPI name ``zoo`` belongs to an unrelated 2016 project."""
+import shutil
+from pathlib import Path
+
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+
+
+class BuildWithRegistry(build_py):
+    """Ship the repository-root registry.yaml inside the package (zoo/registry.yaml)."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "zoo" / "registry.yaml"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(HERE / "registry.yaml", target)
+
+
+INSTALL_REQUIRES = [
+    "tensorflow>=2.21,<2.22",
+    "tf_keras>=2.21,<2.22",
+    "tensorflow-model-optimization>=0.8,<0.9",
+    "tensorflow-datasets>=4.9,<5",
+    "numpy>=1.26,<3",
+    "h5py>=3.10,<4",
+    "pyyaml>=6.0,<7",
+]
+
+EXTRAS = {
+    "nifti": ["nibabel>=5.2,<6"],
+    "dicom": ["pydicom>=2.4,<4"],
+    "images": ["pillow>=10,<13"],
+    "torch": ["torch==2.13.0"],
+}
+EXTRAS["test"] = ["pytest>=8,<10", "setuptools>=65", "wheel"] + EXTRAS["nifti"] + EXTRAS["dicom"] \
+    + EXTRAS["images"]
+EXTRAS["all"] = sorted({r for k, v in EXTRAS.items() if k != "test" for r in v})
+
+setup(
+    name="medzoo",
+    version="0.1.0",
+    description="A Keras (tf_keras) model zoo for medical image analysis with a model-hub registry",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["zoo", "zoo.*"]),
+    include_package_data=False,
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["zoo=zoo.cli:main"]},
+    cmdclass={"build_py": BuildWithRegistry},
+    license="Apache-2.0",
+)

@@ -1,0 +1,77 @@
+"""``zoo.load``, ``zoo.list_models`` and ``zoo.info``: the registry as a model hub."""
+import inspect
+
+from zoo.errors import InvalidArgumentError, UnknownArgumentError, check_choice
+from zoo.registry import TASKS, get_registry, thaw
+
+
+def list_models(pattern=None, *, task=None, spatial_dims=None, pretrained=None):
+    """Sorted registry names, optionally filtered.
+
+    pattern: shell-style wildcard on the name (``"resnet*"``); task: one of
+    classification/segmentation/generation; spatial_dims: 2 or 3; pretrained: True for
+    entries with weights, False for entries without.
+    """
+    if task is not None:
+        check_choice("task", task, TASKS, "list_models")
+    if spatial_dims is not None:
+        check_choice("spatial_dims", spatial_dims, (1, 2, 3), "list_models")
+    return get_registry().filter(pattern, task=task, spatial_dims=spatial_dims, pretrained=pretrained)
+
+
+def info(name):
+    """The registry entry ``name`` as plain data (dict)."""
+    return get_registry().get(name).as_dict()
+
+
+def builder_keywords(builder):
+    """The keyword arguments a builder accepts, in signature order."""
+    return [p.name for p in inspect.signature(builder).parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def build_kwargs(entry, overrides):
+    """Merge an entry's config with user overrides, validating names and dims."""
+    builder = entry.resolve_builder()
+    valid = builder_keywords(builder)
+    unknown = [k for k in overrides if k not in valid]
+    if unknown:
+        from zoo.errors import did_you_mean
+        raise UnknownArgumentError(
+            f"{entry.name}: unknown keyword {unknown[0]!r} for builder {entry.builder}.{did_you_mean(unknown[0], valid)}"
+            f" Valid keywords: {', '.join(valid)}.")
+    kwargs = {**thaw(entry.config), **overrides}
+    dims = kwargs.get("spatial_dims", entry.spatial_dims[0])
+    if dims not in entry.spatial_dims:
+        raise InvalidArgumentError(
+            f"{entry.name}: spatial_dims={dims!r} is not supported by this entry; it supports "
+            f"{', '.join(str(d) for d in entry.spatial_dims)}. Pass spatial_dims={entry.spatial_dims[0]}"
+            + (" or pick a 3D-capable entry (zoo.list_models(spatial_dims=3))." if dims == 3 else "."))
+    if "spatial_dims" in valid:
+        kwargs["spatial_dims"] = dims
+    shape = overrides.get("input_shape")
+    if shape is not None and "in_channels" not in overrides and "in_channels" in valid \
+            and len(shape) == dims + 1 and shape[-1] is not None:
+        kwargs["in_channels"] = int(shape[-1])
+    return builder, kwargs
+
+
+def load(name, *, weights=None, **overrides):
+    """Build registry model ``name``; optionally load ``weights``.
+
+    Any builder keyword may be overridden (``num_classes=2, in_channels=1, spatial_dims=3,
+    input_shape=(64, 64, 64, 1)``, ``dropout=0.0`` ...). ``weights`` is a tag from the
+    entry's ``weights:`` (e.g. ``"imagenet"``), a local file path, or a URL; the report of
+    what was loaded, adapted and re-initialised is at ``model.zoo_load_report``.
+    """
+    entry = get_registry().get(name)
+    builder, kwargs = build_kwargs(entry, overrides)
+    model = builder(**kwargs)
+    if weights is not None:
+        from zoo import weights as _weights
+        report = _weights.load_weights_into(model, entry=entry, weights=weights, build_kwargs=kwargs)
+        try:
+            model.zoo_load_report = report
+        except AttributeError:  # pragma: no cover - models that refuse attributes
+            pass
+    return model

@@ -27,6 +27,8 @@ INSTALL_REQUIRES = [
     "numpy>=1.26,<3",
     "h5py>=3.10,<4",
     "pyyaml>=6.0,<7",
+    "scipy>=1.11,<2",
+    "tensorboard>=2.20,<3",
 ]
 
 EXTRAS = {
@@ -36,7 +38,7 @@ EXTRAS = {
     "torch": ["torch==2.13.0"],
 }
 EXTRAS["test"] = ["pytest>=8,<10", "setuptools>=65", "wheel"] + EXTRAS["nifti"] + EXTRAS["dicom"] \
-    + EXTRAS["images"]
+    + EXTRAS["images"] + EXTRAS["torch"]
 EXTRAS["all"] = sorted({r for k, v in EXTRAS.items() if k != "test" for r in v})
 
 setup(

@@ -1,0 +1,128 @@
+"""Shared checks for the data sources: every bad input names the file it came from."""
+import os
+from pathlib import Path
+
+import numpy as np
+
+from zoo.errors import InvalidArgumentError, MissingDependencyError, ZooError
+
+
+class DataError(ZooError, ValueError):
+    """An input file or array cannot be used as training data (the message names it)."""
+
+
+EXTRAS = {"nibabel": "nifti", "pydicom": "dicom", "PIL": "images"}  # optional extras of medzoo
+PIP_NAMES = {"scipy": "scipy", "tensorflow_datasets": "tensorflow-datasets"}  # core dependencies
+
+
+def require(module, feature):
+    """Import an optional dependency or raise MissingDependencyError with the pip command."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        top = module.split(".")[0]
+        cmd = (f'pip install "medzoo[{EXTRAS[top]}]"' if top in EXTRAS
+               else f"pip install {PIP_NAMES.get(top, top)}")
+        raise MissingDependencyError(
+            f"{feature} needs the package {top!r}, which is not installed. Install it with: {cmd}") from None
+
+
+def as_path(path, arg, *, kind="file or folder"):
+    p = Path(os.fspath(path)).expanduser()
+    if not p.exists():
+        raise DataError(f"{arg}={str(path)!r}: no such {kind}. Check the path (it is resolved "
+                        f"relative to {os.getcwd()!r}).")
+    return p
+
+
+def list_files(folder, arg, suffixes):
+    """Sorted non-hidden files in ``folder`` whose lower-case name ends with one of ``suffixes``."""
+    folder = as_path(folder, arg, kind="folder")
+    if not folder.is_dir():
+        raise DataError(f"{arg}={str(folder)!r} is a file; pass the folder that holds the data.")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.name.lower().endswith(tuple(suffixes)))
+    if not files:
+        raise DataError(f"{arg}: folder {str(folder)!r} holds no {'/'.join(suffixes)} files "
+                        "(empty folder?). Put the data files there or pass another folder.")
+    return files
+
+
+def stem(path, suffixes=(".nii.gz", ".nii", ".npy")):
+    name = Path(path).name
+    for s in suffixes:
+        if name.lower().endswith(s):
+            return name[: -len(s)]
+    return Path(name).stem
+
+
+def describe(exc):
+    """``Type: message`` on one line (library messages often span several)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def check_finite(array, source):
+    if np.issubdtype(array.dtype, np.floating):
+        bad = ~np.isfinite(array)
+        if bad.any():
+            raise DataError(f"{source}: the data holds {int(bad.sum())} NaN/Inf value(s) (first at "
+                            f"index {tuple(int(i) for i in np.argwhere(bad)[0])}). Clean or replace "
+                            "them (e.g. np.nan_to_num) before training.")
+    return array
+
+
+def check_labels(labels, num_classes, source):
+    """Integer labels; values must lie in [0, num_classes) when num_classes is given."""
+    labels = np.asarray(labels)
+    if np.issubdtype(labels.dtype, np.floating):
+        check_finite(labels, source)
+        if not np.all(labels == np.round(labels)):
+            raise DataError(f"{source}: labels must be whole numbers (class indices); found "
+                            f"fractional values such as {labels[labels != np.round(labels)][0]!r}.")
+    labels = labels.astype(np.int32)
+    if num_classes:
+        n = max(int(num_classes), 2)  # one sigmoid output still means classes {0, 1}
+        bad = (labels < 0) | (labels >= n)
+        if bad.any():
+            found = np.unique(labels[bad])[:8].tolist()
+            raise DataError(f"{source}: label values {found} are outside the class range 0..{n - 1} "
+                            f"(num_classes={num_classes}). Remap the labels (e.g. 255 -> 1) or pass "
+                            "the right num_classes.")
+    return labels
+
+
+def check_channels(channels, in_channels, source, fix=""):
+    if in_channels is not None and channels != in_channels:
+        raise DataError(f"{source}: has {channels} channel(s) but in_channels={in_channels} was "
+                        f"expected. {fix or 'Convert the data or pass the matching in_channels.'}")
+
+
+def label_map(labels, spatial_dims):
+    """Segmentation labels get a trailing channel axis: (*spatial, 1) int32."""
+    labels = np.asarray(labels)
+    return labels[..., None] if labels.ndim == spatial_dims else labels
+
+
+def check_size(size, spatial_dims, arg="patch_size"):
+    if size is None:
+        return None
+    sizes = (size,) * spatial_dims if isinstance(size, (int, np.integer)) else tuple(size)
+    if len(sizes) != spatial_dims or any(isinstance(s, bool) or int(s) != s or s < 1 for s in sizes):
+        raise InvalidArgumentError(f"{arg}={size!r} must be a positive int or {spatial_dims} positive "
+                                   f"ints; e.g. {arg}={(64,) * spatial_dims}.")
+    return tuple(int(s) for s in sizes)
+
+
+def dataset_from_generator(gen, image_spec, label_spec, **attrs):
+    """tf.data.Dataset from a generator function of (image, label) numpy pairs."""
+    from zoo._keras import tf
+    ds = tf.data.Dataset.from_generator(gen, output_signature=(image_spec, label_spec))
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    return ds
+
+
+def spec(shape, dtype):
+    from zoo._keras import tf
+    return tf.TensorSpec(shape=tuple(shape), dtype=dtype)

@@ -1,0 +1,263 @@
+"""3D volumes (NIfTI; DICOM series via zoo.datasets.dicom): normalise, resample, sample patches.
+
+Volumes are channels-last float32 ``(X, Y, Z, C)`` in the file's voxel order (NIfTI i, j, k;
+DICOM columns, rows, slices), labels int32 ``(X, Y, Z, 1)``. Per case, in this order:
+NaN/Inf check -> optional resampling to ``spacing`` (scipy.ndimage.zoom, order 1 for images,
+order 0 for labels) -> intensity: ``window=(lo, hi)`` clips and scales to [0, 1] (CT
+windowing), ``normalize="zscore"`` standardises each volume and channel -> patches.
+With ``patch_size``, each epoch draws ``samples_per_volume`` patches per volume; a share
+``fg_fraction`` of them is centred on a random foreground (label > 0) voxel, the rest are
+uniform. A volume smaller than the patch is padded (image with its minimum, label with 0).
+"""
+import numpy as np
+
+from zoo.datasets._common import (DataError, check_channels, check_finite, check_labels, check_size,
+                                  dataset_from_generator, describe, list_files, require, spec, stem)
+from zoo.errors import InvalidArgumentError, check_choice
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+NORMALIZE = ("auto", "zscore", None)
+
+
+def load_nifti(path):
+    """Read a NIfTI file: ``(data float32 (X, Y, Z, C), spacing (3,), affine (4, 4))``."""
+    nib = require("nibabel", "Reading NIfTI files")
+    try:
+        img = nib.load(str(path))
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+        spacing = tuple(float(z) for z in img.header.get_zooms()[:3])
+        affine = np.asarray(img.affine, np.float64)
+    except Exception as e:  # ImageFileError, EOFError, zlib errors, short buffers ...
+        raise DataError(f"{path}: cannot read this NIfTI file ({describe(e)}). It is "
+                        "unreadable or truncated; re-export or remove it.") from None
+    if data.ndim == 2:
+        data = data[:, :, None]
+    if data.ndim == 5 and data.shape[3] == 1:  # NIfTI vector convention (X, Y, Z, 1, C)
+        data = data[:, :, :, 0]
+    if data.ndim == 3:
+        data = data[..., None]
+    if data.ndim != 4:
+        raise DataError(f"{path}: a {data.ndim}D NIfTI image of shape {data.shape} is not a volume; "
+                        "expected (X, Y, Z) or (X, Y, Z, channels).")
+    spacing = spacing + (1.0,) * (3 - len(spacing))
+    return data, spacing, affine
+
+
+def load_label_volume(path):
+    """A label volume from .nii/.nii.gz (nibabel) or .npy: int32 (X, Y, Z)."""
+    if str(path).lower().endswith(".npy"):
+        try:
+            data = np.load(path, allow_pickle=False)
+        except Exception as e:
+            raise DataError(f"{path}: cannot read this .npy label file ({describe(e)}).") from None
+    else:
+        data = load_nifti(path)[0]
+        if data.shape[-1] != 1:
+            raise DataError(f"{path}: a label volume must have one channel; it has {data.shape[-1]}.")
+        data = data[..., 0]
+    return data
+
+
+def resample(image, label, spacing, target):
+    """Zoom ``image`` (order 1) and ``label`` (order 0) from ``spacing`` to ``target`` spacing."""
+    ndimage = require("scipy.ndimage", "Resampling volumes (spacing=...)")
+    factors = [s / t for s, t in zip(spacing, target)]
+    if np.allclose(factors, 1.0):
+        return image, label
+    image = ndimage.zoom(image, factors + [1.0], order=1, mode="nearest", grid_mode=False)
+    if label is not None:
+        label = ndimage.zoom(label, factors, order=0, mode="nearest", grid_mode=False)
+    return image, label
+
+
+def normalize_intensity(image, window=None, normalize="auto"):
+    """CT window (clip, scale to [0, 1]) and/or per-volume, per-channel z-score."""
+    image = image.astype(np.float32, copy=True)
+    if window is not None:
+        lo, hi = float(window[0]), float(window[1])
+        image = (np.clip(image, lo, hi) - lo) / (hi - lo)
+    if normalize == "zscore" or (normalize == "auto" and window is None):
+        axes = tuple(range(image.ndim - 1))
+        mean = image.mean(axis=axes, keepdims=True)
+        std = image.std(axis=axes, keepdims=True)
+        image = (image - mean) / np.where(std > 0, std, 1.0)
+    return image
+
+
+def pad_to(image, label, patch):
+    """Pad symmetrically so every spatial axis is at least ``patch``."""
+    short = [max(p - s, 0) for p, s in zip(patch, image.shape[:-1])]
+    if not any(short):
+        return image, label
+    pads = [(d // 2, d - d // 2) for d in short]
+    image = np.pad(image, pads + [(0, 0)], constant_values=float(image.min()))
+    if label is not None and np.ndim(label) > 0:
+        label = np.pad(label, pads, constant_values=0)
+    return image, label
+
+
+def sample_patches(image, label, patch, n, fg_fraction, rng, fg_index=None):
+    """``n`` patch corners; ``round(fg_fraction * n)`` (stochastic rounding) hold foreground."""
+    shape = np.asarray(image.shape[:-1])
+    patch = np.asarray(patch)
+    has_map = label is not None and np.ndim(label) > 0
+    if fg_index is None and has_map:
+        fg_index = np.argwhere(label > 0)
+    n_fg = int(np.floor(fg_fraction * n + rng.random())) if has_map and len(fg_index) else 0
+    starts = []
+    for k in range(n):
+        if k < n_fg:
+            centre = fg_index[rng.integers(len(fg_index))]
+            start = np.clip(centre - patch // 2, 0, shape - patch)
+        else:
+            start = np.array([rng.integers(0, s - p + 1) for s, p in zip(shape, patch)])
+        starts.append(start)
+    return [starts[i] for i in rng.permutation(n)]
+
+
+def _crop(array, start, patch):
+    return array[tuple(slice(int(s), int(s) + p) for s, p in zip(start, patch))]
+
+
+class _Cases:
+    """Loads, checks and preprocesses case ``i``; caches it when ``cache`` is True."""
+
+    def __init__(self, images, labels, read, *, window, normalize, spacing, num_classes, in_channels,
+                 cache):
+        self.images, self.labels, self.read = images, labels, read
+        self.opts = dict(window=window, normalize=normalize)
+        self.spacing, self.num_classes, self.in_channels = spacing, num_classes, in_channels
+        self.cache, self._store = cache, {}
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        if i in self._store:
+            return self._store[i]
+        src = self.images[i]
+        image, spacing, _ = self.read(src)
+        check_finite(image, str(src))
+        check_channels(image.shape[-1], self.in_channels, str(src))
+        label = self.labels[i] if self.labels is not None else None
+        if label is not None and not isinstance(label, (int, np.integer)):
+            lsrc = label
+            label = load_label_volume(lsrc)
+            if label.shape != image.shape[:-1]:
+                raise DataError(f"image {src} has spatial shape {image.shape[:-1]} but its label {lsrc} "
+                                f"has {label.shape}; they must match voxel for voxel.")
+            label = check_labels(label, self.num_classes, str(lsrc))
+        elif label is not None:
+            label = check_labels(np.int32(label), self.num_classes, f"label of {src}")
+        if self.spacing is not None:
+            image, lab = resample(image, label if np.ndim(label) else None, spacing, self.spacing)
+            label = lab if np.ndim(label) else label
+        image = normalize_intensity(image, **self.opts)
+        fg = np.argwhere(label > 0) if label is not None and np.ndim(label) else None
+        case = (image, label, fg)
+        if self.cache:
+            self._store[i] = case
+        return case
+
+
+def volume_dataset(images, labels=None, *, read, patch_size=None, samples_per_volume=1,
+                   fg_fraction=0.5, window=None, normalize="auto", spacing=None, num_classes=None,
+                   in_channels=None, shuffle=True, seed=0, cache=True):
+    """tf.data.Dataset over volumes read by ``read(source) -> (data, spacing, affine)``."""
+    check_choice("normalize", normalize, NORMALIZE, "volumes")
+    if window is not None and (len(window) != 2 or not float(window[0]) < float(window[1])):
+        raise InvalidArgumentError(f"window={window!r} must be (low, high) with low < high, "
+                                   "e.g. window=(-1000, 400) for a CT lung/soft-tissue window.")
+    if not 0.0 <= fg_fraction <= 1.0:
+        raise InvalidArgumentError(f"fg_fraction={fg_fraction!r} must lie in [0, 1] (the share of "
+                                   "patches centred on foreground), e.g. 0.5.")
+    if spacing is not None:
+        spacing = tuple(float(s) for s in check_size_float(spacing))
+    patch = check_size(patch_size, 3)
+    if labels is not None and len(labels) != len(images):
+        raise DataError(f"{len(images)} image volumes but {len(labels)} labels; pass one label per volume.")
+    cases = _Cases(images, labels, read, window=window, normalize=normalize, spacing=spacing,
+                   num_classes=num_classes, in_channels=in_channels, cache=cache)
+    channels = None
+    for i in range(len(cases)):  # validate everything before training starts
+        image = cases[i][0]
+        if channels is not None and image.shape[-1] != channels:
+            check_channels(image.shape[-1], channels, str(images[i]),
+                           "All volumes must have the same number of channels.")
+        channels = image.shape[-1]
+        if not cache:
+            cases._store.clear()
+    seg = labels is not None and not isinstance(labels[0], (int, np.integer))
+    epoch = [0]
+
+    def gen():
+        rng = np.random.default_rng([int(seed), epoch[0]])
+        epoch[0] += 1
+        order = rng.permutation(len(cases)) if shuffle else range(len(cases))
+        for i in order:
+            image, label, fg = cases[int(i)]
+            lab_map = label if seg else None
+            if patch is None:
+                yield image, (label[..., None] if seg else np.int32(label if label is not None else 0))
+                continue
+            image, lab_map = pad_to(image, lab_map, patch)
+            if lab_map is not None and lab_map.shape != label.shape:
+                fg = None  # padding moved the foreground; recompute
+            for start in sample_patches(image, lab_map, patch, samples_per_volume, fg_fraction, rng, fg):
+                p_img = _crop(image, start, patch)
+                yield p_img, (_crop(lab_map, start, patch)[..., None] if seg
+                              else np.int32(label if label is not None else 0))
+
+    shape = patch or (None, None, None)
+    from zoo._keras import tf
+    label_spec = spec((*shape, 1), tf.int32) if seg else spec((), tf.int32)
+    n = len(cases) * (samples_per_volume if patch else 1)
+    ds = dataset_from_generator(gen, spec((*shape, channels), tf.float32), label_spec,
+                                file_paths=[str(s) for s in images])
+    return ds.apply(tf.data.experimental.assert_cardinality(n))
+
+
+def check_size_float(spacing):
+    vals = (spacing,) * 3 if isinstance(spacing, (int, float)) else tuple(spacing)
+    if len(vals) != 3 or not all(float(v) > 0 for v in vals):
+        raise InvalidArgumentError(f"spacing={spacing!r} must be 3 positive numbers (mm per voxel "
+                                   "along the volume axes), e.g. spacing=(1.5, 1.5, 2.0).")
+    return vals
+
+
+def _match(image_files, label_dir, label_suffix):
+    labels = {stem(f)[: -len(label_suffix)] if label_suffix and stem(f).endswith(label_suffix)
+              else stem(f): f for f in list_files(label_dir, "labels", NIFTI_SUFFIXES + (".npy",))}
+    missing = [f for f in image_files if stem(f) not in labels]
+    if missing:
+        raise DataError(f"no label volume for {', '.join(str(m) for m in missing[:5])} in {label_dir} "
+                        "(matched by name stem). Add the labels or set label_suffix.")
+    extra = sorted(set(labels) - {stem(f) for f in image_files})
+    if extra:
+        raise DataError(f"label volume {labels[extra[0]]} has no image (matched by name stem); "
+                        "remove it or add the image.")
+    return [labels[stem(f)] for f in image_files]
+
+
+def nifti(images, labels=None, *, patch_size=None, samples_per_volume=1, fg_fraction=0.5, window=None,
+          normalize="auto", spacing=None, num_classes=None, in_channels=None, label_suffix="",
+          shuffle=True, seed=0, cache=True):
+    """NIfTI volumes (a folder or a list of files) with label volumes (folder/list) or class ints.
+
+    See the module docstring for the preprocessing. Returns a tf.data.Dataset of
+    (float32 (X, Y, Z, C), int32 (X, Y, Z, 1) or int32 class) pairs. Every case is read and
+    checked once when the dataset is made, so a bad file raises a ZooError before training;
+    ``cache=True`` keeps the preprocessed volumes in memory (``False`` rereads each epoch).
+    Label folders are matched to images by name stem (``label_suffix`` is stripped).
+    """
+    require("nibabel", "Reading NIfTI files")
+    files = (list_files(images, "images", NIFTI_SUFFIXES) if not isinstance(images, (list, tuple))
+             else list(images))
+    if not files:
+        raise DataError("nifti: the list of image files is empty; pass at least one .nii/.nii.gz file.")
+    if labels is not None and not isinstance(labels, (list, tuple)):
+        labels = _match(files, labels, label_suffix)
+    return volume_dataset(files, labels, read=load_nifti, patch_size=patch_size,
+                          samples_per_volume=samples_per_volume, fg_fraction=fg_fraction, window=window,
+                          normalize=normalize, spacing=spacing, num_classes=num_classes,
+                          in_channels=in_channels, shuffle=shuffle, seed=seed, cache=cache)

@@ -6,10 +6,27 @@ Public API (re-exports only; TensorFlow is imported on first use, not by ``impor
 """
 from zoo.errors import (InvalidArgumentError, MissingDependencyError, RegistryError,
                         UnknownArgumentError, UnknownModelError, WeightsError, ZooError)
-from zoo.hub import info, list_models, load
+from zoo.hub import info, list_models, load, load_model
+from zoo.weights import save_weights
 
 __version__ = "0.1.0"
 
-__all__ = ["load", "list_models", "info", "ZooError", "RegistryError", "UnknownModelError",
+# Exports that need TensorFlow, imported on first access (PEP 562) so ``import zoo`` stays light.
+_LAZY = {"finetune": "zoo.train", "predict": "zoo.inference"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+__all__ = ["load", "load_model", "list_models", "info", "save_weights", "ZooError", "RegistryError", "UnknownModelError",
            "UnknownArgumentError", "InvalidArgumentError", "WeightsError", "MissingDependencyError",
-           "__version__"]
+           "__version__", "finetune", "predict"]

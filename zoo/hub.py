@@ -30,8 +30,8 @@ def builder_keywords(builder):
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-def build_kwargs(entry, overrides):
-    """Merge an entry's config with user overrides, validating names and dims."""
+def build_kwargs(entry, overrides, weight_spec=None):
+    """Merge an entry's config, the weights' build config and user overrides (in that order)."""
     builder = entry.resolve_builder()
     valid = builder_keywords(builder)
     unknown = [k for k in overrides if k not in valid]
@@ -40,7 +40,7 @@ def build_kwargs(entry, overrides):
         raise UnknownArgumentError(
             f"{entry.name}: unknown keyword {unknown[0]!r} for builder {entry.builder}.{did_you_mean(unknown[0], valid)}"
             f" Valid keywords: {', '.join(valid)}.")
-    kwargs = {**thaw(entry.config), **overrides}
+    kwargs = {**thaw(entry.config), **_weight_defaults(weight_spec, valid), **overrides}
     dims = kwargs.get("spatial_dims", entry.spatial_dims[0])
     if dims not in entry.spatial_dims:
         raise InvalidArgumentError(
@@ -56,6 +56,19 @@ def build_kwargs(entry, overrides):
     return builder, kwargs
 
 
+def _weight_defaults(spec, valid):
+    """Builder kwargs a registered weight file was saved from (num_classes, in_channels, config)."""
+    if spec is None:
+        return {}
+    defaults = {k: v for k, v in thaw(spec.config).items()
+                if k not in ("spatial_dims", "input_shape", "name")}
+    if spec.num_classes is not None:
+        defaults.setdefault("num_classes", spec.num_classes)
+    if spec.in_channels is not None:
+        defaults.setdefault("in_channels", spec.in_channels)
+    return {k: v for k, v in defaults.items() if k in valid}
+
+
 def load(name, *, weights=None, **overrides):
     """Build registry model ``name``; optionally load ``weights``.
 
@@ -65,13 +78,47 @@ def load(name, *, weights=None, **overrides):
     what was loaded, adapted and re-initialised is at ``model.zoo_load_report``.
     """
     entry = get_registry().get(name)
-    builder, kwargs = build_kwargs(entry, overrides)
-    model = builder(**kwargs)
+    spec = None
     if weights is not None:
         from zoo import weights as _weights
+        spec = _weights.resolve(weights, entry)[0]
+    builder, kwargs = build_kwargs(entry, overrides, spec)
+    model = builder(**kwargs)
+    model.zoo_name, model.zoo_task = entry.name, entry.task
+    if weights is not None:
         report = _weights.load_weights_into(model, entry=entry, weights=weights, build_kwargs=kwargs)
         try:
             model.zoo_load_report = report
         except AttributeError:  # pragma: no cover - models that refuse attributes
             pass
     return model
+
+
+def register_custom_objects():
+    """Import every module that registers zoo layers, models, losses and metrics with Keras."""
+    import importlib
+    import pkgutil
+
+    import zoo.models
+    for module in ("zoo.layers", "zoo.losses", "zoo.metrics"):
+        importlib.import_module(module)
+    for info_ in pkgutil.iter_modules(zoo.models.__path__):
+        importlib.import_module(f"zoo.models.{info_.name}")
+
+
+def load_model(path, *, compile=False):
+    """Load a whole model saved with ``model.save`` (``.keras``, ``.h5`` or SavedModel).
+
+    Same as ``keras.models.load_model`` but registers the zoo's custom layers and model
+    classes first, so it works in a fresh process. ``compile=True`` restores the training
+    configuration (zoo losses and metrics included).
+    """
+    import os
+
+    from zoo.errors import InvalidArgumentError
+    if not os.path.exists(path):
+        raise InvalidArgumentError(f"load_model: {str(path)!r} does not exist; pass the path given to "
+                                   "model.save (.keras, .h5 or a SavedModel folder).")
+    register_custom_objects()
+    from zoo._keras import keras
+    return keras.models.load_model(path, compile=compile)

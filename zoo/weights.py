@@ -1,0 +1,392 @@
+"""Pretrained weights: resolve, fetch, transfer by layer name, adapt, inflate, save.
+
+``zoo.load(name, weights=...)`` calls :func:`load_weights_into`. ``weights`` may be
+
+* a tag of the registry entry (``"imagenet"``), or a tag + ``"-inflated"`` (``"imagenet-inflated"``)
+  to load 2D weights into the 3D variant (see *Inflation*);
+* a local file path (used in place; verified when its hash is known);
+* a ``https://`` or ``file://`` URL (downloaded into the cache, see :mod:`zoo._fetch`). A URL
+  may carry its hash as a fragment, ``...file.h5#sha256=<hex>`` (or ``#md5=``); a URL equal to
+  a registered one gets that spec's hash; otherwise its sha256 is recorded on first download.
+
+**Transfer is strict, by layer name.** Every model layer that has weights must be in the file
+with the same shapes, and every layer of the file must be in the model. Two exceptions:
+
+* the *classifier* - the layer named ``classifier`` (zoo) or ``predictions``
+  (keras.applications), else the model's last layer with weights if it is a Dense or 1x1 conv -
+  may differ in its number of outputs (or be absent from the file, or absent from a headless
+  model): it is then left as initialised by the builder ("re-initialised");
+* the *first conv* - ``stem_conv``/``conv1_conv``/``conv1``, else the first layer whose kernel
+  has 3+ axes - may differ in input channels: for 1 channel the kernel is summed over its input
+  axis; for N channels it is tiled to N and multiplied by C/N (C = the file's channels), so a
+  grey image repeated on every channel gives the same activations (exactly when N is a
+  multiple of C; otherwise the same scale).
+
+Everything is checked before anything is assigned: a file from another architecture raises
+:class:`~zoo.errors.WeightsError` naming the first mismatching layer and leaves the model as built.
+
+**Inflation** (I3D, Carreira & Zisserman 2017): a 2D kernel ``(kh, kw, cin, cout)`` becomes
+``(kd, kh, kw, cin, cout)`` by repeating it ``kd`` times along depth and dividing by ``kd`` (``kd``
+is the model's kernel depth), so a volume of identical slices gives, away from the depth borders
+(zero padding), the features the 2D network gives on one slice. Other arrays are unchanged.
+"""
+import dataclasses
+import os
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from zoo import _fetch, _weightfile
+from zoo.errors import InvalidArgumentError, WeightsError, did_you_mean
+
+INFLATED_SUFFIX = "-inflated"
+FIRST_CONV_NAMES = ("stem_conv", "conv1_conv", "conv1")
+CLASSIFIER_NAMES = ("classifier", "predictions")
+# builder arguments that weights may legitimately differ in (everything else must agree)
+_ADAPTABLE = {"num_classes", "in_channels", "spatial_dims", "input_shape", "classifier_activation",
+              "dropout", "name"}
+
+
+@dataclasses.dataclass
+class LoadReport:
+    """What :func:`load_weights_into` did. ``str(report)`` is a readable summary."""
+    source: str
+    path: str
+    format: str
+    hash: str = None
+    tag: str = None
+    model: str = None
+    inflated: bool = False
+    loaded: list = dataclasses.field(default_factory=list)
+    adapted: dict = dataclasses.field(default_factory=dict)         # layer -> how
+    reinitialised: dict = dataclasses.field(default_factory=dict)   # layer -> why
+    skipped: dict = dataclasses.field(default_factory=dict)         # file layer -> why
+
+    def __str__(self):
+        what = f"{self.model or 'model'}" + (f" weights {self.tag!r}" if self.tag else "")
+        lines = [f"{what} from {self.source}", f"  file: {self.path} ({self.format}"
+                 + (f", {self.hash})" if self.hash else ")"),
+                 f"  loaded: {len(self.loaded)} layers" + (" (2D kernels inflated to 3D)" if self.inflated else "")]
+        for title, items in (("adapted", self.adapted), ("re-initialised", self.reinitialised),
+                             ("skipped (in the file, not in the model)", self.skipped)):
+            lines += [f"  {title}: {name}: {why}" for name, why in items.items()]
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- resolution
+def _hash_from_fragment(url):
+    frag = urllib.parse.urlsplit(url).fragment
+    if "=" in frag:
+        algo, _, value = frag.partition("=")
+        algo, value = _fetch.parse_hash(f"{algo}:{value}")
+        return f"{algo}:{value}"
+    return None
+
+
+def resolve(weights, entry=None):
+    """``weights`` -> ``(spec or None, url or None, local path or None, inflate, tag)``."""
+    if isinstance(weights, os.PathLike):
+        weights = os.fspath(weights)
+    if not isinstance(weights, str) or not weights:
+        raise InvalidArgumentError(f"weights={weights!r} must be a registry tag, a file path or a URL.")
+    tags = dict(entry.weights) if entry is not None else {}
+    if weights in tags:
+        return tags[weights], None, None, False, weights
+    if weights.endswith(INFLATED_SUFFIX) and weights[:-len(INFLATED_SUFFIX)] in tags:
+        tag = weights[:-len(INFLATED_SUFFIX)]
+        return tags[tag], None, None, True, weights
+    if "://" in weights:
+        clean = urllib.parse.urlunsplit(urllib.parse.urlsplit(weights)._replace(fragment=""))
+        for spec in tags.values():
+            if spec.url == clean:
+                return spec, None, None, False, spec.tag
+        return None, weights, None, False, None
+    if Path(weights).expanduser().is_file():
+        return None, None, str(Path(weights).expanduser().resolve()), False, None
+    where = f" of {entry.name!r} (tags: {', '.join(sorted(tags)) or 'none'})" if entry else ""
+    raise WeightsError(
+        f"weights={weights!r} is neither a registered tag{where}, an existing file, nor a URL."
+        f"{did_you_mean(weights, tags)} Pass a tag, a path to a .h5/.weights.h5/.npz/.safetensors file, or an "
+        "https:// URL.")
+
+
+def _spec_location(spec):
+    """A spec's url as ``(url, None)`` or ``(None, local path)`` (relative = to its registry file)."""
+    scheme = urllib.parse.urlsplit(spec.url).scheme
+    if scheme:
+        return spec.url, None
+    base = Path(spec.origin).parent if spec.origin else Path.cwd()
+    return None, str((base / spec.url).expanduser().resolve())
+
+
+def _verify_local(path, expected):
+    if not Path(path).is_file():
+        raise WeightsError(f"weights file {path} does not exist; check the path (a relative registry "
+                           "url is relative to the registry file).")
+    if expected:
+        algo, value = _fetch.parse_hash(expected)
+        got = _fetch.hash_file(path, (algo,))[algo]
+        if got != value:
+            raise WeightsError(f"hash mismatch for {path}: {algo} {got}, expected {value}. The file "
+                               "is not the registered one; replace it or fix the registry hash.")
+
+
+def fetch_weights(weights, entry=None, progress=None):
+    """Resolve ``weights`` and return ``(local path, spec, inflate, tag, source, hash)``."""
+    spec, url, path, inflate, tag = resolve(weights, entry)
+    expected = None
+    if spec is not None:
+        expected = spec.hash
+        url, path = _spec_location(spec)
+    elif url is not None:
+        expected = _hash_from_fragment(url)
+        url = urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(fragment=""))
+    if url is not None:
+        local = _fetch.fetch(url, hash=expected, size=spec.size if spec else None, progress=progress)
+        return str(local), spec, inflate, tag, url, expected
+    _verify_local(path, expected)
+    return path, spec, inflate, tag, path, expected
+
+
+# --------------------------------------------------------------------------- transfer
+def _kernel(layer):
+    for w in layer.weights:
+        if _weightfile.short_name(w.name) in ("kernel", "depthwise_kernel"):
+            return w
+    return None
+
+
+def first_conv(layers):
+    names = {layer.name: layer for layer in layers}
+    for name in FIRST_CONV_NAMES:
+        if name in names and _kernel(names[name]) is not None:
+            return names[name]
+    return next((layer for layer in layers if _kernel(layer) is not None and len(_kernel(layer).shape) >= 3), None)
+
+
+def classifier(layers):
+    names = {layer.name: layer for layer in layers}
+    for name in CLASSIFIER_NAMES:
+        if name in names:
+            return names[name]
+    last = layers[-1] if layers else None
+    kernel = _kernel(last) if last is not None else None
+    if kernel is not None and (len(kernel.shape) == 2 or all(k == 1 for k in kernel.shape[:-2])):
+        return last
+    return None
+
+
+def _match_arrays(layer, arrays, variables, wf):
+    """Pair the file's arrays of one layer with the layer's variables."""
+    if len(arrays) != len(variables):
+        raise WeightsError(
+            f"layer {layer.name!r}: the file has {len(arrays)} arrays, the model's layer has "
+            f"{len(variables)} ({', '.join(_weightfile.short_name(v.name) for v in variables)}). "
+            "The file was saved from a different layer type or configuration (e.g. bias on/off).")
+    names = [n for n, _ in arrays]
+    want = [_weightfile.short_name(v.name) for v in variables]
+    if None not in names and sorted(names) == sorted(want) and len(set(names)) == len(names):
+        lookup = dict(arrays)
+        return [lookup[n] for n in want]
+    return [a for _, a in arrays]
+
+
+def _inflate(array, target_shape):
+    depth = target_shape[0]
+    return np.repeat(array[None], depth, axis=0) / depth
+
+
+def _adapt_channels(kernel, cin):
+    have = kernel.shape[-2]
+    if cin == 1:
+        return kernel.sum(axis=-2, keepdims=True)
+    reps = -(-cin // have)
+    return np.concatenate([kernel] * reps, axis=-2)[..., :cin, :] * (have / cin)
+
+
+def plan_transfer(model, wf, *, inflate=False):
+    """Check ``wf`` against ``model``; return ``(assignments, report parts)``; assign nothing."""
+    layers = [layer for layer in model.layers if layer.weights]
+    stem, head = first_conv(layers), classifier(layers)
+    keys = _weightfile.keras_class_keys(model) if wf.keyed_by == "keras_class" else {}
+    key_of = (lambda layer: keys[layer.name]) if keys else (lambda layer: layer.name)
+    in_channels = model.input_shape[-1] if not isinstance(model.input_shape, list) else None
+    file_layers = {k: v for k, v in wf.layers.items() if v}
+    file_order = [k for k in (wf.order or []) if k in file_layers]
+    file_head = next((k for k in CLASSIFIER_NAMES if k in file_layers), file_order[-1] if file_order else None)
+    model_keys = {key_of(layer): layer for layer in layers}
+    plan, loaded, adapted, reinit, skipped = [], [], {}, {}, {}
+    found = sum(1 for k in model_keys if k in file_layers)
+    context = (f" ({found} of {len(model_keys)} model layers with weights are in the file: "
+               f"{'probably another architecture' if found < len(model_keys) // 2 else 'another configuration?'}).")
+    for layer in layers:
+        key = key_of(layer)
+        label = layer.name + (f" (file key {key!r})" if keys else "")
+        if key not in file_layers:
+            if layer is head:
+                reinit[layer.name] = "not in the file (headless weights)"
+                continue
+            raise WeightsError(f"weights file {wf.path} has no layer {label} (a {type(layer).__name__} "
+                               f"of the model) - only the classifier may be missing.{context}")
+        variables = layer._trainable_weights + layer._non_trainable_weights if wf.format == "weights.h5" \
+            else layer.weights
+        arrays = _match_arrays(layer, file_layers[key], variables, wf)
+        values, how = [], []
+        for var, arr in zip(variables, arrays):
+            target = tuple(var.shape)
+            kind = _weightfile.short_name(var.name)
+            if inflate and arr.ndim == len(target) - 1 and kind in ("kernel", "depthwise_kernel") \
+                    and arr.ndim >= 3 and arr.shape == target[1:]:
+                arr = _inflate(arr, target)
+                how.append("inflated")
+            if arr.shape != target and layer is stem and kind == "kernel" and arr.ndim == len(target) \
+                    and arr.shape[:-2] == target[:-2] and arr.shape[-1] == target[-1] \
+                    and target[-2] == in_channels:
+                arr_channels = arr.shape[-2]
+                arr = _adapt_channels(arr, target[-2])
+                how.append(f"in_channels {arr_channels} -> {target[-2]} "
+                           + ("(summed)" if target[-2] == 1 else "(tiled and rescaled)"))
+            if arr.shape != target:
+                values = None
+                break
+            values.append(arr.astype(var.dtype.as_numpy_dtype, copy=False))
+        if values is None:
+            file_shapes = [tuple(a.shape) for _, a in file_layers[key]]
+            model_shapes = [tuple(v.shape) for v in variables]
+            if layer is head and len(file_shapes) == len(model_shapes) and all(
+                    len(f) == len(m) and f[:-1] == m[:-1] for f, m in zip(file_shapes, model_shapes)):
+                reinit[layer.name] = f"{file_shapes[0][-1]} outputs in the file, {model_shapes[0][-1]} in the model"
+                continue
+            hint = ""
+            if file_shapes and model_shapes and len(file_shapes[0]) == len(model_shapes[0]) - 1:
+                hint = " The file looks 2D and the model 3D: use a '-inflated' tag (or inflate=True)."
+            raise WeightsError(
+                f"weights file {wf.path}: layer {label} has shapes {file_shapes} in the file but "
+                f"{model_shapes} in the model. Only the classifier (num_classes) and the first conv "
+                f"(in_channels) may differ.{hint}{context}")
+        plan.append((layer, variables, values))
+        changes = [h for h in how if h != "inflated"]
+        if changes:
+            adapted[layer.name] = "; ".join(changes)
+        else:
+            loaded.append(layer.name)
+    for key in file_layers:
+        if key not in model_keys:
+            if key == file_head and (head is None or key_of(head) != key):
+                skipped[key] = "classifier of the file; the model has no such layer"
+                continue
+            raise WeightsError(
+                f"weights file {wf.path} has layer {key!r} which the model lacks - the file was saved "
+                f"from a different architecture or configuration.{context}")
+    return plan, {"loaded": loaded, "adapted": adapted, "reinitialised": reinit, "skipped": skipped}
+
+
+def _model_dims(model):
+    shape = model.input_shape[0] if isinstance(model.input_shape, list) else model.input_shape
+    return len(shape) - 2
+
+
+def _check_config(spec, build_kwargs, name):
+    if spec is None or not build_kwargs:
+        return
+    for key, value in spec.config.items():
+        if key in _ADAPTABLE or key not in build_kwargs:
+            continue
+        got = build_kwargs[key]
+        if (list(got) if isinstance(got, tuple) else got) != (list(value) if isinstance(value, tuple) else value):
+            raise WeightsError(
+                f"weights {spec.tag!r} of {name} were saved from {key}={value!r} but the model is built "
+                f"with {key}={got!r}; only num_classes, in_channels and spatial_dims may differ. Build with "
+                f"{key}={value!r} or pick other weights.")
+
+
+def load_weights_into(model, *, weights, entry=None, build_kwargs=None, inflate=None, progress=None):
+    """Fetch ``weights`` and transfer them into ``model`` (strict; see the module docstring).
+
+    ``inflate``: None = only for a ``-inflated`` tag; True/False to force. Returns a LoadReport.
+    """
+    local, spec, tag_inflate, tag, source, expected = fetch_weights(weights, entry, progress)
+    inflate = tag_inflate if inflate is None else bool(inflate)
+    dims = _model_dims(model)
+    name = entry.name if entry is not None else model.name
+    file_dims = spec.spatial_dims if spec is not None and spec.spatial_dims else None
+    if inflate and dims != 3:
+        raise WeightsError(f"weights={weights!r} asks for 2D->3D inflation but the model is {dims}D; drop "
+                           f"the '{INFLATED_SUFFIX}' suffix (or pass spatial_dims=3).")
+    if inflate and file_dims not in (None, 2):
+        raise WeightsError(f"weights={weights!r}: inflation needs 2D weights; these are {file_dims}D.")
+    if not inflate and file_dims is not None and file_dims != dims:
+        fix = (f" Pass weights={tag + INFLATED_SUFFIX!r} to inflate the 2D kernels to 3D." if file_dims == 2 and dims == 3
+               else "")
+        raise WeightsError(f"weights {tag!r} of {name} are {file_dims}D but the model is {dims}D.{fix}")
+    _check_config(spec, build_kwargs, name)
+    wf = _weightfile.read(local, spec.format if spec is not None else None)
+    plan, parts = plan_transfer(model, wf, inflate=inflate)
+    for _, variables, values in plan:  # everything checked: now assign
+        for var, value in zip(variables, values):
+            var.assign(value)
+    return LoadReport(source=source, path=local, format=wf.format, hash=expected, tag=tag, model=name,
+                      inflated=inflate, **parts)
+
+
+@dataclasses.dataclass
+class SavedWeights:
+    """Result of :func:`save_weights`; ``str()`` is the registry snippet."""
+    path: str
+    sha256: str
+    size: int
+    snippet: str
+
+    def __str__(self):
+        return self.snippet
+
+
+def registry_snippet(model, path, sha256, size, *, model_name=None, tag="finetuned", config=None):
+    """YAML for a user registry file's top-level ``weights:`` section, with a layer summary."""
+    import yaml
+
+    layers = [layer for layer in model.layers if layer.weights]
+    stem, head = first_conv(layers), classifier(layers)
+    report = getattr(model, "zoo_load_report", None)
+    model_name = model_name or getattr(model, "zoo_name", None) or getattr(report, "model", None) or model.name
+    spec = {"url": Path(path).as_uri(), "hash": f"sha256:{sha256}", "size": int(size),
+            "format": _weightfile.detect_format(path), "in_channels": int(model.input_shape[-1]),
+            "num_classes": int(_kernel(head).shape[-1]) if head is not None else 0,
+            "spatial_dims": _model_dims(model)}
+    if config:
+        spec["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(config).items()}
+    spec["source"] = f"zoo.save_weights of model {model.name!r}"
+    tensors = sum(len(layer.weights) for layer in layers)
+    values = sum(int(np.prod(w.shape)) for layer in layers for w in layer.weights)
+    summary = [f"# {len(layers)} layers with weights, {tensors} arrays, {values:,} values"]
+    for title, layer in (("first conv", stem), ("classifier", head)):
+        if layer is not None:
+            summary.append(f"# {title}: {layer.name} kernel {tuple(_kernel(layer).shape)}")
+    body = yaml.safe_dump({"weights": {model_name: {tag: spec}}}, sort_keys=False, default_flow_style=False)
+    return "\n".join([
+        f"# zoo registry snippet for {path}",
+        "# Add it to a YAML file named in ZOO_REGISTRY (merge with an existing top-level 'weights:').",
+        "# Replace 'url' by where the file will be published (https://..., file://... or a path",
+        "# relative to that YAML file); keep hash and size.", *summary, body.rstrip()]) + "\n"
+
+
+def save_weights(model, path, *, model_name=None, tag="finetuned", config=None, format=None,
+                 verbose=True):
+    """Write ``model``'s weights atomically; print and return the registry snippet.
+
+    Format by suffix: ``.weights.h5`` (Keras 3 layout + layer names), ``.h5`` (Keras 2 HDF5),
+    ``.npz`` or ``.safetensors``. The snippet goes into a user registry file named in ``ZOO_REGISTRY`` so that
+    ``zoo.load(model_name, weights=tag)`` finds the file on another machine. ``model_name``:
+    the registry entry (default: the entry the model was loaded as, else ``model.name``);
+    ``config``: builder kwargs the model was built with (recorded and checked on load).
+    Returns :class:`SavedWeights` (path, sha256, size, snippet).
+    """
+    path = _weightfile.write(model, path, format)
+    digest = _fetch.hash_file(path, ("sha256",))["sha256"]
+    size = path.stat().st_size
+    text = registry_snippet(model, path, digest, size, model_name=model_name, tag=tag, config=config)
+    if verbose:
+        print(text)
+    return SavedWeights(str(path), digest, size, text)

@@ -1,9 +1,16 @@
+import os
+
 import numpy as np
 import pytest
 
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: takes more than ~20 s; CI runs it anyway")
+if os.environ.get("PYTEST_XDIST_WORKER") and "TF_NUM_INTRAOP_THREADS" not in os.environ:
+    # several workers share the cores: one compute thread each avoids oversubscription
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ["TF_NUM_INTRAOP_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+    os.environ["TF_NUM_INTEROP_THREADS"] = "2"
+    from zoo._keras import tf as _tf
+    _tf.config.threading.set_intra_op_parallelism_threads(int(os.environ["TF_NUM_INTRAOP_THREADS"]))
+    _tf.config.threading.set_inter_op_parallelism_threads(2)
 
 
 @pytest.fixture(autouse=True)

@@ -42,7 +42,7 @@ _WEIGHT_KEYS = {
     "url": "https://, file:// or a path relative to the registry file (required)",
     "hash": "'sha256:<hex>' or 'md5:<hex>' (required)",
     "size": "file size in bytes",
-    "format": "h5 | weights.h5 | npz (default: from the URL's suffix)",
+    "format": "h5 | weights.h5 | npz | safetensors (default: from the URL's suffix)",
     "in_channels": "input channels the weights were trained with",
     "num_classes": "classes of the classifier in the file (0 = headless)",
     "spatial_dims": "2 or 3",

@@ -77,8 +77,9 @@ def test_load_overrides_and_3d():
 def test_vgg_dropout_override():
     from zoo._keras import keras
     m = zoo.load("vgg16", dropout=0.0, num_classes=3, input_shape=(32, 32, 3))
-    rates = [l.rate for l in m.layers if isinstance(l, keras.layers.Dropout)]
-    assert rates and all(r == 0.0 for r in rates)
+    assert all(l.rate == 0.0 for l in m.layers if isinstance(l, keras.layers.Dropout))
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype("float32")
+    np.testing.assert_array_equal(m(x, training=True), m(x, training=False))  # no dropout at all
     keras.backend.clear_session()
     m = zoo.load("vgg16", num_classes=3, input_shape=(32, 32, 3))
     assert [l.rate for l in m.layers if isinstance(l, keras.layers.Dropout)] == [0.5, 0.5]

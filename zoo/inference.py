@@ -1,0 +1,309 @@
+"""Inference on images and volumes larger than the training patch.
+
+``sliding_window(model, image, patch_size, overlap=0.5)`` tiles the input with
+overlapping patches, runs them through the model in batches and blends the logits with
+a Gaussian importance map (centre voxels weigh more than border voxels, as nnU-Net
+does), so seams between tiles do not show. ``predict(model, source)`` takes a NIfTI
+file, a 2D image file or an array, applies the training-time intensity normalisation,
+runs the sliding window and returns the label map; for files it also writes the label
+map (NIfTI with the input's affine, qform/sform and voxel sizes; PNG for 2D images).
+"""
+import itertools
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
+
+
+def gaussian_importance(patch_size, sigma_scale=0.125):
+    """Separable Gaussian weight map over a patch, peak 1, never exactly 0."""
+    axes = []
+    for n in patch_size:
+        c = (n - 1) / 2.0
+        sigma = max(n * sigma_scale, 1e-6)
+        axes.append(np.exp(-0.5 * ((np.arange(n) - c) / sigma) ** 2))
+    w = axes[0]
+    for a in axes[1:]:
+        w = np.multiply.outer(w, a)
+    w = w / w.max()
+    return np.maximum(w, 1e-3).astype("float32")
+
+
+def _starts(size, patch, step):
+    if size <= patch:
+        return [0]
+    n = math.ceil((size - patch) / step) + 1
+    return sorted({min(i * step, size - patch) for i in range(n)})
+
+
+def _static_patch(model, spatial_dims):
+    shape = tuple(model.input_shape[1:1 + spatial_dims])
+    return None if any(s is None for s in shape) else shape
+
+
+def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, blend="gaussian",
+                   progress=None):
+    """Logits for ``image`` (spatial..., channels) computed patch by patch.
+
+    patch_size: spatial patch (defaults to the model's static input size); overlap in [0, 1):
+    share of a patch shared with its neighbour; blend: "gaussian" or "constant". The image is
+    padded (reflect) up to the patch where it is smaller. Returns float32 logits with the
+    image's spatial shape and the model's output channels.
+    """
+    image = np.asarray(image, dtype="float32")
+    dims = len(model.input_shape) - 2
+    if image.ndim != dims + 1:
+        raise InvalidArgumentError(
+            f"sliding_window: image has shape {image.shape} but the model takes {dims}D inputs with "
+            f"channels last: expected {dims + 1} axes, e.g. {(96,) * dims + (model.input_shape[-1],)}.")
+    if model.input_shape[-1] is not None and image.shape[-1] != model.input_shape[-1]:
+        raise InvalidArgumentError(
+            f"sliding_window: image has {image.shape[-1]} channels, the model expects "
+            f"{model.input_shape[-1]}; convert the image or load the model with "
+            f"in_channels={image.shape[-1]}.")
+    if not np.all(np.isfinite(image)):
+        raise InvalidArgumentError("sliding_window: the image contains NaN or Inf values; clean or "
+                                   "normalise it first (e.g. np.nan_to_num).")
+    check_choice("blend", blend, ("gaussian", "constant"), "sliding_window")
+    check_positive_int("batch_size", batch_size, "sliding_window")
+    if not 0 <= overlap < 1:
+        raise InvalidArgumentError(f"sliding_window: overlap={overlap!r} must be in [0, 1), e.g. 0.5.")
+    patch = tuple(patch_size) if patch_size is not None else _static_patch(model, dims)
+    if patch is None:
+        raise InvalidArgumentError(
+            "sliding_window: the model has a dynamic input size, so patch_size is needed, e.g. "
+            f"patch_size={(96,) * dims}.")
+    if len(patch) != dims:
+        raise InvalidArgumentError(f"sliding_window: patch_size={patch} needs {dims} entries.")
+    spatial = image.shape[:-1]
+    pad = [(0, max(0, p - s)) for p, s in zip(patch, spatial)]
+    padded = np.pad(image, pad + [(0, 0)], mode="reflect" if all(
+        s > 1 for s in spatial) else "edge") if any(p[1] for p in pad) else image
+    full = padded.shape[:-1]
+    steps = [max(1, int(round(p * (1 - overlap)))) for p in patch]
+    corners = list(itertools.product(*[_starts(s, p, st) for s, p, st in zip(full, patch, steps)]))
+    weight = gaussian_importance(patch) if blend == "gaussian" else np.ones(patch, "float32")
+    out, norm = None, np.zeros(full, "float32")
+    show = progress if progress is not None else sys.stderr.isatty()
+    for i in range(0, len(corners), batch_size):
+        chunk = corners[i:i + batch_size]
+        batch = np.stack([padded[tuple(slice(c, c + p) for c, p in zip(corner, patch))] for corner in chunk])
+        if len(chunk) < batch_size and len(corners) > batch_size:  # one batch shape: no retracing
+            batch = np.concatenate([batch, np.zeros((batch_size - len(chunk),) + batch.shape[1:], "float32")])
+        pred = model.predict_on_batch(batch)  # Keras' cached, compiled predict step
+        pred = np.asarray(pred[0] if isinstance(pred, (list, tuple)) else pred, dtype="float32")[:len(chunk)]
+        if pred.shape[1:-1] != patch:
+            raise InvalidArgumentError(
+                f"sliding_window: the model maps a {patch} patch to {pred.shape[1:-1]}; sliding windows "
+                "need an output of the input's size (e.g. a U-Net with padding='same').")
+        if out is None:
+            out = np.zeros(full + (pred.shape[-1],), "float32")
+        for corner, p in zip(chunk, pred):
+            sl = tuple(slice(c, c + q) for c, q in zip(corner, patch))
+            out[sl] += p * weight[..., None]
+            norm[sl] += weight
+        if show:
+            done = min(i + batch_size, len(corners))
+            print(f"\rsliding window: {done}/{len(corners)} patches", end="", file=sys.stderr)
+    if show:
+        print(file=sys.stderr)
+    out /= norm[..., None]
+    return out[tuple(slice(0, s) for s in spatial)]
+
+
+# --------------------------------------------------------------------------- predict
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+NORMALIZE = ("auto", "zscore", "none")
+
+
+def _resolve_model(model):
+    """(keras model, preprocessing defaults) from a model, a run folder or a run's weights file."""
+    from zoo._keras import keras
+    if isinstance(model, keras.Model):
+        run = getattr(model, "zoo_run", None) or {}
+    elif isinstance(model, (str, os.PathLike)):
+        from zoo._runs import load_run
+        model = load_run(model)
+        run = model.zoo_run
+    else:
+        raise InvalidArgumentError(f"predict: model must be a keras.Model, a finetune out_dir or a "
+                                   f"checkpoint inside one; got {type(model).__name__}.")
+    return model, run
+
+
+def _labels(logits):
+    if logits.shape[-1] == 1:
+        return (logits[..., 0] > 0).astype(np.int64)
+    return np.argmax(logits, axis=-1)
+
+
+def _probabilities(logits):
+    if logits.shape[-1] == 1:
+        return 1.0 / (1.0 + np.exp(-logits))
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _label_dtype(num_classes):
+    return np.uint8 if num_classes <= 256 else np.int16
+
+
+def _infer(model, image, *, source, patch_size, overlap, batch_size, blend, progress):
+    """Logits for one channels-last image; a 2D model on a volume runs slice by slice (axis 2)."""
+    dims = len(model.input_shape) - 2
+    want = model.input_shape[-1]
+    if want is not None and image.shape[-1] != want:
+        raise InvalidArgumentError(
+            f"predict: {source} has {image.shape[-1]} channel(s) but the model takes {want}; convert "
+            f"the input or use a model built with in_channels={image.shape[-1]}.")
+    bad = ~np.isfinite(image)
+    if bad.any():
+        raise InvalidArgumentError(
+            f"predict: {source} holds {int(bad.sum())} NaN/Inf value(s) (first at index "
+            f"{tuple(int(i) for i in np.argwhere(bad)[0])}); clean them (e.g. np.nan_to_num) first.")
+    if len(model.output_shape) == 2:  # classification: one forward pass on the whole image
+        return np.asarray(model.predict_on_batch(image[None]), "float32")[0]
+    if dims == 2 and image.ndim == 4:
+        if image.shape[2] > 1 and progress:
+            print(f"predict: a 2D model on a volume of shape {image.shape[:3]}: slice by slice "
+                  "along axis 2", file=sys.stderr)
+        return np.stack([sliding_window(model, image[:, :, k], patch_size, overlap=overlap,
+                                        batch_size=batch_size, blend=blend, progress=False)
+                         for k in range(image.shape[2])], axis=2)
+    if image.ndim != dims + 1:
+        raise InvalidArgumentError(
+            f"predict: {source} has shape {image.shape} but the model takes {dims}D inputs "
+            f"(spatial..., channels); pass a {dims}D image.")
+    return sliding_window(model, image, patch_size, overlap=overlap, batch_size=batch_size,
+                          blend=blend, progress=progress)
+
+
+def _default_out(path, suffix):
+    name = path.name
+    for ext in NIFTI_SUFFIXES[::-1] + IMAGE_SUFFIXES:
+        if name.lower().endswith(ext):
+            name = name[:-len(ext)]
+            break
+    return path.with_name(f"{name}_seg{suffix}")
+
+
+def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size=4, blend="gaussian",
+            window=None, normalize=None, spacing=None, return_probabilities=False, progress=None):
+    """Segment ``source`` with ``model`` by sliding window; returns the label map.
+
+    model: a keras.Model, a finetune ``out_dir`` (its best checkpoint) or a checkpoint file in
+        one; a run's recorded window/normalize/spacing/patch size are the defaults.
+    source: a NIfTI file (.nii/.nii.gz), a 2D image file (PNG, JPEG, TIFF, BMP; pixels / 255
+        or / 65535 as in training), or an array ``(spatial..., channels)`` (a 1-channel model
+        also takes ``(spatial...)``). A 2D model on a volume runs slice by slice along axis 2.
+    out: where a file source's label map is written, atomically: default ``<stem>_seg.nii.gz``
+        (``<stem>_seg.png``) beside the input; ``False`` writes nothing. NIfTI output keeps
+        the input's affine, qform/sform (and codes) and voxel sizes; dtype uint8 (int16
+        beyond 256 classes). Arrays are never written.
+    window, normalize: the training-time intensity preprocessing (see zoo.datasets.nifti):
+        ``window=(lo, hi)`` clips and scales to [0, 1]; ``normalize`` "auto" (z-score unless a
+        window is given), "zscore" or "none". Default: what training on that source kind
+        does ("auto" for NIfTI, "none" for arrays and 2D images).
+    spacing: resample a NIfTI volume to this voxel spacing first (as in training) and the
+        logits back to the input grid. return_probabilities: return softmax (sigmoid for one
+        output channel) probabilities ``(spatial..., classes)`` instead of labels.
+    Classification models return the class index (or probabilities) of the whole image.
+    """
+    model, run = _resolve_model(model)
+    prep = run.get("preprocessing", {})
+    patch_size = patch_size if patch_size is not None else run.get("patch_size")
+    window = window if window is not None else prep.get("window")
+    spacing = spacing if spacing is not None else prep.get("spacing")
+    if normalize is None and "normalize" in prep:
+        normalize = prep["normalize"] or "none"
+    if normalize is not None:
+        check_choice("normalize", normalize, NORMALIZE, "predict")
+    kw = dict(patch_size=patch_size, overlap=overlap, batch_size=batch_size, blend=blend,
+              progress=progress)
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise InvalidArgumentError(f"predict: source={str(source)!r}: no such file (resolved "
+                                       f"relative to {os.getcwd()!r}); pass a NIfTI or image file.")
+        lower = path.name.lower()
+        if lower.endswith(NIFTI_SUFFIXES):
+            return _predict_nifti(model, path, out, window, normalize, spacing, return_probabilities, kw)
+        if lower.endswith(IMAGE_SUFFIXES):
+            return _predict_image(model, path, out, window, normalize, return_probabilities, kw)
+        raise InvalidArgumentError(f"predict: {path} is neither NIfTI ({', '.join(NIFTI_SUFFIXES)}) nor "
+                                   f"a 2D image ({', '.join(IMAGE_SUFFIXES)}); load it as an array.")
+    image = np.asarray(source, dtype="float32")
+    dims = len(model.input_shape) - 2
+    if image.ndim == dims and model.input_shape[-1] == 1:
+        image = image[..., None]
+    if window is not None or normalize not in (None, "none"):
+        image = _normalize(image, window, normalize)
+    logits = _infer(model, image, source="the input array", **kw)
+    return _probabilities(logits) if return_probabilities else _labels(logits)
+
+
+def _normalize(image, window, normalize):
+    from zoo.datasets.volumes import normalize_intensity
+    return normalize_intensity(image, window=window,
+                               normalize=None if normalize == "none" else (normalize or "auto"))
+
+
+def _predict_nifti(model, path, out, window, normalize, spacing, return_probabilities, kw):
+    from zoo.datasets._common import require
+    from zoo.datasets.volumes import load_nifti, resample
+    nib = require("nibabel", "Reading and writing NIfTI files")
+    image, file_spacing, _ = load_nifti(path)
+    ref = nib.load(str(path))
+    if out is not False and len(model.output_shape) > 2:
+        out = Path(out) if out is not None else _default_out(path, ".nii.gz")
+        if not out.name.lower().endswith(NIFTI_SUFFIXES):
+            raise InvalidArgumentError(f"predict: out={str(out)!r} must end with .nii or .nii.gz.")
+    shape = image.shape[:-1]
+    if spacing is not None:
+        image, _ = resample(image, None, file_spacing, tuple(float(s) for s in spacing))
+    image = _normalize(image, window, normalize or "auto")
+    logits = _infer(model, image, source=str(path), **kw)
+    if len(model.output_shape) == 2:
+        return _probabilities(logits) if return_probabilities else int(_labels(logits))
+    if logits.shape[:-1] != shape:  # back to the input grid (linear on logits, then exact size)
+        ndimage = require("scipy.ndimage", "Resampling volumes (spacing=...)")
+        factors = [a / b for a, b in zip(shape, logits.shape[:-1])] + [1.0]
+        logits = ndimage.zoom(logits, factors, order=1, mode="nearest", grid_mode=True)
+        logits = np.pad(logits, [(0, max(0, a - b)) for a, b in zip(shape, logits.shape)] + [(0, 0)],
+                        mode="edge")[tuple(slice(0, a) for a in shape)]
+    labels = _labels(logits).astype(_label_dtype(model.output_shape[-1]))
+    if out is not False:
+        data = labels.reshape(ref.shape[:3]) if len(ref.shape) >= 3 else labels.reshape(ref.shape)
+        header = ref.header.copy()
+        header.set_data_dtype(labels.dtype)
+        img = (ref.__class__ if isinstance(ref, (nib.Nifti1Image, nib.Nifti2Image)) else nib.Nifti1Image)(
+            data, ref.affine, header=header)
+        img.header.set_slope_inter(1.0, 0.0)  # class indices are stored unscaled
+        from zoo._runs import atomic_write_bytes
+        atomic_write_bytes(out, lambda tmp: nib.save(img, tmp))
+    return _probabilities(logits) if return_probabilities else labels
+
+
+def _predict_image(model, path, out, window, normalize, return_probabilities, kw):
+    from zoo.datasets.folders import _decode
+    channels = model.input_shape[-1] if model.input_shape[-1] in (1, 3) else 1
+    image = _decode(path, channels)
+    if window is not None or normalize not in (None, "none"):
+        image = _normalize(image, window, normalize)
+    logits = _infer(model, image, source=str(path), **kw)
+    if len(model.output_shape) == 2:
+        return _probabilities(logits) if return_probabilities else int(_labels(logits))
+    labels = _labels(logits).astype(_label_dtype(model.output_shape[-1]))
+    if out is not False:
+        from PIL import Image
+
+        from zoo._runs import atomic_write_bytes
+        out = Path(out) if out is not None else _default_out(path, ".png")
+        pixels = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)  # L or I;16 PNG
+        atomic_write_bytes(out, lambda tmp: Image.fromarray(pixels).save(tmp))
+    return _probabilities(logits) if return_probabilities else labels

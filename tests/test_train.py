@@ -80,6 +80,11 @@ def test_phantoms_2d_run_writes_checkpoints_state_and_a_rebuildable_model(tmp_pa
         np.testing.assert_array_equal(a, b)
     x = np.random.default_rng(0).normal(size=(1, 32, 32, 1)).astype("float32")
     np.testing.assert_allclose(model.predict_on_batch(x), rebuilt.predict_on_batch(x), rtol=1e-6)
+    # zoo.predict on the trained (dynamic-size) model takes the run's 32 px training patch
+    image = np.random.default_rng(1).normal(size=(50, 40)).astype("float32")
+    assert model.zoo_run["patch_size"] == [32, 32] and model.zoo_run["dir"] == str(tmp_path)
+    np.testing.assert_array_equal(zoo.predict(model, image),
+                                  zoo.predict(model, image, patch_size=(32, 32)))
     # a finished run folder is never trained over: error, and not one byte changes
     before = digest(tmp_path)
     with pytest.raises(ZooError, match="already holds a finished run.*new out_dir"):

@@ -352,5 +352,5 @@ def load_run(path, which="best"):
     model.load_weights(str(weights))
     config = read_state(run).get("config", {})
     model.zoo_name, model.zoo_task = config.get("model"), config.get("task")
-    model.zoo_run = {"dir": str(run), "weights": str(weights), **config}
+    object.__setattr__(model, "zoo_run", {"dir": str(run), "weights": str(weights), **config})
     return model

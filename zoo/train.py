@@ -207,7 +207,9 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     (layers up to the deepest ``stage{i}_out``) frozen for K epochs, then all layers.
     Checkpoints and logs go to ``out_dir``; rerunning the same call after a crash resumes where
     it stopped (``resume=True``). At the end the model holds the best checkpoint's weights
-    (``restore_best=True``) or the last epoch's (False). ``callbacks``: extra Keras callbacks,
+    (``restore_best=True``) or the last epoch's (False), and ``model.zoo_run`` (the run's
+    folder, patch size and preprocessing, which ``zoo.predict(model, ...)`` uses as its
+    defaults). ``callbacks``: extra Keras callbacks,
     run after the zoo's checkpointing of each epoch.
     """
     from zoo import losses as _losses
@@ -359,6 +361,8 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     if chief:
         run_state.write_state(finished=True)
         (out_dir / SNAPSHOT).unlink(missing_ok=True)
+    # zoo.predict(model, ...) then uses the training patch size and intensity preprocessing
+    object.__setattr__(model, "zoo_run", {"dir": str(out_dir), **config})  # untracked by Keras
     history = keras.callbacks.History()
     history.set_model(model)
     history.epoch = [r["epoch"] - 1 for r in run_state.rows]

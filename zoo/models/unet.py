@@ -137,6 +137,16 @@ def _all_layers(model):
 
 
 # --------------------------------------------------------------------------- graph
+def _checked_input(where, *, spatial_dims, in_channels, input_shape, depth, padding, **args):
+    """Validate the builder arguments and return the model input (size-checked early)."""
+    _check_common(where, spatial_dims=spatial_dims, depth=depth, padding=padding, **args)
+    inputs = zl.model_input(spatial_dims=spatial_dims, in_channels=in_channels,
+                            input_shape=input_shape, where=where)
+    check_spatial_size(inputs.shape[1:], spatial_dims=spatial_dims, depth=depth,
+                       padding=padding, where=where)
+    return inputs
+
+
 def _check_common(where, *, spatial_dims, num_classes, depth, filters, padding, dropout,
                   classifier_activation, norm, activation):
     zl.check_spatial_dims(spatial_dims, where=where)
@@ -233,13 +243,11 @@ def unet(*, spatial_dims=2, in_channels=1, num_classes=2, input_shape=None, padd
     input_shape: spatial axes (+ channels); None axes are dynamic (default: all dynamic).
     """
     where = f"{name}"
-    _check_common(where, spatial_dims=spatial_dims, num_classes=num_classes, depth=depth,
-                  filters=filters, padding=padding, dropout=dropout,
-                  classifier_activation=classifier_activation, norm=norm, activation=activation)
-    inputs = zl.model_input(spatial_dims=spatial_dims, in_channels=in_channels,
-                            input_shape=input_shape, where=where)
-    check_spatial_size(inputs.shape[1:], spatial_dims=spatial_dims, depth=depth,
-                       padding=padding, where=where)
+    inputs = _checked_input(where, spatial_dims=spatial_dims, in_channels=in_channels,
+                            input_shape=input_shape, num_classes=num_classes, depth=depth,
+                            filters=filters, padding=padding, dropout=dropout,
+                            classifier_activation=classifier_activation, norm=norm,
+                            activation=activation)
     widths = [filters * 2 ** i for i in range(depth + 1)]
     encoder = [(w, w) for w in widths]
     decoder = [(w, (w, w)) for w in reversed(widths[:-1])]

@@ -20,8 +20,7 @@ exactly the up-convs' biases). Dropping the synthesis convs' biases instead woul
 give 896, but would treat the convs of the two paths differently for no reason.
 """
 from zoo._keras import keras
-from zoo import layers as zl
-from zoo.models.unet import (_check_common, build_unet_graph, check_spatial_size,
+from zoo.models.unet import (_checked_input, build_unet_graph,
                              nearest_valid_sizes, output_size, paper_param_count, valid_sizes)
 
 __all__ = ["unet3d", "paper_param_count", "output_size", "valid_sizes", "nearest_valid_sizes"]
@@ -46,13 +45,11 @@ def unet3d(*, spatial_dims=3, in_channels=1, num_classes=2, input_shape=None, pa
     input_shape: spatial axes (+ channels); None axes are dynamic (default: all dynamic).
     """
     where = f"{name}"
-    _check_common(where, spatial_dims=spatial_dims, num_classes=num_classes, depth=depth,
-                  filters=filters, padding=padding, dropout=dropout,
-                  classifier_activation=classifier_activation, norm=norm, activation=activation)
-    inputs = zl.model_input(spatial_dims=spatial_dims, in_channels=in_channels,
-                            input_shape=input_shape, where=where)
-    check_spatial_size(inputs.shape[1:], spatial_dims=spatial_dims, depth=depth,
-                       padding=padding, where=where)
+    inputs = _checked_input(where, spatial_dims=spatial_dims, in_channels=in_channels,
+                            input_shape=input_shape, num_classes=num_classes, depth=depth,
+                            filters=filters, padding=padding, dropout=dropout,
+                            classifier_activation=classifier_activation, norm=norm,
+                            activation=activation)
     encoder = [(filters * 2 ** i, filters * 2 ** (i + 1)) for i in range(depth + 1)]
     # synthesis level i (deep to shallow): up-conv keeps the incoming width, convs take the
     # width of the skip it is concatenated with.

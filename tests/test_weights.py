@@ -162,8 +162,8 @@ def test_extra_file_layer_and_array_count_mismatch(tmp_path):
     src = randomize(tiny())
     zoo.save_weights(src, tmp_path / "m.npz", verbose=False)
     data = dict(np.load(tmp_path / "m.npz"))
-    np.savez(tmp_path / "extra.npz", **data, **{"aux_conv/0": np.zeros((1, 1, 4, 4), "float32")})
-    with pytest.raises(WeightsError, match="has layer 'aux_conv' which the model lacks"):
+    np.savez(tmp_path / "extra.npz", **data, **{"extra_conv/0": np.zeros((1, 1, 4, 4), "float32")})
+    with pytest.raises(WeightsError, match="has layer 'extra_conv' which the model lacks"):
         W.load_weights_into(tiny(), weights=tmp_path / "extra.npz")
     with pytest.raises(WeightsError, match="layer 'stem_conv': the file has 1 arrays, the model's layer has 2"):
         W.load_weights_into(tiny(bias=True), weights=tmp_path / "m.npz")

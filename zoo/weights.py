@@ -10,12 +10,18 @@
   a registered one gets that spec's hash; otherwise its sha256 is recorded on first download.
 
 **Transfer is strict, by layer name.** Every model layer that has weights must be in the file
-with the same shapes, and every layer of the file must be in the model. Two exceptions:
+with the same shapes, and every layer of the file must be in the model. The exceptions:
 
-* the *classifier* - the layer named ``classifier`` (zoo) or ``predictions``
-  (keras.applications), else the model's last layer with weights if it is a Dense or 1x1 conv -
-  may differ in its number of outputs (or be absent from the file, or absent from a headless
-  model): it is then left as initialised by the builder ("re-initialised");
+* the *class heads* - the layers with a kernel that produce the model's outputs (found by
+  walking back from each output through weightless layers that keep the class axis: adds,
+  activations, dropout, resizes; see :func:`class_heads`), plus a layer named ``classifier``
+  (zoo) or ``predictions`` (keras.applications) - may differ in their number of outputs (or be
+  absent from the file, or absent from a headless model): they are then left as initialised by
+  the builder ("re-initialised"). This covers several heads at once: DeepLab's ``classifier``
+  and ``aux_classifier``, DeepLab-v2's four summed branches, GoogLeNet's three classifiers;
+* *auxiliary heads* - layers named ``aux``, ``aux_*``, ``aux<N>`` or ``aux<N>_*`` (training-only
+  branches) - may be in the file but not in the model ("skipped") or in the model but not in
+  the file (left as initialised);
 * the *first conv* - ``stem_conv``/``conv1_conv``/``conv1``, else the first layer whose kernel
   has 3+ axes - may differ in input channels: for 1 channel the kernel is summed over its input
   axis; for N channels it is tiled to N and multiplied by C/N (C = the file's channels), so a
@@ -32,6 +38,7 @@ is the model's kernel depth), so a volume of identical slices gives, away from t
 """
 import dataclasses
 import os
+import re
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -178,6 +185,51 @@ def classifier(layers):
     return None
 
 
+# layers without weights that a class-score map passes through unchanged in its class axis
+_THROUGH_ALL = ("Add", "Average", "Maximum", "Minimum", "Activation", "Softmax", "ReLU", "Dropout",
+                "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
+                "UpSampling1D", "UpSampling2D", "UpSampling3D", "Cropping1D", "Cropping2D", "Cropping3D",
+                "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
+_THROUGH_FIRST = ("ResizeLike", "CenterCropLike")  # [x, reference]: only x carries the scores
+AUX_PATTERN = re.compile(r"aux\d*(_.*)?")  # auxiliary (training-only) heads: aux, aux_*, aux1, aux1_*
+
+
+def _inbound(layer):
+    node = layer._inbound_nodes[0] if layer._inbound_nodes else None
+    if node is None:
+        return []
+    inbound = node.inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+
+
+def class_heads(model):
+    """The layers with a kernel that produce the model's outputs.
+
+    From each output, walk back through layers without weights that keep the class axis
+    (Add, Activation, Dropout, resizes, crops, pads) to the first layers with weights; those
+    with a kernel are heads (DeepLab's ``classifier`` and ``aux_classifier``, the four summed
+    branches of DeepLab-v2, GoogLeNet's ``classifier``/``aux1``/``aux2``). A headless model whose
+    output comes from a pooling, a flatten or a batch norm has none.
+    """
+    heads, seen = [], set()
+    stack = [t._keras_history.layer for t in model.outputs]
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if layer.weights:
+            if _kernel(layer) is not None:
+                heads.append(layer)
+            continue
+        kind = type(layer).__name__
+        if kind in _THROUGH_ALL:
+            stack.extend(_inbound(layer))
+        elif kind in _THROUGH_FIRST:
+            stack.extend(_inbound(layer)[:1])
+    return heads
+
+
 def _match_arrays(layer, arrays, variables, wf):
     """Pair the file's arrays of one layer with the layer's variables."""
     if len(arrays) != len(variables):
@@ -209,13 +261,14 @@ def _adapt_channels(kernel, cin):
 def plan_transfer(model, wf, *, inflate=False):
     """Check ``wf`` against ``model``; return ``(assignments, report parts)``; assign nothing."""
     layers = [layer for layer in model.layers if layer.weights]
-    stem, head = first_conv(layers), classifier(layers)
+    stem, named_head = first_conv(layers), classifier(layers)
+    heads = {id(layer) for layer in class_heads(model)} | ({id(named_head)} if named_head is not None else set())
     keys = _weightfile.keras_class_keys(model) if wf.keyed_by == "keras_class" else {}
     key_of = (lambda layer: keys[layer.name]) if keys else (lambda layer: layer.name)
     in_channels = model.input_shape[-1] if not isinstance(model.input_shape, list) else None
     file_layers = {k: v for k, v in wf.layers.items() if v}
     file_order = [k for k in (wf.order or []) if k in file_layers]
-    file_head = next((k for k in CLASSIFIER_NAMES if k in file_layers), file_order[-1] if file_order else None)
+    file_heads = {k for k in CLASSIFIER_NAMES if k in file_layers} or set(file_order[-1:])
     model_keys = {key_of(layer): layer for layer in layers}
     plan, loaded, adapted, reinit, skipped = [], [], {}, {}, {}
     found = sum(1 for k in model_keys if k in file_layers)
@@ -225,11 +278,15 @@ def plan_transfer(model, wf, *, inflate=False):
         key = key_of(layer)
         label = layer.name + (f" (file key {key!r})" if keys else "")
         if key not in file_layers:
-            if layer is head:
+            if id(layer) in heads:
                 reinit[layer.name] = "not in the file (headless weights)"
                 continue
+            if AUX_PATTERN.fullmatch(layer.name):
+                reinit[layer.name] = "auxiliary head, not in the file"
+                continue
             raise WeightsError(f"weights file {wf.path} has no layer {label} (a {type(layer).__name__} "
-                               f"of the model) - only the classifier may be missing.{context}")
+                               f"of the model) - only the classifier and auxiliary heads may be "
+                               f"missing.{context}")
         variables = layer._trainable_weights + layer._non_trainable_weights if wf.format == "weights.h5" \
             else layer.weights
         arrays = _match_arrays(layer, file_layers[key], variables, wf)
@@ -255,7 +312,7 @@ def plan_transfer(model, wf, *, inflate=False):
         if values is None:
             file_shapes = [tuple(a.shape) for _, a in file_layers[key]]
             model_shapes = [tuple(v.shape) for v in variables]
-            if layer is head and len(file_shapes) == len(model_shapes) and all(
+            if id(layer) in heads and len(file_shapes) == len(model_shapes) and all(
                     len(f) == len(m) and f[:-1] == m[:-1] for f, m in zip(file_shapes, model_shapes)):
                 reinit[layer.name] = f"{file_shapes[0][-1]} outputs in the file, {model_shapes[0][-1]} in the model"
                 continue
@@ -264,7 +321,7 @@ def plan_transfer(model, wf, *, inflate=False):
                 hint = " The file looks 2D and the model 3D: use a '-inflated' tag (or inflate=True)."
             raise WeightsError(
                 f"weights file {wf.path}: layer {label} has shapes {file_shapes} in the file but "
-                f"{model_shapes} in the model. Only the classifier (num_classes) and the first conv "
+                f"{model_shapes} in the model. Only the class heads (num_classes) and the first conv "
                 f"(in_channels) may differ.{hint}{context}")
         plan.append((layer, variables, values))
         changes = [h for h in how if h != "inflated"]
@@ -274,8 +331,11 @@ def plan_transfer(model, wf, *, inflate=False):
             loaded.append(layer.name)
     for key in file_layers:
         if key not in model_keys:
-            if key == file_head and (head is None or key_of(head) != key):
+            if key in file_heads:
                 skipped[key] = "classifier of the file; the model has no such layer"
+                continue
+            if AUX_PATTERN.fullmatch(key):
+                skipped[key] = "auxiliary head of the file; the model was built without it"
                 continue
             raise WeightsError(
                 f"weights file {wf.path} has layer {key!r} which the model lacks - the file was saved "

@@ -31,3 +31,23 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.delenv("ZOO_REGISTRY", raising=False)
     monkeypatch.delenv("ZOO_OFFLINE", raising=False)
     return tmp_path / "zoo_home"
+
+
+@pytest.fixture
+def server():
+    """A loopback HTTP server whose files and misbehaviour each test scripts (tests/_loopback_server.py)."""
+    from _loopback_server import LoopbackServer
+    srv = LoopbackServer()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def http_env(isolated_home, monkeypatch):
+    """isolated_home plus plain http allowed (the loopback server), a tiny retry backoff, and no
+    mirror, progress or retry settings inherited from the user's environment."""
+    for key in ("ZOO_MIRROR", "ZOO_PROGRESS", "ZOO_RETRIES"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ZOO_ALLOW_HTTP", "1")
+    monkeypatch.setenv("ZOO_BACKOFF", "0.01")
+    return isolated_home

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _loopback_server import LoopbackServer
 from zoo import _fetch
 from zoo.errors import WeightsError
 
@@ -27,21 +26,10 @@ def sha(data):
 
 
 @pytest.fixture
-def server():
-    srv = LoopbackServer()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
-def env(isolated_home, monkeypatch):
-    """Private cache, http allowed (loopback only), tiny backoff, short timeout."""
-    for key in ("ZOO_MIRROR", "ZOO_PROGRESS", "ZOO_RETRIES"):
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("ZOO_ALLOW_HTTP", "1")
-    monkeypatch.setenv("ZOO_BACKOFF", "0.01")
+def env(http_env, monkeypatch):
+    """The shared loopback environment with a short timeout (the stall tests wait for it)."""
     monkeypatch.setenv("ZOO_TIMEOUT", "2")
-    return isolated_home
+    return http_env
 
 
 def cache_files(path):

@@ -6,7 +6,6 @@ import pytest
 import yaml
 
 import zoo
-from _loopback_server import LoopbackServer
 from zoo._keras import keras
 from zoo.registry import get_registry
 
@@ -15,17 +14,7 @@ SMALL = {"width": 16, "num_classes": 3, "input_shape": (32, 32, 3)}
 
 
 @pytest.fixture
-def server():
-    srv = LoopbackServer()
-    yield srv
-    srv.close()
-
-
-@pytest.fixture
-def hub_env(isolated_home, monkeypatch, tmp_path):
-    monkeypatch.setenv("ZOO_ALLOW_HTTP", "1")  # the loopback server speaks plain http
-    monkeypatch.setenv("ZOO_BACKOFF", "0.01")
-    monkeypatch.delenv("ZOO_MIRROR", raising=False)
+def hub_env(http_env, tmp_path):
     return tmp_path
 
 

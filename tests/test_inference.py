@@ -270,3 +270,42 @@ def test_sliding_window_batches_do_not_change_the_result(dims):
     results = [sliding_window(model, image, (8,) * dims, batch_size=b) for b in (1, 3, 64)]
     for a, b in itertools.combinations(results, 2):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_predict_dicom_series_folder_writes_nifti_on_the_series_grid(tmp_path):
+    pytest.importorskip("pydicom")
+    from test_datasets import _series
+    from zoo.datasets import read_dicom_series
+    from zoo.inference import LPS_TO_RAS, default_output
+    folder = _series(tmp_path / "scans" / "case7", [2, 0, 3, 1, 4], gap=2.5)
+    model = conv_net(3, convs=1, classes=3)
+    labels = predict(model, folder, patch_size=(8, 8, 8), window=(-1100, -900))
+    volume, _, lps = read_dicom_series(folder)
+    windowed = (np.clip(volume, -1100, -900) + 1100) / 200
+    np.testing.assert_array_equal(labels, np.argmax(sliding_window(model, windowed, (8, 8, 8)), -1))
+    assert labels.shape == (3, 4, 5) and len(np.unique(labels)) > 1
+    written = tmp_path / "scans" / "case7_seg.nii.gz"  # beside the series folder
+    assert default_output(folder) == written  # (what `zoo predict` reports)
+    assert sorted(p.name for p in (tmp_path / "scans").iterdir()) == ["case7", "case7_seg.nii.gz"]
+    img = nib.load(str(written))
+    np.testing.assert_array_equal(np.asarray(img.dataobj), labels)
+    np.testing.assert_allclose(img.affine, LPS_TO_RAS @ lps)  # DICOM LPS -> NIfTI RAS
+    np.testing.assert_allclose(img.affine[:3, 3], (-5.0, 3.0, 7.0))  # first slice's corner, in RAS
+    assert int(img.header["qform_code"]) == int(img.header["sform_code"]) == 1
+    assert img.header.get_zooms() == pytest.approx((0.7, 0.5, 2.5))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidArgumentError, match=r"empty is a folder without DICOM files"):
+        predict(model, tmp_path / "empty")
+
+
+def test_predict_png_with_a_classifier_resizes_to_the_training_size(tmp_path):
+    from PIL import Image
+    from zoo.datasets import read_image
+    model = zoo.load("resnet18", width=8, num_classes=4, in_channels=1, input_shape=(32, 32, 1))
+    pixels = np.random.default_rng(11).integers(0, 256, (45, 37)).astype("uint8")
+    Image.fromarray(pixels).save(tmp_path / "xray.png")
+    probs = predict(model, tmp_path / "xray.png", patch_size=(32, 32), return_probabilities=True)
+    expected = keras.activations.softmax(model(read_image(tmp_path / "xray.png", 1, (32, 32))[None]))[0]
+    np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+    assert predict(model, tmp_path / "xray.png", patch_size=(32, 32)) == int(np.argmax(expected))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["xray.png"]  # a class, no file written

@@ -1,5 +1,5 @@
 """Data preparation for ``zoo.finetune``: resolve a data argument, check it against the model,
-crop to the patch, shuffle/batch/shard for tf.distribute, count steps."""
+shuffle/batch/shard for tf.distribute, count steps."""
 from pathlib import Path
 
 from zoo._keras import tf
@@ -66,28 +66,6 @@ def check_data(ds, model, what, source, unbatched=None):
             f"finetune: model {model.name!r} classifies, but the {what} data ({src}) has label maps "
             f"{label.shape}; use one class index per image (or a segmentation model).")
     return batched
-
-
-def _fit_patch(ds, patch, training, seed):
-    """Random (training) or centre (validation) crop of image and label map to ``patch``,
-    zero-padding first where the element is smaller."""
-    patch = list(patch)
-
-    def crop(image, label):
-        c = tf.shape(image)[-1]
-        both = tf.concat([image, tf.cast(label, image.dtype)], -1)
-        shape = tf.shape(both)[:-1]
-        pad = tf.maximum(tf.constant(patch) - shape, 0)
-        both = tf.pad(both, tf.concat([tf.stack([pad // 2, pad - pad // 2], 1), [[0, 0]]], 0))
-        size = tf.concat([tf.constant(patch), tf.shape(both)[-1:]], 0)
-        if training:
-            both = tf.image.random_crop(both, size, seed=seed)
-        else:
-            start = tf.concat([(tf.shape(both)[:-1] - patch) // 2, [0]], 0)
-            both = tf.slice(both, start, size)
-        return both[..., :c], tf.cast(both[..., c:], label.dtype)
-
-    return ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _shuffle_buffer(ds, budget=256 * 2 ** 20):

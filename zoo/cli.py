@@ -178,8 +178,8 @@ def _cmd_predict(args):
         print(f"{args.input}: class {int(labels)}")
         return 0
     values, counts = np.unique(labels, return_counts=True)
-    from zoo.inference import _default_out
-    out = args.out or _default_out(Path(args.input), ".nii.gz" if ".nii" in args.input.lower() else ".png")
+    from zoo.inference import default_output
+    out = args.out or default_output(args.input)
     print(f"{args.input} -> {out}: label map {labels.shape} {labels.dtype}; voxels per class: "
           + ", ".join(f"{int(v)}: {int(c)}" for v, c in zip(values, counts)))
     return 0
@@ -222,12 +222,13 @@ def _add_train_parsers(sub):
     s.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     s.set_defaults(func=_cmd_finetune)
 
-    s = sub.add_parser("predict", help="segment a NIfTI volume or 2D image with a trained run",
+    s = sub.add_parser("predict", help="segment a NIfTI volume, DICOM series or 2D image with a trained run",
                        description="Sliding-window segmentation of INPUT with a finetune run folder "
                        "(its best checkpoint) or a weights file; writes the label map.")
     s.add_argument("run", help="finetune out_dir, a checkpoint inside it, or a weights file with --model")
-    s.add_argument("input", help="a .nii/.nii.gz volume or a 2D image file")
-    s.add_argument("--out", help="output file (default: <input stem>_seg.nii.gz / .png beside the input)")
+    s.add_argument("input", help="a .nii/.nii.gz volume, a DICOM series folder or a 2D image file")
+    s.add_argument("--out", help="output file (default: <input stem>_seg.nii.gz / .png beside the input; "
+                                 "NIfTI for a DICOM folder)")
     s.add_argument("--last", action="store_true", help="use last.h5 of the run instead of best")
     s.add_argument("--model", help="registry name, for a weights file without model.json")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="model keyword override (with --model)")

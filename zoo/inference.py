@@ -192,15 +192,27 @@ def _default_out(path, suffix):
     return path.with_name(f"{name}_seg{suffix}")
 
 
+def default_output(source):
+    """Where :func:`predict` writes the label map of a file or DICOM folder by default:
+    ``<stem>_seg.nii.gz`` beside a NIfTI file or DICOM series folder, ``<stem>_seg.png``
+    beside a 2D image."""
+    path = Path(source).expanduser()
+    is_image = not path.is_dir() and path.name.lower().endswith(IMAGE_SUFFIXES)
+    return _default_out(path, ".png" if is_image else ".nii.gz")
+
+
 def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size=4, blend="gaussian",
             window=None, normalize=None, spacing=None, return_probabilities=False, progress=None):
     """Segment ``source`` with ``model`` by sliding window; returns the label map.
 
     model: a keras.Model, a finetune ``out_dir`` (its best checkpoint) or a checkpoint file in
         one; a run's recorded window/normalize/spacing/patch size are the defaults.
-    source: a NIfTI file (.nii/.nii.gz), a 2D image file (PNG, JPEG, TIFF, BMP; pixels / 255
-        or / 65535 as in training), or an array ``(spatial..., channels)`` (a 1-channel model
-        also takes ``(spatial...)``). A 2D model on a volume runs slice by slice along axis 2.
+    source: a NIfTI file (.nii/.nii.gz), a DICOM series folder (the slices of one scan; the
+        label map is written as NIfTI ``<folder>_seg.nii.gz`` with the series' affine in RAS),
+        a 2D image file (PNG, JPEG, TIFF, BMP; pixels / 255 or / 65535 as in training; resized
+        to the training patch size for a classifier), or an array ``(spatial..., channels)`` (a
+        1-channel model also takes ``(spatial...)``). A 2D model on a volume runs slice by
+        slice along axis 2.
     out: where a file source's label map is written, atomically: default ``<stem>_seg.nii.gz``
         (``<stem>_seg.png``) beside the input; ``False`` writes nothing. NIfTI output keeps
         the input's affine, qform/sform (and codes) and voxel sizes; dtype uint8 (int16
@@ -227,16 +239,27 @@ def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size
               progress=progress)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
+        vol = dict(window=window, normalize=normalize, spacing=spacing,
+                   return_probabilities=return_probabilities, kw=kw)
+        if path.is_dir():
+            from zoo.datasets.dicom import holds_series
+            if not holds_series(path):
+                raise InvalidArgumentError(
+                    f"predict: {path} is a folder without DICOM files; pass one DICOM series folder "
+                    "(the .dcm slices of one scan), a NIfTI file or an image file.")
+            return _predict_dicom(model, path, out, **vol)
         if not path.is_file():
-            raise InvalidArgumentError(f"predict: source={str(source)!r}: no such file (resolved "
-                                       f"relative to {os.getcwd()!r}); pass a NIfTI or image file.")
+            raise InvalidArgumentError(f"predict: source={str(source)!r}: no such file or folder (resolved "
+                                       f"relative to {os.getcwd()!r}); pass a NIfTI file, a DICOM series "
+                                       "folder or an image file.")
         lower = path.name.lower()
         if lower.endswith(NIFTI_SUFFIXES):
-            return _predict_nifti(model, path, out, window, normalize, spacing, return_probabilities, kw)
+            return _predict_nifti(model, path, out, **vol)
         if lower.endswith(IMAGE_SUFFIXES):
             return _predict_image(model, path, out, window, normalize, return_probabilities, kw)
-        raise InvalidArgumentError(f"predict: {path} is neither NIfTI ({', '.join(NIFTI_SUFFIXES)}) nor "
-                                   f"a 2D image ({', '.join(IMAGE_SUFFIXES)}); load it as an array.")
+        raise InvalidArgumentError(f"predict: {path} is neither NIfTI ({', '.join(NIFTI_SUFFIXES)}), a "
+                                   f"DICOM series folder, nor a 2D image ({', '.join(IMAGE_SUFFIXES)}); "
+                                   "load it as an array.")
     image = np.asarray(source, dtype="float32")
     dims = len(model.input_shape) - 2
     if image.ndim == dims and model.input_shape[-1] == 1:
@@ -253,46 +276,92 @@ def _normalize(image, window, normalize):
                                normalize=None if normalize == "none" else (normalize or "auto"))
 
 
-def _predict_nifti(model, path, out, window, normalize, spacing, return_probabilities, kw):
-    from zoo.datasets._common import require
-    from zoo.datasets.volumes import load_nifti, resample
-    nib = require("nibabel", "Reading and writing NIfTI files")
-    image, file_spacing, _ = load_nifti(path)
-    ref = nib.load(str(path))
-    if out is not False and len(model.output_shape) > 2:
-        out = Path(out) if out is not None else _default_out(path, ".nii.gz")
-        if not out.name.lower().endswith(NIFTI_SUFFIXES):
-            raise InvalidArgumentError(f"predict: out={str(out)!r} must end with .nii or .nii.gz.")
+def _nifti_out(out, default):
+    out = Path(out) if out is not None else default
+    if not out.name.lower().endswith(NIFTI_SUFFIXES):
+        raise InvalidArgumentError(f"predict: out={str(out)!r} must end with .nii or .nii.gz.")
+    return out
+
+
+def _predict_volume(model, image, file_spacing, source, write, *, window, normalize, spacing,
+                    return_probabilities, kw):
+    """Preprocess a volume as training did, infer, map back to its grid, ``write(labels)``."""
     shape = image.shape[:-1]
     if spacing is not None:
+        from zoo.datasets.volumes import resample
         image, _ = resample(image, None, file_spacing, tuple(float(s) for s in spacing))
     image = _normalize(image, window, normalize or "auto")
-    logits = _infer(model, image, source=str(path), **kw)
+    logits = _infer(model, image, source=source, **kw)
     if len(model.output_shape) == 2:
         return _probabilities(logits) if return_probabilities else int(_labels(logits))
     if logits.shape[:-1] != shape:  # back to the input grid (linear on logits, then exact size)
+        from zoo.datasets._common import require
         ndimage = require("scipy.ndimage", "Resampling volumes (spacing=...)")
         factors = [a / b for a, b in zip(shape, logits.shape[:-1])] + [1.0]
         logits = ndimage.zoom(logits, factors, order=1, mode="nearest", grid_mode=True)
         logits = np.pad(logits, [(0, max(0, a - b)) for a, b in zip(shape, logits.shape)] + [(0, 0)],
                         mode="edge")[tuple(slice(0, a) for a in shape)]
     labels = _labels(logits).astype(_label_dtype(model.output_shape[-1]))
-    if out is not False:
-        data = labels.reshape(ref.shape[:3]) if len(ref.shape) >= 3 else labels.reshape(ref.shape)
-        header = ref.header.copy()
-        header.set_data_dtype(labels.dtype)
-        img = (ref.__class__ if isinstance(ref, (nib.Nifti1Image, nib.Nifti2Image)) else nib.Nifti1Image)(
-            data, ref.affine, header=header)
-        img.header.set_slope_inter(1.0, 0.0)  # class indices are stored unscaled
-        from zoo._runs import atomic_write_bytes
-        atomic_write_bytes(out, lambda tmp: nib.save(img, tmp))
+    if write is not None:
+        write(labels)
     return _probabilities(logits) if return_probabilities else labels
 
 
+def _predict_nifti(model, path, out, **vol):
+    from zoo._runs import atomic_write_bytes
+    from zoo.datasets._common import require
+    from zoo.datasets.volumes import load_nifti
+    nib = require("nibabel", "Reading and writing NIfTI files")
+    image, file_spacing, _ = load_nifti(path)
+    ref = nib.load(str(path))
+    if out is not False and len(model.output_shape) > 2:
+        out = _nifti_out(out, _default_out(path, ".nii.gz"))
+
+        def write(labels):
+            data = labels.reshape(ref.shape[:3]) if len(ref.shape) >= 3 else labels.reshape(ref.shape)
+            header = ref.header.copy()
+            header.set_data_dtype(labels.dtype)
+            img = (ref.__class__ if isinstance(ref, (nib.Nifti1Image, nib.Nifti2Image)) else nib.Nifti1Image)(
+                data, ref.affine, header=header)
+            img.header.set_slope_inter(1.0, 0.0)  # class indices are stored unscaled
+            atomic_write_bytes(out, lambda tmp: nib.save(img, tmp))
+    else:
+        write = None
+    return _predict_volume(model, image, file_spacing, str(path), write, **vol)
+
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def _predict_dicom(model, folder, out, **vol):
+    """One DICOM series folder -> label map; written as NIfTI ``<folder>_seg.nii.gz`` beside the
+    folder, voxel for voxel on the series grid (columns, rows, slices), with the series'
+    patient-space affine converted from DICOM's LPS to NIfTI's RAS (qform = sform, code 1)."""
+    from zoo._runs import atomic_write_bytes
+    from zoo.datasets._common import require
+    from zoo.datasets.dicom import read_dicom_series
+    image, file_spacing, lps_affine = read_dicom_series(folder)
+    if out is not False and len(model.output_shape) > 2:
+        nib = require("nibabel", "Writing the NIfTI label map of a DICOM series")
+        out = _nifti_out(out, default_output(folder))
+
+        def write(labels):
+            img = nib.Nifti1Image(labels, LPS_TO_RAS @ lps_affine)
+            img.set_qform(img.affine, code=1)
+            img.set_sform(img.affine, code=1)
+            img.header.set_slope_inter(1.0, 0.0)
+            atomic_write_bytes(out, lambda tmp: nib.save(img, tmp))
+    else:
+        write = None
+    return _predict_volume(model, image, file_spacing, str(folder), write, **vol)
+
+
 def _predict_image(model, path, out, window, normalize, return_probabilities, kw):
-    from zoo.datasets.folders import _decode
+    from zoo.datasets import read_image
     channels = model.input_shape[-1] if model.input_shape[-1] in (1, 3) else 1
-    image = _decode(path, channels)
+    # a classifier sees the image at its training size (image folders are resized to it)
+    size = kw["patch_size"] if len(model.output_shape) == 2 else None
+    image = read_image(path, channels, size)
     if window is not None or normalize not in (None, "none"):
         image = _normalize(image, window, normalize)
     logits = _infer(model, image, source=str(path), **kw)

@@ -26,7 +26,8 @@ from pathlib import Path
 from zoo._keras import keras, tf
 from zoo._runs import (SNAPSHOT, RunState, _check_resume, atomic_write_bytes, load_run, read_snapshot,
                        read_state, restore_snapshot)
-from zoo._train_data import _fit_patch, _spec, _steps, as_batched_dataset, check_data, resolve_data
+from zoo._train_data import _spec, _steps, as_batched_dataset, check_data, resolve_data
+from zoo.datasets import fit_patch
 from zoo.errors import InvalidArgumentError, ZooError, check_choice, check_positive_int
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multiworker", "tpu")
@@ -202,8 +203,9 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     float gets ``lr_schedule``, a LearningRateSchedule is used as is). ``batch_size`` is per
     replica; the global batch is ``batch_size * replicas``. ``patch_size`` defaults to a
     fixed-size model's input size; segmentation elements of another size are cropped (random
-    for training, centre for validation) to it. ``early_stopping=N`` stops after N epochs
-    without improvement of ``monitor``. ``freeze_encoder_epochs=K`` trains with the encoder
+    for training, centre for validation; padded where smaller) to it, image folders for
+    classification are resized to it, and NIfTI/DICOM volumes give patches of it.
+    ``early_stopping=N`` stops after N epochs without improvement of ``monitor``. ``freeze_encoder_epochs=K`` trains with the encoder
     (layers up to the deepest ``stage{i}_out``) frozen for K epochs, then all layers.
     Checkpoints and logs go to ``out_dir``; rerunning the same call after a crash resumes where
     it stopped (``resume=True``). At the end the model holds the best checkpoint's weights
@@ -259,7 +261,7 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
         batched = check_data(ds, model, what, source, unbatched)
         shape = _spec(ds)[0].shape[:-1] if not batched else None
         if patch and task == "segmentation" and shape is not None and tuple(shape) != patch:
-            ds = _fit_patch(ds, patch, training, seed)
+            ds = fit_patch(ds, patch, random=training, seed=seed)
         ds = as_batched_dataset(ds, global_batch=global_batch, training=training, batched=batched,
                                 seed=seed)
         n = _steps(ds, steps_per_epoch if training else validation_steps, what)

@@ -10,16 +10,25 @@ from pathlib import Path
 
 from zoo.datasets._common import DataError
 from zoo.datasets.arrays import from_arrays, npz, tfds
-from zoo.datasets.dicom import dicom, read_dicom_series
-from zoo.datasets.folders import image_folder, segmentation_folder
+from zoo.datasets.dicom import dicom, holds_series, read_dicom_series
+from zoo.datasets.folders import IMAGE_SUFFIXES, image_folder, read_image, segmentation_folder
+from zoo.datasets.patches import fit_patch
 from zoo.datasets.phantoms import phantom_arrays, phantoms
-from zoo.datasets.volumes import load_nifti, nifti
+from zoo.datasets.volumes import NIFTI_SUFFIXES, load_nifti, nifti
 from zoo.errors import InvalidArgumentError
 
-__all__ = ["phantoms", "phantom_arrays", "image_folder", "segmentation_folder", "nifti", "load_nifti",
-           "dicom", "read_dicom_series", "from_arrays", "npz", "tfds", "from_source", "DataError"]
+__all__ = ["phantoms", "phantom_arrays", "image_folder", "segmentation_folder", "read_image", "nifti",
+           "load_nifti", "dicom", "read_dicom_series", "from_arrays", "npz", "tfds", "fit_patch",
+           "from_source", "DataError"]
 
 _PAIRS = (("images", "masks"), ("images", "labels"), ("imagesTr", "labelsTr"), ("image", "mask"))
+LAYOUTS = """  <root>/<class_name>/*.png|.jpg|.tif|.bmp          2D classification (image_folder)
+  <root>/images/*.png + <root>/masks/*.png         2D segmentation, paired by name (segmentation_folder)
+  <root>/images/*.nii.gz + <root>/labels/*.nii.gz  3D segmentation, NIfTI (nifti); also imagesTr/ + labelsTr/
+  <root>/images/<case>/<DICOM files> + <root>/labels/<case>.nii.gz|.nii|.npy
+                                                   3D segmentation, DICOM series (dicom)
+  <root>/<class_name>/<case>/<DICOM files>         3D classification, DICOM series (dicom)
+  a .npz file with arrays 'images' (+ 'labels')    (npz)"""
 
 
 def _call(fn, generic, options):
@@ -34,6 +43,31 @@ def _call(fn, generic, options):
     return kwargs | options
 
 
+def _dirs(folder):
+    return {c.name: c for c in sorted(folder.iterdir()) if c.is_dir() and not c.name.startswith(".")}
+
+
+def _has(folder, suffixes):
+    return any(f.name.lower().endswith(suffixes) for f in folder.iterdir() if f.is_file())
+
+
+def _no_labels(p, what):
+    return DataError(
+        f"{p} holds {what} but no labels, and training data needs labels. Use the layout "
+        f"<root>/images/<case>/<DICOM files> + <root>/labels/<case>.nii.gz (or .nii/.npy label volumes "
+        f"in the series' (columns, rows, slices) voxel order) for segmentation, or "
+        f"<root>/<class_name>/<case>/<DICOM files> for classification. To read one series for "
+        f"prediction use zoo.datasets.read_dicom_series(folder).")
+
+
+def _dims(p, generic, dims, what):
+    """Fail early (before reading any file) when the layout's dimensionality is not the model's."""
+    want = generic.get("spatial_dims")
+    if want is not None and want != dims:
+        raise DataError(f"{p} holds {what} ({dims}D data) but the model is {want}D; pick matching data "
+                        "or model.")
+
+
 def _from_path(path, generic, options):
     p = Path(path).expanduser()
     if not p.exists():
@@ -43,39 +77,80 @@ def _from_path(path, generic, options):
         if p.name.lower().endswith(".npz"):
             return npz(p, **_call(npz, generic, options))
         raise DataError(f"{p}: a data file must be .npz; for images, NIfTI or DICOM pass the folder.")
-    names = {c.name: c for c in p.iterdir() if c.is_dir()}
+    names = _dirs(p)
     for img, lab in _PAIRS:
         if img in names and lab in names:
-            if any(f.name.lower().endswith((".nii", ".nii.gz")) for f in names[img].iterdir()):
+            if _has(names[img], NIFTI_SUFFIXES):
+                _dims(p, generic, 3, "NIfTI volumes")
                 return nifti(names[img], names[lab], **_call(nifti, generic, options))
-            return segmentation_folder(names[img], names[lab],
-                                       **_call(segmentation_folder, generic, options))
-    if any(f.name.lower().endswith((".nii", ".nii.gz")) for f in p.iterdir()):
+            if any(holds_series(c) for c in _dirs(names[img]).values()):
+                _dims(p, generic, 3, "DICOM series")
+                return dicom(names[img], names[lab], **_call(dicom, generic, options))
+            if holds_series(names[img]):
+                raise DataError(f"{names[img]} holds DICOM files directly; put each series in its own "
+                                f"case folder, {names[img]}/<case>/, with its label volume in "
+                                f"{names[lab]}/<case>.nii.gz (or .nii/.npy).")
+            _dims(p, generic, 2, "2D images and masks")
+            seg = dict(generic, random_crop=generic["shuffle"])  # patches: random (training) / centre
+            return segmentation_folder(names[img], names[lab], **_call(segmentation_folder, seg, options))
+    if holds_series(p):
+        raise _no_labels(p, "one DICOM series (a case folder)")
+    if _has(p, NIFTI_SUFFIXES):
         raise DataError(f"{p} holds NIfTI volumes but no labels; use the layout {p}/images + {p}/labels "
                         "(or imagesTr + labelsTr), or call zoo.datasets.nifti(images, labels=...).")
-    if names:
-        return image_folder(p, **_call(image_folder, generic, options))
-    raise DataError(f"{p}: not a known data layout. Expected class subfolders (classification), "
-                    "images/ + masks/ (2D segmentation), images/ + labels/ (NIfTI), or use "
-                    "zoo.datasets.dicom(...) / nifti(...) directly.")
+    if any(holds_series(d) for d in names.values()):
+        raise _no_labels(p, "DICOM series (case folders)")
+    classes = {name: list(_dirs(d).values()) for name, d in names.items()}
+    if any(holds_series(c) for cases in classes.values() for c in cases):
+        _dims(p, generic, 3, "DICOM series in class folders")
+        series = [c for cases in classes.values() for c in cases]
+        labels = [k for k, cases in enumerate(classes.values()) for _ in cases]
+        ds = dicom(series, labels, **_call(dicom, generic, options))
+        ds.class_names = list(classes)
+        return ds
+    if any(_has(d, IMAGE_SUFFIXES) for d in names.values()):
+        # classification: patch_size is the image size (every image resized to it)
+        _dims(p, generic, 2, "2D images in class folders")
+        cls = dict(generic, image_size=generic["patch_size"])
+        return image_folder(p, **_call(image_folder, cls, options))
+    raise DataError(f"{p}: not a known data layout (no images, NIfTI or DICOM found where expected). "
+                    f"Expected one of:\n{LAYOUTS}\nor call a zoo.datasets function directly.")
 
 
 def from_source(source, *, training=True, task=None, spatial_dims=None, num_classes=None,
                 in_channels=None, patch_size=None, seed=0, augment=False, **options):
     """The dataset a data argument names (used by ``zoo.finetune``).
 
-    source: ``"phantoms"``; ``"tfds:NAME"`` (options ``split``, ``data_dir``, ...); a ``.npz``
-    file; or a folder: class subfolders -> :func:`image_folder`; ``images/`` + ``masks/`` ->
-    :func:`segmentation_folder`; ``images/`` + ``labels/`` (or ``imagesTr/`` + ``labelsTr/``)
-    of NIfTI -> :func:`nifti`. ``augment`` (True or a :class:`zoo.augment.Augment`) applies to
-    training data only. ``options`` go to the chosen source function.
+    source: ``"phantoms"`` (:func:`phantoms`; ``patch_size`` is the phantom size, per axis);
+    ``"tfds:NAME"`` (options ``split``, ``data_dir``, ...); a ``.npz`` file; or a folder in one
+    of these layouts (checked in this order)::
+
+      <root>/images/ + <root>/masks/ (or labels/, imagesTr/ + labelsTr/, image/ + mask/):
+          NIfTI files in images/                 -> nifti: 3D segmentation
+          case folders of DICOM files in images/ -> dicom: 3D segmentation; images/<case>/
+              takes labels/<case>.nii.gz (.nii, .npy) in the (columns, rows, slices) voxel order
+          PNG/JPEG/TIFF/BMP files                -> segmentation_folder: 2D segmentation
+      <root>/<class_name>/<case>/<DICOM files>   -> dicom: 3D classification (class_names)
+      <root>/<class_name>/<image files>          -> image_folder: 2D classification
+
+    A folder of DICOM files, or of DICOM case folders, without labels raises a DataError that
+    shows these layouts. DICOM files are recognised by a .dcm/.dicom/.ima suffix or the DICM
+    marker. ``patch_size`` means: volumes (NIfTI, DICOM) -> ``samples_per_volume`` patches per
+    volume, new each epoch for training, fixed for validation; 2D segmentation -> one patch per
+    image pair, a random crop (new each epoch) for training, the centre crop for validation,
+    padding images smaller than the patch (:func:`fit_patch`); 2D classification -> the image
+    size: every image is resized to it (bilinear), unless ``image_size`` is given.
+    Training and validation differ by ``training``: random patches and order vs fixed ones
+    (phantoms: validation uses other phantoms). ``seed`` makes training reproducible.
+    ``augment`` (True or a :class:`zoo.augment.Augment`) applies to training data only.
+    ``options`` go to the chosen source function.
     """
     ncls = None if num_classes is None else max(int(num_classes), 1)
     if isinstance(source, str) and source == "phantoms":
-        size = patch_size if isinstance(patch_size, int) or patch_size is None else patch_size[0]
+        dims = spatial_dims or (2 if patch_size is None or isinstance(patch_size, int) else len(patch_size))
         options.setdefault("n", 64 if training else 16)
-        generic = dict(spatial_dims=spatial_dims or 2, task=task or "segmentation",
-                       size=size or (64 if (spatial_dims or 2) == 2 else 32),
+        generic = dict(spatial_dims=dims, task=task or "segmentation",
+                       size=patch_size or (64 if dims == 2 else 32),
                        num_classes=max(ncls or 2, 2), in_channels=in_channels,
                        seed=seed if training else seed + 7919)  # validation phantoms differ
         ds = phantoms(**_call(phantoms, generic, options))

@@ -6,17 +6,44 @@ difference of those projections, the in-plane spacing comes from PixelSpacing; p
 RescaleSlope/RescaleIntercept (Hounsfield units for CT). The volume is float32
 ``(X, Y, Z, 1)`` = (columns, rows, slices, channel), the same voxel order as NIfTI, with
 spacing ``(column spacing, row spacing, slice spacing)`` in mm and an LPS affine.
+
+A file counts as DICOM (for folder detection in ``zoo.datasets.from_source``) when its name
+ends with .dcm/.dicom/.ima or it carries the DICOM Part 10 marker ``DICM`` at byte 128.
 """
+import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from zoo.datasets._common import DataError, as_path, describe, require
-from zoo.datasets.volumes import volume_dataset
+from zoo.datasets.volumes import match_labels, volume_dataset
 
 SKIP_NAMES = {"dicomdir"}
 SKIP_SUFFIXES = (".txt", ".json", ".xml", ".csv", ".md", ".ini")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+
+def is_dicom_file(path):
+    """Whether ``path`` looks like a DICOM file: its suffix, else the Part 10 ``DICM`` marker."""
+    name = Path(path).name.lower()
+    if name.endswith(DICOM_SUFFIXES):
+        return True
+    if name in SKIP_NAMES or name.endswith(SKIP_SUFFIXES):
+        return False
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def holds_series(folder, probe=3):
+    """Whether ``folder`` directly holds DICOM files (its first ``probe`` candidate files are read)."""
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.name.lower() not in SKIP_NAMES and not p.name.lower().endswith(SKIP_SUFFIXES))
+    return any(is_dicom_file(f) for f in files[:probe])
 
 
 def _series_files(source):
@@ -129,16 +156,25 @@ def _series_list(series):
 
 
 def dicom(series, labels=None, *, patch_size=None, samples_per_volume=1, fg_fraction=0.5, window=None,
-          normalize="auto", spacing=None, num_classes=None, in_channels=None, shuffle=True, seed=0,
-          cache=True):
-    """DICOM series as a tf.data.Dataset (the preprocessing of :func:`zoo.datasets.nifti`).
+          normalize="auto", spacing=None, num_classes=None, in_channels=None, label_suffix="",
+          shuffle=True, seed=0, cache=True):
+    """DICOM series as a tf.data.Dataset (the preprocessing and patches of :func:`zoo.datasets.nifti`).
 
     series: one series folder, a folder of series folders, or a list of series folders.
-    labels: None, one class index per series, or one label volume file (.nii/.nii.gz/.npy in
-    the (columns, rows, slices) voxel order) per series.
+    labels: None, one class index per series, a list of label volume files, or a folder of
+    them matched by name: series folder ``<case>`` takes ``<case><label_suffix>.nii.gz`` (or
+    .nii, .npy). A label volume must be in the volume's voxel order, (columns, rows, slices
+    sorted by position), as :func:`read_dicom_series` returns it.
     """
     require("pydicom", "Reading DICOM series")
-    return volume_dataset(_series_list(series), labels, read=read_dicom_series, patch_size=patch_size,
+    folders = _series_list(series)
+    if isinstance(labels, (str, os.PathLike)):
+        if not all(isinstance(f, (str, Path)) for f in folders):
+            raise DataError("dicom: a labels folder is matched to series folders by name; pass the "
+                            "series as folders, or labels as a list of files.")
+        labels = match_labels(folders, labels, label_suffix, key=lambda f: Path(f).name,
+                              what="series folder")
+    return volume_dataset(folders, labels, read=read_dicom_series, patch_size=patch_size,
                           samples_per_volume=samples_per_volume, fg_fraction=fg_fraction, window=window,
                           normalize=normalize, spacing=spacing, num_classes=num_classes,
                           in_channels=in_channels, shuffle=shuffle, seed=seed, cache=cache)

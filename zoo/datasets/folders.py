@@ -5,6 +5,8 @@ Grayscale stays 1 channel, colour becomes 3 (RGB; alpha dropped). In a folder th
 both, ``color_mode="auto"`` converts every image to the majority kind (with a warning);
 ``"grayscale"``/``"rgb"`` convert all. Masks are integer class maps (palette PNGs give their
 palette indices); ``mask_values=[0, 255]`` maps stored values to classes 0, 1, ...
+:func:`read_image` reads one file the same way (``zoo.predict`` uses it). Image/mask pairs
+can be cut to patches (``patch_size``, see :func:`zoo.datasets.fit_patch`).
 """
 import collections
 import warnings
@@ -38,12 +40,24 @@ def _open(path):
     return im
 
 
-def _decode(path, channels):
-    """float32 (H, W, channels) pixels of one image file."""
+def read_image(path, channels=None, size=None):
+    """One 2D image file (PNG, JPEG, TIFF, BMP) as a float32 ``(H, W, C)`` array, read as the
+    image folders read it: 8-bit / 255, 16-bit / 65535, float TIFF unchanged.
+
+    channels: None keeps the file's kind (grayscale -> 1, colour -> 3, alpha dropped); 1
+    converts colour to grayscale (ITU-R 601 luma); 3 converts to RGB. size: ``(H, W)`` to
+    resize to (bilinear per channel, as ``image_folder(image_size=...)`` does), None keeps the
+    file's size. Raises DataError naming the file when it cannot be read or holds NaN/Inf.
+    """
+    check_choice("channels", channels, (None, 1, 3), "read_image")
+    if size is not None:
+        size = check_size(size, 2, "size")
     im = _open(path)
     try:
         im.load()
         mode = im.mode
+        if channels is None:
+            channels = 1 if mode in GRAY_MODES else 3
         if channels == 3:
             arr = np.asarray(im.convert("RGB"), np.float32) / 255.0
         elif mode.startswith("I;16") or mode == "I":
@@ -60,7 +74,7 @@ def _decode(path, channels):
         raise DataError(f"{path}: the image data cannot be decoded ({describe(e)}); the file "
                         "is truncated or corrupt. Replace it.") from None
     arr = arr.reshape(arr.shape[0], arr.shape[1], -1)
-    return check_finite(arr, str(path))
+    return _resize(check_finite(arr, str(path)), size, False)
 
 
 def _decode_mask(path, mask_values, num_classes):
@@ -121,13 +135,17 @@ def _pick_channels(files, color_mode, in_channels, arg):
     return channels
 
 
-def _check_sizes(files, image_size, arg):
+def _check_sizes(files, image_size, arg, mixed_ok=False):
+    """The common (H, W) of the images (``image_size`` when given); None for mixed sizes when
+    ``mixed_ok`` (a patch is cut from each), else a DataError."""
     if image_size is not None:
         return check_size(image_size, 2, "image_size")
     sizes = {}
     for f in files:
         w, h = _open(f).size
         sizes.setdefault((h, w), f)
+    if len(sizes) > 1 and mixed_ok:
+        return None
     if len(sizes) > 1:
         (s1, f1), (s2, f2) = list(sizes.items())[:2]
         raise DataError(f"{arg}: images differ in size ({f1}: {s1[0]}x{s1[1]}, {f2}: {s2[0]}x{s2[1]}); "
@@ -172,11 +190,11 @@ def image_folder(root, *, image_size=None, in_channels=None, color_mode="auto", 
     size = _check_sizes(files, image_size, "image_folder")
     if validate:
         for f in files:
-            _decode(f, channels)
+            read_image(f, channels)
     labels = np.asarray(labels, np.int32)
 
     def load(i):
-        return _resize(_decode(files[int(i)], channels), size, False), labels[int(i)]
+        return read_image(files[int(i)], channels, size), labels[int(i)]
 
     return _numpy_dataset(len(files), load, (*size, channels), (),
                           class_names=[p.name for p in classes], file_paths=[str(f) for f in files])
@@ -207,14 +225,21 @@ def _pairs(image_dir, mask_dir, mask_suffix):
     return [images[k] for k in keys], [masks[k] for k in keys]
 
 
-def segmentation_folder(image_dir, mask_dir, *, num_classes=None, image_size=None, in_channels=None,
-                        color_mode="auto", mask_suffix="", mask_values=None, validate=True):
+def segmentation_folder(image_dir, mask_dir, *, num_classes=None, image_size=None, patch_size=None,
+                        random_crop=True, seed=0, in_channels=None, color_mode="auto", mask_suffix="",
+                        mask_values=None, validate=True):
     """2D segmentation data: images and masks in two folders, paired by file name stem.
 
     Returns a tf.data.Dataset of (float32 (H, W, C) image, int32 (H, W, 1) mask) with attributes
-    ``file_paths`` and ``mask_paths``. Masks are resized with nearest neighbour.
+    ``file_paths`` and ``mask_paths``. ``image_size=(H, W)`` resizes every pair (masks with
+    nearest neighbour). ``patch_size=(h, w)`` then cuts one patch per pair with
+    :func:`zoo.datasets.fit_patch`: a random window, new each epoch and reproducible from
+    ``seed``, when ``random_crop=True`` (training), the centre window when False (validation);
+    pairs smaller than the patch are padded (image with its minimum, mask with 0). With a
+    patch the images may differ in size; without one (and without image_size) they must not.
     """
     _pil()
+    patch = check_size(patch_size, 2)
     images, masks = _pairs(image_dir, mask_dir, mask_suffix)
     channels = _pick_channels(images, color_mode, in_channels, "segmentation_folder")
     for fi, fm in zip(images, masks):
@@ -222,17 +247,22 @@ def segmentation_folder(image_dir, mask_dir, *, num_classes=None, image_size=Non
             (wi, hi), (wm, hm) = _open(fi).size, _open(fm).size
             raise DataError(f"image {fi} is {hi}x{wi} but its mask {fm} is {hm}x{wm}; an image and its "
                             "mask must have the same size. Fix or re-export the mask.")
-    size = _check_sizes(images, image_size, "segmentation_folder")
+    size = _check_sizes(images, image_size, "segmentation_folder", mixed_ok=patch is not None)
     if validate:
         for fi, fm in zip(images, masks):
-            _decode(fi, channels)
+            read_image(fi, channels)
             _decode_mask(fm, mask_values, num_classes)
 
     def load(i):
         i = int(i)
-        image = _resize(_decode(images[i], channels), size, False)
+        image = read_image(images[i], channels, size)
         mask = _resize(_decode_mask(masks[i], mask_values, num_classes), size, True)
         return image, mask.astype(np.int32)[..., None]
 
-    return _numpy_dataset(len(images), load, (*size, channels), (*size, 1),
-                          file_paths=[str(f) for f in images], mask_paths=[str(f) for f in masks])
+    shape = size or (None, None)
+    ds = _numpy_dataset(len(images), load, (*shape, channels), (*shape, 1))
+    if patch is not None:
+        from zoo.datasets.patches import fit_patch
+        ds = fit_patch(ds, patch, random=random_crop, seed=seed)
+    ds.file_paths, ds.mask_paths = [str(f) for f in images], [str(f) for f in masks]
+    return ds

@@ -16,8 +16,20 @@ from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 TASKS = ("segmentation", "classification")
 
 
+def _sizes(size, spatial_dims):
+    """``size`` (an int, or one int per spatial axis, each >= 16) as a tuple of ints."""
+    sizes = (size,) * spatial_dims if isinstance(size, (int, np.integer)) else size
+    ok = isinstance(sizes, (tuple, list, np.ndarray)) and len(sizes) == spatial_dims and all(
+        isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s >= 16 for s in sizes)
+    if not ok:
+        raise InvalidArgumentError(
+            f"phantoms: size={size!r} must be an int >= 16 or {spatial_dims} ints >= 16 (one per spatial "
+            f"axis, spatial_dims={spatial_dims}); pass e.g. size=64 or size={(64, 48, 32)[:spatial_dims]}.")
+    return tuple(int(s) for s in sizes)
+
+
 def _grid(size, spatial_dims):
-    axes = [np.arange(size, dtype=np.float32) + 0.5] * spatial_dims
+    axes = [np.arange(n, dtype=np.float32) + 0.5 for n in size]
     return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, spatial_dims)
 
 
@@ -63,7 +75,7 @@ def _classification_sample(rng, grid, size, d, num_classes):
     organs = _ellipsoids(grid, centers, radii, _rotations(rng, n_organs, d)).any(0)
     image = np.full(grid.shape[0], rng.uniform(0.0, 0.1), np.float32)
     image[organs] = rng.uniform(0.3, 0.45)
-    r = max(1.5, 0.06 * size)
+    r = max(1.5, 0.06 * float(np.min(size)))
     spots, candidates = [], grid[organs] if organs.any() else grid
     for _ in range(200 * max(target, 1)):
         if len(spots) == target:
@@ -86,14 +98,14 @@ def phantom_arrays(n=16, *, spatial_dims=2, size=64, num_classes=2, task="segmen
                    max_shapes=4, noise=0.05, in_channels=1, seed=0):
     """NumPy arrays ``(images, labels)`` of synthetic phantoms.
 
-    images: float32 ``(n, *[size] * spatial_dims, in_channels)`` (channels are copies of one
-    phantom, each with its own noise). labels: int32 ``(n, *spatial, 1)``
-    label maps (segmentation) or ``(n,)`` class indices (classification).
+    size: an int (the same on every axis) or one int per spatial axis, each >= 16, e.g.
+    ``(48, 32)``; shapes are scaled per axis. images: float32 ``(n, *spatial, in_channels)``
+    (channels are copies of one phantom, each with its own noise). labels: int32
+    ``(n, *spatial, 1)`` label maps (segmentation) or ``(n,)`` class indices (classification).
     """
     check_positive_int("n", n, "phantoms")
     check_choice("spatial_dims", spatial_dims, (2, 3), "phantoms")
     check_choice("task", task, TASKS, "phantoms")
-    check_positive_int("size", size, "phantoms", minimum=16)
     check_positive_int("num_classes", num_classes, "phantoms", minimum=2)
     check_positive_int("max_shapes", max_shapes, "phantoms")
     check_positive_int("in_channels", in_channels, "phantoms")
@@ -102,8 +114,9 @@ def phantom_arrays(n=16, *, spatial_dims=2, size=64, num_classes=2, task="segmen
                                    "classification phantom (label = number of lesions); use 2..6.")
     if not noise >= 0:
         raise InvalidArgumentError(f"phantoms: noise={noise!r} must be >= 0 (the Gaussian noise std).")
-    grid = _grid(size, spatial_dims)
-    shape = (size,) * spatial_dims
+    shape = _sizes(size, spatial_dims)
+    grid = _grid(shape, spatial_dims)
+    size = np.asarray(shape, np.float64)  # per-axis extents scale the shapes
     images = np.empty((n, *shape, in_channels), np.float32)
     labels = (np.empty((n, *shape, 1), np.int32) if task == "segmentation"
               else np.empty((n,), np.int32))

@@ -5,9 +5,12 @@ DICOM columns, rows, slices), labels int32 ``(X, Y, Z, 1)``. Per case, in this o
 NaN/Inf check -> optional resampling to ``spacing`` (scipy.ndimage.zoom, order 1 for images,
 order 0 for labels) -> intensity: ``window=(lo, hi)`` clips and scales to [0, 1] (CT
 windowing), ``normalize="zscore"`` standardises each volume and channel -> patches.
-With ``patch_size``, each epoch draws ``samples_per_volume`` patches per volume; a share
+With ``patch_size``, ``samples_per_volume`` patches are drawn per volume; a share
 ``fg_fraction`` of them is centred on a random foreground (label > 0) voxel, the rest are
-uniform. A volume smaller than the patch is padded (image with its minimum, label with 0).
+uniform. ``shuffle=True`` (training) draws new patches, in a new case order, on every pass
+over the dataset (every epoch), reproducibly from ``seed``; ``shuffle=False`` (validation)
+gives the same patches in file order every epoch. A volume smaller than the patch is padded
+(image with its minimum, label with 0).
 """
 import numpy as np
 
@@ -190,9 +193,9 @@ def volume_dataset(images, labels=None, *, read, patch_size=None, samples_per_vo
     seg = labels is not None and not isinstance(labels[0], (int, np.integer))
     epoch = [0]
 
-    def gen():
+    def gen():  # training: new patches and order each pass, from (seed, pass); validation: pass 0 always
         rng = np.random.default_rng([int(seed), epoch[0]])
-        epoch[0] += 1
+        epoch[0] += 1 if shuffle else 0
         order = rng.permutation(len(cases)) if shuffle else range(len(cases))
         for i in order:
             image, label, fg = cases[int(i)]
@@ -212,9 +215,10 @@ def volume_dataset(images, labels=None, *, read, patch_size=None, samples_per_vo
     from zoo._keras import tf
     label_spec = spec((*shape, 1), tf.int32) if seg else spec((), tf.int32)
     n = len(cases) * (samples_per_volume if patch else 1)
-    ds = dataset_from_generator(gen, spec((*shape, channels), tf.float32), label_spec,
-                                file_paths=[str(s) for s in images])
-    return ds.apply(tf.data.experimental.assert_cardinality(n))
+    ds = dataset_from_generator(gen, spec((*shape, channels), tf.float32), label_spec)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(n))
+    ds.file_paths = [str(s) for s in images]
+    return ds
 
 
 def check_size_float(spacing):
@@ -225,18 +229,22 @@ def check_size_float(spacing):
     return vals
 
 
-def _match(image_files, label_dir, label_suffix):
+def match_labels(sources, label_dir, label_suffix="", key=stem, what="image"):
+    """One label volume (.nii/.nii.gz/.npy in ``label_dir``) per source, matched by name:
+    ``key(source)`` == the label's name stem without ``label_suffix``."""
     labels = {stem(f)[: -len(label_suffix)] if label_suffix and stem(f).endswith(label_suffix)
               else stem(f): f for f in list_files(label_dir, "labels", NIFTI_SUFFIXES + (".npy",))}
-    missing = [f for f in image_files if stem(f) not in labels]
+    names = [key(f) for f in sources]
+    missing = [f for f, k in zip(sources, names) if k not in labels]
     if missing:
         raise DataError(f"no label volume for {', '.join(str(m) for m in missing[:5])} in {label_dir} "
-                        "(matched by name stem). Add the labels or set label_suffix.")
-    extra = sorted(set(labels) - {stem(f) for f in image_files})
+                        f"(a label file is named like its {what}: <name>{label_suffix}.nii.gz, .nii or "
+                        ".npy). Add the labels or set label_suffix.")
+    extra = sorted(set(labels) - set(names))
     if extra:
-        raise DataError(f"label volume {labels[extra[0]]} has no image (matched by name stem); "
-                        "remove it or add the image.")
-    return [labels[stem(f)] for f in image_files]
+        raise DataError(f"label volume {labels[extra[0]]} has no {what} (matched by name); "
+                        f"remove it or add the {what}.")
+    return [labels[k] for k in names]
 
 
 def nifti(images, labels=None, *, patch_size=None, samples_per_volume=1, fg_fraction=0.5, window=None,
@@ -256,7 +264,7 @@ def nifti(images, labels=None, *, patch_size=None, samples_per_volume=1, fg_frac
     if not files:
         raise DataError("nifti: the list of image files is empty; pass at least one .nii/.nii.gz file.")
     if labels is not None and not isinstance(labels, (list, tuple)):
-        labels = _match(files, labels, label_suffix)
+        labels = match_labels(files, labels, label_suffix)
     return volume_dataset(files, labels, read=load_nifti, patch_size=patch_size,
                           samples_per_volume=samples_per_volume, fg_fraction=fg_fraction, window=window,
                           normalize=normalize, spacing=spacing, num_classes=num_classes,

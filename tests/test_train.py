@@ -300,6 +300,22 @@ def test_segmentation_png_folder_is_cropped_to_the_patch_and_nifti_folder(tmp_pa
     assert cfg["steps_per_epoch"] == 3 and cfg["preprocessing"] == {"window": [-500, 500]}
 
 
+def test_dicom_folder_finetune_then_predict_the_series(tmp_path):
+    pytest.importorskip("pydicom")
+    nib = pytest.importorskip("nibabel")
+    from test_datasets_sources import _dicom_root
+    _dicom_root(tmp_path / "dcm", {"a": [1, 0, 2, 3], "b": [3, 2, 1, 0]})  # 3x4x4 volumes, CT values
+    m3 = zoo.load("unet", spatial_dims=3, filters=2, depth=1, dropout=0.0)
+    finetune(m3, str(tmp_path / "dcm"), epochs=1, batch_size=2, patch_size=4, out_dir=tmp_path / "run",
+             data_options={"samples_per_volume": 2, "window": [-1100, -300]}, **QUIET)
+    cfg = read_state(tmp_path / "run")["config"]
+    assert cfg["steps_per_epoch"] == 2 and cfg["patch_size"] == [4, 4, 4]
+    labels = zoo.predict(str(tmp_path / "run"), tmp_path / "dcm" / "images" / "a")  # the run's window
+    written = nib.load(str(tmp_path / "dcm" / "images" / "a_seg.nii.gz"))
+    assert labels.shape == written.shape == (3, 4, 4)
+    np.testing.assert_array_equal(np.asarray(written.dataobj), labels)
+
+
 def test_bad_inputs_name_the_fix(tmp_path):
     model = tiny_unet()
     x, y = phantom_arrays(4, size=32, in_channels=3)

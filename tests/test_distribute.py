@@ -172,3 +172,72 @@ def test_multiworker_two_processes_chief_writes_checkpoints(tmp_path):
     last = load_run(out, which="last")
     for k, w in zip(a.files, last.get_weights()):
         np.testing.assert_array_equal(a[k], w)
+
+
+RESTARTABLE_WORKER = """
+import sys
+import zoo
+import zoo.train as T
+from zoo.datasets import phantom_arrays
+
+out = sys.argv[1]
+strategy = T.get_strategy("auto")
+model = zoo.load("unet", filters=4, depth=2, dropout=0.0)
+x, y = phantom_arrays(48, size=32)
+T.finetune(model, (x, y), (x[:4], y[:4]), epochs=5, batch_size=2, strategy=strategy, out_dir=out,
+           verbose=0)
+"""
+
+
+def _start_workers(script, out, cluster, log):
+    procs = []
+    for i in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        procs.append(subprocess.Popen([sys.executable, str(script), str(out)], cwd=ROOT, env=env,
+                                      stdout=subprocess.DEVNULL, stderr=open(f"{log}{i}.err", "w")))
+    return procs
+
+
+@pytest.mark.slow
+def test_multiworker_run_with_a_killed_worker_fails_clearly_then_resumes(tmp_path):
+    """SIGKILL one of two workers mid-run: the survivor stops with an error saying how to resume
+    (no hang); the same command on both workers then finishes the run from the last epoch."""
+    import time
+    script, out = tmp_path / "worker.py", tmp_path / "run"
+    script.write_text(textwrap.dedent(RESTARTABLE_WORKER))
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    procs = _start_workers(script, out, cluster, tmp_path / "a")
+    try:
+        deadline = time.time() + 400
+        while not (out / "last.h5").exists():  # the chief finished epoch 1
+            assert time.time() < deadline and all(p.poll() is None for p in procs), \
+                (tmp_path / "a0.err").read_text()[-3000:]
+            time.sleep(0.2)
+        time.sleep(1.0)  # into epoch 2
+        procs[1].kill()
+        assert procs[0].wait(timeout=180) != 0  # the survivor fails instead of hanging
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    err = (tmp_path / "a0.err").read_text()
+    assert "finetune: the multi-worker run lost a worker during epoch" in err, err[-3000:]
+    assert "start the same command on every worker again" in err
+    crashed = json.loads((out / "state.json").read_text())
+    done = crashed["epochs_completed"]
+    assert 1 <= done < 5 and not crashed["finished"] and (out / "resume.npz").exists()
+
+    procs = _start_workers(script, out, {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}, tmp_path / "b")
+    try:
+        for p in procs:
+            assert p.wait(timeout=400) == 0, (tmp_path / "b0.err").read_text()[-3000:]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    state = json.loads((out / "state.json").read_text())
+    assert state["finished"] and state["epochs_completed"] == 5
+    assert [r["epoch"] for r in state["history"]] == [1, 2, 3, 4, 5]
+    assert state["history"][:done] == crashed["history"]  # the epochs before the kill are kept
+    assert state["best"] == min(r["val_loss"] for r in state["history"])
+    assert not (out / "resume.npz").exists()

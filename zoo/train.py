@@ -185,6 +185,26 @@ def _metric_names(metrics, val):
     return names + [f"val_{n}" for n in names] if val else names
 
 
+_LOST_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+                     tf.errors.CancelledError)
+
+
+def _multi_process(strategy):
+    """Whether ``strategy`` spans several processes (its collectives fail when a peer dies)."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or _tf_config_workers() > 1
+
+
+def _lost_worker(error, out_dir, run_state):
+    """The error a surviving worker raises when another worker died (killed, preempted, OOM)."""
+    first = " ".join(str(error).split())[:240]
+    done = run_state.rows[-1]["epoch"] if run_state.rows else 0
+    saved = f"Epochs 1-{done} are saved in {out_dir}" if done else "No epoch had completed yet"
+    return ZooError(
+        f"finetune: the multi-worker run lost a worker during epoch {done + 1} ({type(error).__name__}: "
+        f"{first}). {saved}; start the same command on every worker again (same TF_CONFIG cluster, "
+        "same out_dir) to resume from the last completed epoch.")
+
+
 def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patch_size=None,
              loss=None, metrics=None, optimizer="adam", learning_rate=None, lr_schedule="cosine",
              weight_decay=0.0, out_dir="runs/zoo", strategy="auto", devices=None,
@@ -341,8 +361,14 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
                 restore_snapshot(net, snapshot, phase)
                 start, snapshot = max(start, done), None
         run_state.phase = phase
-        net.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=start, steps_per_epoch=steps,
-                validation_steps=vsteps, callbacks=[run_state, *extra, *(callbacks or [])], verbose=verbose)
+        try:
+            net.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=start, steps_per_epoch=steps,
+                    validation_steps=vsteps, callbacks=[run_state, *extra, *(callbacks or [])],
+                    verbose=verbose)
+        except _LOST_PEER_ERRORS as e:
+            if _multi_process(strat):
+                raise _lost_worker(e, out_dir, run_state) from e
+            raise
         if run_state.nan is not None:
             epoch, batch, value = run_state.nan
             where = f"epoch {epoch + 1}" + (f", batch {batch + 1}" if batch is not None else "")

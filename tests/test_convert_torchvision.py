@@ -14,89 +14,135 @@ import convert_torchvision as ct  # noqa: E402
 import zoo  # noqa: E402
 
 
-class BasicBlock(nn.Module):
-    expansion = 1
+class Block(nn.Module):
+    """torchvision's BasicBlock (two 3x3 convs) or Bottleneck (1x1, 3x3, 1x1; the stride on the 3x3
+    conv as torchvision's "v1.5"; padding = dilation); each conv{i} is followed by bn{i}."""
 
-    def __init__(self, cin, planes, stride, downsample):
+    def __init__(self, cin, planes, stride, downsample, dilation, bottleneck):
         super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
+        if bottleneck:
+            convs = [(cin, planes, 1, 1, 0, 1), (planes, planes, 3, stride, dilation, dilation),
+                     (planes, planes * 4, 1, 1, 0, 1)]
+        else:
+            assert dilation == 1  # torchvision refuses dilated basic blocks
+            convs = [(cin, planes, 3, stride, 1, 1), (planes, planes, 3, 1, 1, 1)]
+        for i, (ci, co, k, st, pad, dil) in enumerate(convs, start=1):
+            setattr(self, f"conv{i}", nn.Conv2d(ci, co, k, st, pad, dil, bias=False))
+            setattr(self, f"bn{i}", nn.BatchNorm2d(co))
+        self.n, self.downsample = len(convs), downsample
 
     def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return torch.relu(out + (self.downsample(x) if self.downsample is not None else x))
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, cin, planes, stride, downsample):  # stride on the 3x3 conv ("v1.5")
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.downsample = downsample
-
-    def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        out = torch.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return torch.relu(out + (self.downsample(x) if self.downsample is not None else x))
+        out = x
+        for i in range(1, self.n + 1):
+            out = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(out))
+            out = torch.relu(out) if i < self.n else out
+        return torch.relu(out + (x if self.downsample is None else self.downsample(x)))
 
 
 class TorchResNet(nn.Module):
-    """torchvision.models.ResNet's module names and forward pass, at any width."""
+    """torchvision.models.ResNet's module names and forward pass, at any width. ``dilate`` =
+    replace_stride_with_dilation; ``num_classes=0``: no avgpool/fc (a segmentation backbone)."""
 
-    def __init__(self, block, layers, width=64, num_classes=1000):
+    def __init__(self, bottleneck, layers, width=64, num_classes=1000, dilate=(False, False, False)):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
+        expansion = 4 if bottleneck else 1
+        self.conv1, self.bn1 = nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin = width
+        cin, dilation = width, 1
         for i, n in enumerate(layers, start=1):
-            planes, stride = width * 2 ** (i - 1), 1 if i == 1 else 2
+            planes, stride, previous = width * 2 ** (i - 1), 1 if i == 1 else 2, dilation
+            if i > 1 and dilate[i - 2]:
+                dilation, stride = dilation * stride, 1
             blocks = []
             for j in range(n):
                 down = None
-                if j == 0 and (stride != 1 or cin != planes * block.expansion):
-                    down = nn.Sequential(nn.Conv2d(cin, planes * block.expansion, 1, stride, bias=False),
-                                         nn.BatchNorm2d(planes * block.expansion))
-                blocks.append(block(cin, planes, stride if j == 0 else 1, down))
-                cin = planes * block.expansion
+                if j == 0 and (stride != 1 or cin != planes * expansion):
+                    down = nn.Sequential(nn.Conv2d(cin, planes * expansion, 1, stride, bias=False),
+                                         nn.BatchNorm2d(planes * expansion))
+                blocks.append(Block(cin, planes, stride if j == 0 else 1, down, previous if j == 0 else dilation,
+                                    bottleneck))
+                cin = planes * expansion
             setattr(self, f"layer{i}", nn.Sequential(*blocks))
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, num_classes)
+        self.out_channels = cin
+        if num_classes:
+            self.avgpool, self.fc = nn.AdaptiveAvgPool2d(1), nn.Linear(cin, num_classes)
 
-    def forward(self, x):
-        x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
+    def stages(self, x):
+        x, out = self.maxpool(torch.relu(self.bn1(self.conv1(x)))), []
         for i in range(1, 5):
             x = getattr(self, f"layer{i}")(x)
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+            out.append(x)
+        return out
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.avgpool(self.stages(x)[-1]), 1))
 
 
-def randomized(net, seed=0):
+def randomized(net, seed=0, calibrate=None):
+    """He-normal conv/linear weights (activations keep their scale without BN too), random BN
+    statistics/affine params and biases; eval mode.
+
+    ``calibrate``: an input batch. Each BN's statistics are then set, in one eval-mode pass, to
+    those of its actual input times random factors (var x U(0.5, 1.5), mean shifted by 0.1 std),
+    so that activations stay O(1) through a deep net and the outputs depend on every layer
+    (BNs that see fewer than 32 values per channel keep the random statistics).
+    """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in net.state_dict().items():
-            if name.endswith("running_var"):
+            if name.endswith("weight") and t.ndim >= 2:
+                t.copy_(torch.randn(t.shape, generator=gen) * (2 / t[0].numel()) ** 0.5)
+            elif name.endswith("running_var"):
                 t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
             elif name.endswith(("running_mean", "bias")) or (name.endswith("weight") and t.ndim == 1):
                 t.copy_(torch.randn(t.shape, generator=gen) * 0.1 + (1.0 if name.endswith("weight") else 0.0))
+        if calibrate is not None:
+            def set_statistics(bn, args):  # runs before the BN: its input is the eval-mode input
+                x = args[0].transpose(0, 1).flatten(1)
+                if x.shape[1] >= 32:  # not e.g. DeepLab's pooled branch (batch x 1 x 1 values)
+                    var = x.var(1, unbiased=False) + 1e-3
+                    bn.running_var.copy_(var * (torch.rand(var.shape, generator=gen) + 0.5))
+                    bn.running_mean.copy_(x.mean(1) + torch.randn(var.shape, generator=gen) * 0.1 * var.sqrt())
+
+            hooks = [m.register_forward_pre_hook(set_statistics) for m in net.modules()
+                     if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            net.eval()(to_torch(calibrate))
+            for hook in hooks:
+                hook.remove()
     return net.eval()
 
 
-@pytest.mark.parametrize("model_name,block,layers,width", [
-    ("resnet18", BasicBlock, (2, 2, 2, 2), 16),
-    ("resnet50_tv", Bottleneck, (3, 4, 6, 3), 8)])
-def test_converted_resnet_gives_torch_outputs(model_name, block, layers, width, tmp_path, isolated_home, capsys):
-    net = randomized(TorchResNet(block, layers, width=width, num_classes=10))
+def to_torch(x):
+    return torch.from_numpy(x.transpose(0, 3, 1, 2)) if isinstance(x, np.ndarray) else x
+
+
+def assert_torch_outputs(got, net, x, atol=1e-4):
+    """``got`` (the Keras model's output or list of outputs on NHWC ``x``) equals ``net``'s.
+
+    Only float32 rounding may differ: within ``atol`` of torch's float32 outputs, and no further
+    from torch's float64 outputs than torch's own float32 outputs are (x2, + 1e-6). The outputs
+    must also depend on the input (the two samples' outputs differ by > 0.01).
+    """
+    got = [np.asarray(g) for g in (got if isinstance(got, (list, tuple)) else [got])]
+    want = {}
+    for dtype in (torch.float64, torch.float32):  # leaves the net in float32
+        with torch.no_grad():
+            out = net.to(dtype)(to_torch(x).to(dtype))
+        out = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, tuple) else [out]
+        want[dtype] = [o.numpy().transpose(0, 2, 3, 1) if o.ndim == 4 else o.numpy() for o in out]
+    assert len(got) == len(want[torch.float32])
+    for i, (g, w, w64) in enumerate(zip(got, want[torch.float32], want[torch.float64])):
+        assert g.shape == w.shape and np.abs(w[0] - w[1]).max() > 0.01, (i, g.shape, w.shape)
+        diff, ours, own = np.abs(g - w).max(), np.abs(g - w64).max(), np.abs(w - w64).max()
+        assert diff <= atol and ours <= 2 * own + 1e-6, (i, diff, ours, own)
+
+
+@pytest.mark.parametrize("model_name,bottleneck,layers,width", [
+    ("resnet18", False, (2, 2, 2, 2), 16),
+    ("resnet50_tv", True, (3, 4, 6, 3), 8)])
+def test_converted_resnet_gives_torch_outputs(model_name, bottleneck, layers, width, tmp_path, isolated_home, capsys):
+    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
+    net = randomized(TorchResNet(bottleneck, layers, width=width, num_classes=10), calibrate=x)
     pth = tmp_path / "tv.pth"
     torch.save(net.state_dict(), pth)
     out = tmp_path / f"{model_name}.weights.h5"
@@ -108,27 +154,97 @@ def test_converted_resnet_gives_torch_outputs(model_name, block, layers, width, 
     report = model.zoo_load_report
     assert not report.adapted and not report.reinitialised and not report.skipped
     assert len(report.loaded) == len({k.rsplit(".", 1)[0] for k in net.state_dict()})
-    x = np.random.default_rng(0).normal(size=(2, 64, 64, 3)).astype("float32")
-    with torch.no_grad():
-        want = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-    got = model(x).numpy()
-    assert np.abs(want - got).max() <= 1e-4, np.abs(want - got).max()
+    assert_torch_outputs(model(x), net, x)
+
+
+def _cbr(cin, cout, k, dilation=1):
+    """torchvision's conv (no bias, padding = dilation * (k // 2)) + BN + ReLU, as Sequential items."""
+    return [nn.Conv2d(cin, cout, k, padding=dilation * (k // 2), dilation=dilation, bias=False),
+            nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+def _resize(y, size):
+    return nn.functional.interpolate(y, size=size, mode="bilinear", align_corners=False)
+
+
+class ASPP(nn.Module):
+    def __init__(self, cin, rates, filters):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Sequential(*_cbr(cin, filters, 1))]
+                                   + [nn.Sequential(*_cbr(cin, filters, 3, r)) for r in rates]
+                                   + [nn.Sequential(nn.AdaptiveAvgPool2d(1), *_cbr(cin, filters, 1))])  # ASPPPooling
+        self.project = nn.Sequential(*_cbr(filters * (len(rates) + 2), filters, 1), nn.Dropout(0.5))
+
+    def forward(self, x):
+        pooled = _resize(self.convs[-1](x), x.shape[-2:])
+        return self.project(torch.cat([branch(x) for branch in self.convs[:-1]] + [pooled], 1))
+
+
+class TorchDeepLabV3(nn.Module):
+    """torchvision deeplabv3_resnet50's module names and forward pass (narrow): a ResNet-50 with
+    replace_stride_with_dilation=[False, True, True], DeepLabHead (ASPP 12/24/36 + 3x3 conv +
+    classifier) on layer4, FCNHead on layer3 when ``aux``; outputs resized to the input."""
+
+    def __init__(self, width, filters, num_classes, aux=True):
+        super().__init__()
+        self.backbone = TorchResNet(True, (3, 4, 6, 3), width, num_classes=0, dilate=(False, True, True))
+        cin = self.backbone.out_channels
+        self.classifier = nn.Sequential(ASPP(cin, (12, 24, 36), filters), *_cbr(filters, filters, 3),
+                                        nn.Conv2d(filters, num_classes, 1))
+        if aux:
+            self.aux_classifier = nn.Sequential(*_cbr(cin // 2, cin // 8, 3), nn.Dropout(0.1),
+                                                nn.Conv2d(cin // 8, num_classes, 1))
+
+    def forward(self, x):
+        stages = self.backbone.stages(x)
+        out = {"out": _resize(self.classifier(stages[3]), x.shape[-2:])}
+        if hasattr(self, "aux_classifier"):
+            out["aux"] = _resize(self.aux_classifier(stages[2]), x.shape[-2:])
+        return out
+
+
+@pytest.mark.parametrize("aux", [True, False])
+def test_converted_deeplabv3_gives_torch_outputs(aux, tmp_path, isolated_home):
+    # 108x116: odd sizes after the stem pool (27x29), a 14x15 feature map so the rate-12 branch
+    # sees more than its centre tap, and a non-trivial bilinear upsampling (x7.7) to the input
+    x = np.random.default_rng(0).normal(size=(2, 108, 116, 3)).astype("float32")
+    net = randomized(TorchDeepLabV3(width=8, filters=16, num_classes=5, aux=aux), seed=1, calibrate=x)
+    sd = net.state_dict()
+    assert ("aux_classifier.4.weight" in sd) == aux and "classifier.0.convs.4.2.running_var" in sd
+    out = tmp_path / "dl.weights.h5"
+    # no --set aux_head: the converter reads it off the state dict (the registry entry has aux_head=true)
+    saved = ct.convert(sd, "deeplabv3_resnet50", out, overrides={"width": 8, "filters": 16}, verbose=False)
+    assert ("aux_head: false" in saved.snippet) == (not aux)
+    model = zoo.load("deeplabv3_resnet50", weights=str(out), width=8, filters=16, num_classes=5, aux_head=aux)
+    assert len(model.zoo_load_report.loaded) == len({k.rsplit(".", 1)[0] for k in sd if "num_batches" not in k})
+    assert [o.shape for o in model.outputs] == [(None, None, None, 5)] * (2 if aux else 1)
+    # ~60 layers deep, torch's own float32 result is ~4e-4 off its float64 one on these outputs
+    # (std ~0.8, max ~4; measured), so a 1e-4 bound would test rounding luck: the float64
+    # comparison in assert_torch_outputs (Keras no further off than torch float32) is the strict one
+    assert_torch_outputs(model(x), net, x, atol=1e-3)
+
+
+class SequentialNet(nn.Module):
+    """AlexNet / VGG: ``features``, ``avgpool``, flatten, ``classifier``."""
+
+    def __init__(self, features, pool, classifier):
+        super().__init__()
+        self.features, self.avgpool, self.classifier = nn.Sequential(*features), nn.AdaptiveAvgPool2d(pool), \
+            nn.Sequential(*classifier)
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 def torch_alexnet(fc_units, num_classes):
     """torchvision.models.AlexNet's module indices and forward pass, with narrow FC layers."""
-    net = nn.Module()
-    net.features = nn.Sequential(
-        nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(), nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2))
-    net.avgpool = nn.AdaptiveAvgPool2d(6)
-    net.classifier = nn.Sequential(
-        nn.Dropout(), nn.Linear(256 * 36, fc_units), nn.ReLU(), nn.Dropout(),
-        nn.Linear(fc_units, fc_units), nn.ReLU(), nn.Linear(fc_units, num_classes))
-    net.forward = lambda x: net.classifier(torch.flatten(net.avgpool(net.features(x)), 1))
-    return randomized(net)
+    return randomized(SequentialNet(
+        [nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
+         nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+         nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(), nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
+         nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2)], 6,
+        [nn.Dropout(), nn.Linear(256 * 36, fc_units), nn.ReLU(), nn.Dropout(),
+         nn.Linear(fc_units, fc_units), nn.ReLU(), nn.Linear(fc_units, num_classes)]))
 
 
 def test_converted_alexnet_gives_torch_outputs_with_chw_to_hwc_flatten(tmp_path, isolated_home):
@@ -138,53 +254,117 @@ def test_converted_alexnet_gives_torch_outputs_with_chw_to_hwc_flatten(tmp_path,
     # 128 px: a 3x3 map pooled adaptively to 6x6, so the flatten order matters
     model = zoo.load("alexnet", weights=str(out), fc_units=32, num_classes=7, input_shape=(128, 128, 3))
     x = np.random.default_rng(0).normal(size=(2, 128, 128, 3)).astype("float32")
-    with torch.no_grad():
-        want = net(torch.from_numpy(x.transpose(0, 3, 1, 2))).numpy()
-    got = model(x).numpy()
-    assert np.abs(want - got).max() <= 1e-4 * max(1.0, np.abs(want).max())
+    assert_torch_outputs(model(x), net, x)
     assert len(model.zoo_load_report.loaded) == 8
 
 
-def torch_googlenet_state_dict(width, num_classes):
-    """A state dict with torchvision GoogLeNet's keys (BasicConv2d, InceptionAux), narrow."""
-    from zoo.models.googlenet import INCEPTION, _width
-    gen, sd = torch.Generator().manual_seed(0), {}
-
-    def basic(name, cin, cout, k):
-        sd[f"{name}.conv.weight"] = torch.randn(cout, cin, k, k, generator=gen) * 0.1
-        for p in ("weight", "bias", "running_mean"):
-            sd[f"{name}.bn.{p}"] = torch.randn(cout, generator=gen)
-        sd[f"{name}.bn.running_var"] = torch.rand(cout, generator=gen) + 0.5
-        sd[f"{name}.bn.num_batches_tracked"] = torch.tensor(0)
-
-    def linear(name, cin, cout):
-        sd[f"{name}.weight"], sd[f"{name}.bias"] = torch.randn(cout, cin, generator=gen), torch.randn(cout)
-
-    w = lambda c: _width(c, width)  # noqa: E731
-    basic("conv1", 3, w(64), 7), basic("conv2", w(64), w(64), 1), basic("conv3", w(64), w(192), 3)
-    cin = w(192)
-    for key, (n1, r3, n3, r5, n5, proj) in INCEPTION.items():
-        n1, r3, n3, r5, n5, proj = map(w, (n1, r3, n3, r5, n5, proj))
-        p = f"inception{key}"
-        basic(f"{p}.branch1", cin, n1, 1), basic(f"{p}.branch2.0", cin, r3, 1), basic(f"{p}.branch2.1", r3, n3, 3)
-        basic(f"{p}.branch3.0", cin, r5, 1), basic(f"{p}.branch3.1", r5, n5, 3), basic(f"{p}.branch4.1", cin, proj, 1)
-        cin = n1 + n3 + n5 + proj
-        if key in ("4a", "4d"):
-            aux = "aux1" if key == "4a" else "aux2"
-            basic(f"{aux}.conv", cin, w(128), 1)
-            linear(f"{aux}.fc1", w(128) * 16, w(1024)), linear(f"{aux}.fc2", w(1024), num_classes)
-    linear("fc", cin, num_classes)
-    return sd
+def torch_vgg11(width, fc_units, num_classes, batch_norm):
+    """torchvision.models.vgg11 / vgg11_bn's module indices and forward pass, narrow."""
+    layers, cin = [], 3
+    for v in (1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M"):  # configuration A
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, 2))
+            continue
+        layers += [nn.Conv2d(cin, width * v, 3, padding=1)] + [nn.BatchNorm2d(width * v)] * batch_norm + [nn.ReLU()]
+        cin = width * v
+    return SequentialNet(layers, 7, [nn.Linear(cin * 49, fc_units), nn.ReLU(), nn.Dropout(), nn.Linear(
+        fc_units, fc_units), nn.ReLU(), nn.Dropout(), nn.Linear(fc_units, num_classes)])
 
 
-def test_googlenet_state_dict_maps_completely(tmp_path, isolated_home):
-    sd = torch_googlenet_state_dict(0.25, 6)
-    saved = ct.convert(sd, "googlenet_bn", tmp_path / "g.npz", overrides={"width": 0.25, "aux_heads": True},
-                       verbose=False)
-    model = zoo.load("googlenet_bn", weights=saved.path, width=0.25, aux_heads=True, num_classes=6,
-                     input_shape=(224, 224, 3))
-    assert len(model.zoo_load_report.loaded) == len({k.rsplit(".", 1)[0] for k in sd})
-    np.testing.assert_array_equal(model.get_layer("aux1_fc").get_weights()[1], sd["aux1.fc1.bias"].numpy())
+@pytest.mark.parametrize("model_name", ["vgg11", "vgg11_bn"])
+def test_converted_vgg_gives_torch_outputs(model_name, tmp_path, isolated_home):
+    # 224 px (the flatten needs the 7x7 map torchvision's adaptive pool makes); width 8 and
+    # 32 fc units instead of 64 / 4096 keep it fast (the full fc1 alone is 25088 x 4096)
+    x = np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype("float32")
+    net = randomized(torch_vgg11(8, 32, 7, model_name.endswith("_bn")), seed=3, calibrate=x)
+    out = tmp_path / "vgg.weights.h5"
+    ct.convert(net.state_dict(), model_name, out, overrides={"width": 8, "fc_units": 32}, verbose=False)
+    model = zoo.load(model_name, weights=str(out), width=8, fc_units=32, num_classes=7)
+    assert len(model.zoo_load_report.loaded) == (8 * 2 if model_name.endswith("_bn") else 8) + 3
+    assert_torch_outputs(model(x), net, x)
+
+
+class BasicConv2d(nn.Module):
+    def __init__(self, cin, cout, k, **kwargs):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(cin, cout, k, bias=False, **kwargs), nn.BatchNorm2d(cout, eps=0.001)
+
+    def forward(self, x):
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class Inception(nn.Module):
+    def __init__(self, cin, n1, r3, n3, r5, n5, proj):
+        super().__init__()
+        self.branch1 = BasicConv2d(cin, n1, 1)
+        self.branch2 = nn.Sequential(BasicConv2d(cin, r3, 1), BasicConv2d(r3, n3, 3, padding=1))
+        self.branch3 = nn.Sequential(BasicConv2d(cin, r5, 1), BasicConv2d(r5, n5, 3, padding=1))  # 3x3 (sic)
+        self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True), BasicConv2d(cin, proj, 1))
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class InceptionAux(nn.Module):
+    def __init__(self, cin, num_classes, w):
+        super().__init__()
+        self.conv, self.dropout = BasicConv2d(cin, w(128), 1), nn.Dropout(0.7)
+        self.fc1, self.fc2 = nn.Linear(w(128) * 16, w(1024)), nn.Linear(w(1024), num_classes)
+
+    def forward(self, x):
+        x = torch.flatten(self.conv(nn.functional.adaptive_avg_pool2d(x, (4, 4))), 1)
+        return self.fc2(self.dropout(torch.relu(self.fc1(x))))
+
+
+class TorchGoogLeNet(nn.Module):
+    """torchvision.models.GoogLeNet's module names and forward pass (transform_input=False),
+    every width scaled by ``width`` as zoo.models.googlenet does. With ``aux`` it returns
+    (logits, aux1, aux2) in eval mode too, so that the aux heads' conversion is checked."""
+
+    def __init__(self, width, num_classes, aux):
+        super().__init__()
+        from zoo.models.googlenet import INCEPTION, _width
+        w = lambda c: _width(c, width)  # noqa: E731
+        self.conv1 = BasicConv2d(3, w(64), 7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2, self.conv3 = BasicConv2d(w(64), w(64), 1), BasicConv2d(w(64), w(192), 3, padding=1)
+        self.maxpool2, self.maxpool3 = nn.MaxPool2d(3, 2, ceil_mode=True), nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.maxpool4, self.aux = nn.MaxPool2d(2, 2, ceil_mode=True), aux
+        cin = w(192)
+        for key, sizes in INCEPTION.items():
+            sizes = [w(c) for c in sizes]
+            setattr(self, f"inception{key}", Inception(cin, *sizes))
+            cin = sizes[0] + sizes[2] + sizes[4] + sizes[5]
+            if aux and key in ("4a", "4d"):
+                setattr(self, "aux1" if key == "4a" else "aux2", InceptionAux(cin, num_classes, w))
+        self.avgpool, self.dropout, self.fc = nn.AdaptiveAvgPool2d(1), nn.Dropout(0.2), nn.Linear(cin, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
+        x = self.inception4a(self.maxpool3(self.inception3b(self.inception3a(x))))
+        aux1 = self.aux1(x) if self.aux else None
+        x = self.inception4d(self.inception4c(self.inception4b(x)))
+        aux2 = self.aux2(x) if self.aux else None
+        x = self.inception5b(self.inception5a(self.maxpool4(self.inception4e(x))))
+        x = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
+        return (x, aux1, aux2) if self.aux else x
+
+
+@pytest.mark.parametrize("aux", [True, False])
+def test_converted_googlenet_gives_torch_outputs(aux, tmp_path, isolated_home):
+    # 96 px: even sizes down to 6x6 at 4a (ceil-mode and 'same' pooling agree), where the aux
+    # heads' adaptive 4x4 pool has overlapping bins, and a 3x3 map after the 2x2/2 maxpool4
+    x = np.random.default_rng(0).normal(size=(2, 96, 96, 3)).astype("float32")
+    net = randomized(TorchGoogLeNet(0.25, 6, aux), seed=2, calibrate=x)
+    sd = net.state_dict()
+    # torchvision's own checkpoint holds aux1/aux2, aux_logits=False models have none: the
+    # converter sets aux_heads from the state dict (no --set needed)
+    saved = ct.convert(sd, "googlenet_bn", tmp_path / "g.npz", overrides={"width": 0.25}, verbose=False)
+    assert ("aux_heads: true" in saved.snippet) == aux
+    model = zoo.load("googlenet_bn", weights=saved.path, width=0.25, aux_heads=aux, num_classes=6,
+                     input_shape=(96, 96, 3))
+    assert len(model.zoo_load_report.loaded) == len({k.rsplit(".", 1)[0] for k in sd if "num_batches" not in k})
+    assert_torch_outputs(model(x), net, x)
 
 
 def test_conversion_rules():
@@ -213,14 +393,42 @@ def test_conversion_rules():
     assert vgg["features.0"] == "block1_conv1" and vgg["features.1"] == "block1_conv1_bn"
     assert vgg[convs[4]] == "block3_conv1" and vgg[convs[-1]] == "block5_conv4" == vgg["features.49"]
     assert [vgg[f"classifier.{i}"] for i in (0, 3, 6)] == ["fc1", "fc2", "predictions"]
+    # deeplabv3: the resnet rules under backbone., DeepLabHead/ASPP and FCNHead indices
+    keys = ["backbone.conv1", "backbone.layer3.0.downsample.1", "backbone.layer4.2.bn3", "classifier.0.convs.0.0",
+            "classifier.0.convs.3.1", "classifier.0.convs.4.1", "classifier.0.convs.4.2", "classifier.0.project.0",
+            "classifier.1", "classifier.2", "classifier.4", "aux_classifier.0", "aux_classifier.1", "aux_classifier.4"]
+    assert list(ct.rename(dict.fromkeys(keys, {}), "deeplabv3").values()) == [
+        "stem_conv", "stage3_block1_downsample_bn", "stage4_block3_bn3", "aspp_conv0_conv", "aspp_conv3_bn",
+        "aspp_pool_conv", "aspp_pool_bn", "aspp_project_conv", "head_conv", "head_bn", "classifier", "aux_conv",
+        "aux_bn", "aux_classifier"]
+    with pytest.raises(SystemExit, match="'fc' has no mapping"):  # a classification ResNet is not a backbone
+        ct.rename({"backbone.conv1": {}, "fc": {}}, "deeplabv3")
 
 
 def test_unmapped_module_and_wrong_architecture_are_errors(tmp_path, isolated_home):
-    sd = randomized(TorchResNet(BasicBlock, (2, 2, 2, 2), width=8, num_classes=4)).state_dict()
+    sd = randomized(TorchResNet(False, (2, 2, 2, 2), width=8, num_classes=4)).state_dict()
     with pytest.raises(SystemExit, match="'aux.conv' has no mapping"):
         ct.convert({**sd, "aux.conv.weight": torch.zeros(1, 1, 1, 1)}, "resnet18", tmp_path / "x.npz",
                    overrides={"width": 8}, verbose=False)
-    sd34 = TorchResNet(BasicBlock, (3, 4, 6, 3), width=8, num_classes=4).state_dict()
+    sd34 = TorchResNet(False, (3, 4, 6, 3), width=8, num_classes=4).state_dict()
     with pytest.raises(zoo.WeightsError, match="stage1_block3_conv1"):
         ct.convert(sd34, "resnet18", tmp_path / "y.npz", overrides={"width": 8}, verbose=False)
     assert not (tmp_path / "y.npz").exists()
+
+
+def test_only_fitting_configs_are_converted(tmp_path, isolated_home):
+    sd = {"classifier.4.weight": torch.zeros(3, 16, 1, 1), "classifier.4.bias": torch.zeros(3)}
+    # deeplabv3 (no head_conv, 0.1 dropout) and deeplabv3plus are not torchvision's layout
+    with pytest.raises(SystemExit, match=r"only into a model with variant='v3', head_conv=True, backbone_layout="
+                       r"'torchvision', norm='batch'; deeplabv3 has head_conv=False\. Use --model ") as err:
+        ct.convert(sd, "deeplabv3", tmp_path / "a.npz", verbose=False)
+    assert "deeplabv3_resnet50" in str(err.value) and "deeplabv3_resnet101" in str(err.value)
+    with pytest.raises(SystemExit, match=r"variant='v3plus', head_conv=False"):
+        ct.convert(sd, "deeplabv3plus", tmp_path / "b.npz", verbose=False)
+    with pytest.raises(SystemExit, match=r"backbone_layout='keras'"):
+        ct.convert(sd, "deeplabv3_resnet50", tmp_path / "c.npz", overrides={"backbone_layout": "keras"},
+                   verbose=False)
+    with pytest.raises(SystemExit, match=r"variant='paper'\. Use --model googlenet_bn"):
+        ct.convert({"fc.weight": torch.zeros(3, 8), "fc.bias": torch.zeros(3)}, "googlenet", tmp_path / "d.npz",
+                   verbose=False)
+    assert not list(tmp_path.iterdir())

@@ -3,6 +3,27 @@
 
     python tools/convert_torchvision.py resnet18-f37072fd.pth --model resnet18 \
         --out resnet18_imagenet.weights.h5 [--set width=64 ...] [--family resnet]
+    python tools/convert_torchvision.py deeplabv3_resnet50_coco-cd0a2569.pth \
+        --model deeplabv3_resnet50 --out deeplabv3_resnet50_coco_voc.weights.h5 --tag coco_voc
+
+Families (``--family``; the default comes from the registry entry's builder module):
+
+* ``resnet`` - ``torchvision.models.resnet18/34/50/101/152`` -> zoo.models.resnet (layout
+  "torchvision": ``resnet18`` ... ``resnet50_tv`` ...)
+* ``alexnet`` - ``torchvision.models.alexnet`` -> zoo.models.alexnet (``alexnet``)
+* ``googlenet`` - ``torchvision.models.googlenet`` -> zoo.models.googlenet variant "bn"
+  (``googlenet_bn``); torchvision's own checkpoint holds the (untrained) aux heads, so
+  ``aux_heads`` is set from the state dict. ``transform_input`` is preprocessing, not a layer.
+* ``vgg`` - ``torchvision.models.vgg11..19`` and ``vgg*_bn`` -> zoo.models.vgg (``vgg11`` ...
+  ``vgg19_bn``, keras.applications layer names)
+* ``deeplabv3`` - ``torchvision.models.segmentation.deeplabv3_resnet50/101`` -> zoo.models.deeplab
+  (``deeplabv3_resnet50/101``: variant "v3", output stride 8, ``head_conv``; other deeplab
+  configs are refused). ``backbone.*`` maps as the resnet family; ``aux_head`` follows the state
+  dict (an ``aux_loss=False`` checkpoint has no ``aux_classifier``). The model has two outputs,
+  ``[out, aux]`` (torchvision's dict keys), both resized to the input.
+
+``num_classes`` is taken from the state dict's classifier; ``--set`` overrides any other builder
+keyword (e.g. ``--set width=8`` for a narrow test model).
 
 Steps: ``torch.load(..., weights_only=True)`` (never unpickles code) -> group the tensors by
 module -> rename modules with the family's mapping (data below) -> convert each module:
@@ -43,15 +64,22 @@ def _vgg_names(n_convs):
     return [f"block{b}_conv{i}" for b, n in enumerate(_VGG_BLOCKS[n_convs], 1) for i in range(1, n + 1)]
 
 
+def _prefixed(prefix, rules):
+    """``rules`` for the same modules nested under ``prefix`` (e.g. a segmentation ``backbone.``)."""
+    return [(re.escape(prefix) + pattern, template) for pattern, template in rules]
+
+
+# torchvision.models.ResNet's body (everything but ``fc``) -> zoo.models.resnet layout="torchvision"
+_RESNET_BODY = [
+    (r"conv1", "stem_conv"), (r"bn1", "stem_bn"),
+    (r"layer(\d+)\.(\d+)\.conv(\d)", "stage{1}_block{2+1}_conv{3}"),
+    (r"layer(\d+)\.(\d+)\.bn(\d)", "stage{1}_block{2+1}_bn{3}"),
+    (r"layer(\d+)\.(\d+)\.downsample\.0", "stage{1}_block{2+1}_downsample_conv"),
+    (r"layer(\d+)\.(\d+)\.downsample\.1", "stage{1}_block{2+1}_downsample_bn")]
+
 FAMILIES = {
     # torchvision.models.resnet18/34/50/101/152 -> zoo.models.resnet layout="torchvision"
-    "resnet": {"rules": [
-        (r"conv1", "stem_conv"), (r"bn1", "stem_bn"),
-        (r"layer(\d+)\.(\d+)\.conv(\d)", "stage{1}_block{2+1}_conv{3}"),
-        (r"layer(\d+)\.(\d+)\.bn(\d)", "stage{1}_block{2+1}_bn{3}"),
-        (r"layer(\d+)\.(\d+)\.downsample\.0", "stage{1}_block{2+1}_downsample_conv"),
-        (r"layer(\d+)\.(\d+)\.downsample\.1", "stage{1}_block{2+1}_downsample_bn"),
-        (r"fc", "classifier")]},
+    "resnet": {"rules": _RESNET_BODY + [(r"fc", "classifier")]},
     # torchvision.models.alexnet -> zoo.models.alexnet variant="torchvision"
     "alexnet": {"rules": [
         (r"features\.0", "stem_conv"), (r"features\.3", "stage2_conv1"),
@@ -60,7 +88,7 @@ FAMILIES = {
         (r"classifier\.4", "head_fc2"), (r"classifier\.6", "classifier")],
         "flatten": {"head_fc1": (6, 6)}},
     # torchvision.models.googlenet (BasicConv2d = conv + bn, InceptionAux) -> zoo.models.googlenet
-    # variant="bn" (aux_heads=True to convert the aux classifiers too)
+    # variant="bn"; aux_heads follows the state dict (aux1/aux2 present -> aux_heads=True)
     "googlenet": {"rules": [
         (r"conv1\.(conv|bn)", "stem_{1}"), (r"conv2\.(conv|bn)", "stage2_conv1_{1}"),
         (r"conv3\.(conv|bn)", "stage2_conv2_{1}"),
@@ -72,14 +100,30 @@ FAMILIES = {
         (r"inception(\d[a-e])\.branch4\.1\.(conv|bn)", "inception_{1}_pool_proj_{2}"),
         (r"aux(\d)\.conv\.(conv|bn)", "aux{1}_{2}"), (r"aux(\d)\.fc1", "aux{1}_fc"),
         (r"aux(\d)\.fc2", "aux{1}"), (r"fc", "classifier")],
-        "flatten": {"aux1_fc": (4, 4), "aux2_fc": (4, 4)}},
+        "flatten": {"aux1_fc": (4, 4), "aux2_fc": (4, 4)},
+        "requires": {"variant": "bn"}, "aux_flag": "aux_heads"},
     # torchvision.models.vgg11..19 (and _bn) -> zoo.models.vgg (keras.applications names)
     "vgg": {"sequence": ("features", _vgg_names),
             "rules": [(r"classifier\.0", "fc1"), (r"classifier\.3", "fc2"), (r"classifier\.6", "predictions")],
             "flatten": {"fc1": (7, 7)}},
+    # torchvision.models.segmentation.deeplabv3_resnet50/101 -> zoo.models.deeplab variant="v3"
+    # with head_conv=True (registry deeplabv3_resnet50/101). DeepLabHead = classifier.0 (ASPP:
+    # convs.0 1x1, convs.1-3 atrous, convs.4 pooling = [pool, conv, bn, relu], project), 1/2 the
+    # 3x3 head conv/bn, 4 the classifier; FCNHead aux_classifier = 0 conv, 1 bn, 4 conv.
+    # aux_head follows the state dict (aux_loss=False checkpoints have no aux_classifier).
+    "deeplabv3": {"rules": _prefixed("backbone.", _RESNET_BODY) + [
+        (r"classifier\.0\.convs\.4\.1", "aspp_pool_conv"), (r"classifier\.0\.convs\.4\.2", "aspp_pool_bn"),
+        (r"classifier\.0\.convs\.([0-3])\.0", "aspp_conv{1}_conv"),
+        (r"classifier\.0\.convs\.([0-3])\.1", "aspp_conv{1}_bn"),
+        (r"classifier\.0\.project\.0", "aspp_project_conv"), (r"classifier\.0\.project\.1", "aspp_project_bn"),
+        (r"classifier\.1", "head_conv"), (r"classifier\.2", "head_bn"), (r"classifier\.4", "classifier"),
+        (r"aux_classifier\.0", "aux_conv"), (r"aux_classifier\.1", "aux_bn"),
+        (r"aux_classifier\.4", "aux_classifier")],
+        "requires": {"variant": "v3", "head_conv": True, "backbone_layout": "torchvision", "norm": "batch"},
+        "aux_flag": "aux_head"},
 }
 _BUILDER_FAMILY = {"zoo.models.resnet": "resnet", "zoo.models.alexnet": "alexnet", "zoo.models.vgg": "vgg",
-                   "zoo.models.googlenet": "googlenet"}
+                   "zoo.models.googlenet": "googlenet", "zoo.models.deeplab": "deeplabv3"}
 
 
 def _template(template, match):
@@ -158,6 +202,47 @@ def to_layers(state_dict, family):
                        for a in convert_module(p, flatten.get(names[m]))] for m, p in modules.items()}
 
 
+def _config(entry, overrides=None):
+    """The builder keywords ``entry`` builds with: builder defaults < registry config < overrides."""
+    import inspect
+
+    from zoo.registry import thaw
+
+    params = inspect.signature(entry.resolve_builder()).parameters.items()
+    return {**{k: p.default for k, p in params if p.default is not inspect.Parameter.empty},
+            **thaw(entry.config), **(overrides or {})}
+
+
+def _fit_config(entry, family, kwargs, layers):
+    """Check the family's ``requires`` against the model's config; set its ``aux_flag`` from the state dict.
+
+    Returns the overrides to add: the aux flag, only where the model's config disagrees with the
+    state dict (aux modules present or not) and the user did not set it.
+    """
+    from zoo.registry import get_registry
+
+    spec = FAMILIES[family]
+    config = _config(entry, kwargs)
+    requires = spec.get("requires", {})
+    wrong = {k: config.get(k) for k, v in requires.items() if config.get(k) != v}
+    if wrong:
+        registry = get_registry()
+        fits = [e.name for e in map(registry.get, registry.names())
+                if _BUILDER_FAMILY.get(e.builder.split(":")[0]) == family
+                and all(_config(e).get(k) == v for k, v in requires.items())]
+        raise SystemExit(
+            f"a torchvision {family} state dict converts only into a model with "
+            f"{', '.join(f'{k}={v!r}' for k, v in requires.items())}; {entry.name} has "
+            f"{', '.join(f'{k}={v!r}' for k, v in wrong.items())}. Use --model "
+            f"{' or '.join(fits) or '<an entry with that config>'} (or --set those arguments).")
+    flag = spec.get("aux_flag")
+    if flag and flag not in kwargs:
+        has_aux = any(name.startswith("aux") for name in layers)
+        if bool(config.get(flag)) != has_aux:
+            return {flag: has_aux}
+    return {}
+
+
 def load_state_dict(path):
     import torch  # only this tool needs torch
 
@@ -184,6 +269,7 @@ def convert(state_dict, model_name, out, *, family=None, overrides=None, tag="im
     kwargs = dict(overrides or {})
     if head is not None:
         kwargs.setdefault("num_classes", int(layers[head][0].shape[-1]))
+    kwargs.update(_fit_config(entry, family, kwargs, layers))
     model = zoo.load(model_name, **kwargs)
     wf = _weightfile.WeightFile("<state dict>", "npz", {k: [(None, a) for a in v] for k, v in layers.items()},
                                 list(layers), "name")

@@ -147,6 +147,10 @@ def test_read_image_is_public_and_converts_channels(tmp_path, monkeypatch):
     assert zd.read_image(tmp_path / "g.png", channels=3).shape == (5, 4, 3)
     assert zd.read_image(tmp_path / "c.png", channels=1)[0, 0, 0] == pytest.approx(76 / 255)  # ITU-R 601 luma
     assert zd.read_image(tmp_path / "w.tif").max() == 1.0
+    grown = zd.read_image(tmp_path / "g.png", size=(10, 6))  # bilinear resize, as image_folder does
+    assert grown.shape == (10, 6, 1) and np.allclose(grown, 0.2)
+    with pytest.raises(InvalidArgumentError, match=r"size=\(0, 4\)"):
+        zd.read_image(tmp_path / "g.png", size=(0, 4))
     with pytest.raises(InvalidArgumentError, match="channels=2"):
         zd.read_image(tmp_path / "g.png", channels=2)
     with pytest.raises(DataError, match=r"nope\.png"):
@@ -155,7 +159,7 @@ def test_read_image_is_public_and_converts_channels(tmp_path, monkeypatch):
     from zoo.inference import predict
     seen = []
     real = zd.read_image
-    monkeypatch.setattr(zd, "read_image", lambda p, ch=None: seen.append(ch) or real(p, ch))
+    monkeypatch.setattr(zd, "read_image", lambda p, ch=None, size=None: seen.append(ch) or real(p, ch, size))
     inp = keras.Input((None, None, 1))
     model = keras.Model(inp, keras.layers.Conv2D(2, 1)(inp))
     assert predict(model, tmp_path / "c.png", out=False, patch_size=(4, 4)).shape == (5, 4)

@@ -316,6 +316,39 @@ def test_dicom_folder_finetune_then_predict_the_series(tmp_path):
     np.testing.assert_array_equal(np.asarray(written.dataobj), labels)
 
 
+@pytest.mark.slow
+def test_auxiliary_outputs_train_on_the_same_labels_with_weighted_losses(tmp_path):
+    """DeepLab's aux head (and GoogLeNet-style aux classifiers) get the labels too; loss = main + w * aux."""
+    seg = zoo.load("deeplabv3_resnet50", width=8, filters=16, num_classes=2, input_shape=(32, 32, 3))
+    h = finetune(seg, "phantoms", "phantoms", epochs=1, batch_size=2, out_dir=tmp_path / "dl",
+                 monitor="val_dice", data_options={"n": 4}, **QUIET)
+    assert set(h.history) == {f"{v}{k}" for v in ("", "val_") for k in ("loss", "out_loss", "aux_loss",
+                                                                          "dice", "iou")}  # no "out_" prefix
+    np.testing.assert_allclose(h.history["loss"], np.add(h.history["out_loss"], 0.5 * np.array(
+        h.history["aux_loss"])), rtol=1e-4)  # torchvision's DeepLab aux weight
+    image = np.random.default_rng(0).random((40, 48, 3)).astype("float32")
+    assert zoo.predict(str(tmp_path / "dl"), image).shape == (40, 48)  # the first output, sliding window
+    report = zoo.load("deeplabv3_resnet50", width=8, filters=16, num_classes=2, input_shape=(32, 32, 3),
+                      weights=str(tmp_path / "dl" / "best.h5")).zoo_load_report
+    assert not report.reinitialised and "aux_classifier" in report.loaded
+    keras.backend.clear_session()
+    inp = keras.Input((32, 32, 1))  # a GoogLeNet-like classifier: a main and an auxiliary head
+    feat = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, strides=4)(inp))
+    cls = keras.Model(inp, [keras.layers.Dense(2, name="classifier")(feat), keras.layers.Dense(2, name="aux1")(feat)])
+    h = finetune(cls, "phantoms", epochs=1, batch_size=2, out_dir=tmp_path / "g", data_options={"n": 4},
+                 **QUIET)
+    np.testing.assert_allclose(h.history["loss"], np.add(h.history["classifier_loss"], 0.3 * np.array(
+        h.history["aux1_loss"])), rtol=1e-4)  # the GoogLeNet paper's 0.3
+    assert {"accuracy", "auc"} <= set(h.history)
+    assert zoo.predict(cls, np.zeros((32, 32, 1), "float32")) in (0, 1)
+    with pytest.raises(InvalidArgumentError, match=r"spatial size \(40, 48\) but the classifier .* takes "
+                                                   r"\(32, 32\); resize it first"):
+        zoo.predict(cls, image[:, :, :1])
+    with pytest.raises(InvalidArgumentError, match=r"aux_loss_weight=-1 must be a number >= 0"):
+        finetune(cls, "phantoms", epochs=1, out_dir=tmp_path / "bad", aux_loss_weight=-1, **QUIET)
+    assert not (tmp_path / "bad").exists()
+
+
 def test_bad_inputs_name_the_fix(tmp_path):
     model = tiny_unet()
     x, y = phantom_arrays(4, size=32, in_channels=3)

@@ -114,8 +114,9 @@ class RunState(keras.callbacks.Callback):
     """Atomic best/last checkpoints, state.json + history.csv, NaN guard, resumable early stop."""
 
     def __init__(self, out_dir, monitor="val_loss", mode="auto", chief=True, verbose=True,
-                 patience=None, config=None):
+                 patience=None, config=None, rename=None):
         super().__init__()
+        self.rename = dict(rename or {})  # logged key -> history key (multi-output models)
         self._supports_tf_logs = True  # batch logs stay tensors; only the loss is read
         self.out_dir = Path(out_dir)
         self.monitor = monitor
@@ -151,8 +152,8 @@ class RunState(keras.callbacks.Callback):
                 self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = {k: float(v) for k, v in (logs or {}).items() if tf.is_tensor(v) or isinstance(
-            v, (int, float)) or hasattr(v, "dtype")}
+        logs = {self.rename.get(k, k): float(v) for k, v in (logs or {}).items() if tf.is_tensor(v)
+                or isinstance(v, (int, float)) or hasattr(v, "dtype")}
         if self.nan is not None or not all(math.isfinite(v) for v in logs.values()):
             bad = next((k for k, v in logs.items() if not math.isfinite(v)), "loss")
             self.nan = self.nan or (epoch, None, logs.get(bad, float("nan")))

@@ -32,6 +32,19 @@ def resolve_data(source, *, training, what, task, spatial_dims, num_classes, in_
     return ds, unbatched
 
 
+def main_output_shape(model):
+    """The shape of the model's first output: its prediction. Further outputs (DeepLab's
+    ``aux``, GoogLeNet's ``aux1``/``aux2``) are auxiliary heads trained on the same labels."""
+    return tuple(model.outputs[0].shape)
+
+
+def with_aux_targets(ds, n_outputs):
+    """(image, label) -> (image, (label,) * n_outputs): every head learns the same labels."""
+    if n_outputs == 1:
+        return ds
+    return ds.map(lambda image, label: (image, (label,) * n_outputs), num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def check_data(ds, model, what, source, unbatched=None):
     """The data's image rank/channels and label kind fit ``model``; else name the fix.
     Returns whether the dataset is already batched."""
@@ -55,7 +68,7 @@ def check_data(ds, model, what, source, unbatched=None):
         raise InvalidArgumentError(f"finetune: the {what} data ({src}) has no labels; it must give "
                                    "(image, label) pairs.")
     batched = rank == dims + 2
-    seg = len(model.output_shape) > 2
+    seg = len(main_output_shape(model)) > 2
     lrank = label.shape.rank - (1 if batched else 0)
     if seg and lrank not in (dims, dims + 1):
         raise InvalidArgumentError(

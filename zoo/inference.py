@@ -133,6 +133,8 @@ def _resolve_model(model):
     else:
         raise InvalidArgumentError(f"predict: model must be a keras.Model, a finetune out_dir or a "
                                    f"checkpoint inside one; got {type(model).__name__}.")
+    if len(model.outputs) > 1:  # auxiliary heads (DeepLab aux, GoogLeNet aux1/2): the first output predicts
+        model = keras.Model(model.inputs, model.outputs[0], name=model.name)
     return model, run
 
 
@@ -167,6 +169,12 @@ def _infer(model, image, *, source, patch_size, overlap, batch_size, blend, prog
             f"predict: {source} holds {int(bad.sum())} NaN/Inf value(s) (first at index "
             f"{tuple(int(i) for i in np.argwhere(bad)[0])}); clean them (e.g. np.nan_to_num) first.")
     if len(model.output_shape) == 2:  # classification: one forward pass on the whole image
+        fixed = tuple(model.input_shape[1:-1])
+        if None not in fixed and tuple(image.shape[:-1]) != fixed:
+            raise InvalidArgumentError(
+                f"predict: {source} has spatial size {tuple(image.shape[:-1])} but the classifier "
+                f"{model.name!r} takes {fixed}; resize it first (for image files zoo.predict does: "
+                f"zoo.datasets.read_image(path, size={fixed}) reads one resized).")
         return np.asarray(model.predict_on_batch(image[None]), "float32")[0]
     if dims == 2 and image.ndim == 4:
         if image.shape[2] > 1 and progress:

@@ -26,7 +26,8 @@ from pathlib import Path
 from zoo._keras import keras, tf
 from zoo._runs import (SNAPSHOT, RunState, _check_resume, atomic_write_bytes, load_run, read_snapshot,
                        read_state, restore_snapshot)
-from zoo._train_data import _spec, _steps, as_batched_dataset, check_data, resolve_data
+from zoo._train_data import (_spec, _steps, as_batched_dataset, check_data, main_output_shape, resolve_data,
+                              with_aux_targets)
 from zoo.datasets import fit_patch
 from zoo.errors import InvalidArgumentError, ZooError, check_choice, check_positive_int
 
@@ -176,13 +177,29 @@ def _learning_rate(lr, schedule, total_steps):
     return lr
 
 
-def _metric_names(metrics, val):
-    names = ["loss"]
+def _metric_names(metrics, val, output_names=None):
+    """The keys finetune's history will have (None when a metric has no known name). With
+    several outputs, also each output's own loss (``<output>_loss``)."""
+    names = ["loss"] + [f"{o}_loss" for o in output_names or []]
     for m in metrics:
         names.append(m if isinstance(m, str) else getattr(m, "name", None))
     if None in names:
         return None
     return names + [f"val_{n}" for n in names] if val else names
+
+
+AUX_LOSS_WEIGHTS = {"classification": 0.3, "segmentation": 0.5}
+
+
+def _aux_loss_weight(weight, task, n_outputs):
+    """The weight of each auxiliary output's loss: GoogLeNet's paper uses 0.3, torchvision's
+    DeepLab/FCN recipe 0.5 - the defaults for classification and segmentation models."""
+    if weight is None:
+        return AUX_LOSS_WEIGHTS.get(task, 0.5)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        raise InvalidArgumentError(f"finetune: aux_loss_weight={weight!r} must be a number >= 0 (the "
+                                   "weight of each auxiliary output's loss, e.g. 0.3; 0 ignores them).")
+    return float(weight)
 
 
 _LOST_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
@@ -211,7 +228,7 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
              mixed_precision=False, jit_compile=False, freeze_encoder_epochs=0, early_stopping=None,
              monitor="val_loss", tensorboard=True, steps_per_epoch=None, validation_steps=None,
              augment=False, seed=0, resume=True, restore_best=True, callbacks=None, verbose="auto",
-             data_options=None):
+             data_options=None, aux_loss_weight=None):
     """Fine-tune ``model`` (a keras.Model or a registry name) and return a Keras History of
     every epoch of the run (including epochs done before a resume).
 
@@ -233,6 +250,12 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     folder, patch size and preprocessing, which ``zoo.predict(model, ...)`` uses as its
     defaults). ``callbacks``: extra Keras callbacks,
     run after the zoo's checkpointing of each epoch.
+
+    Models with auxiliary outputs (DeepLab ``aux_head=True``, GoogLeNet ``aux_heads=True``)
+    train every output on the same labels, the auxiliary losses weighted by
+    ``aux_loss_weight`` (default 0.3 for classification as in the GoogLeNet paper, 0.5 for
+    segmentation as in torchvision's DeepLab recipe); metrics and predictions use the first
+    output. The history then also has ``<output>_loss`` per output (e.g. ``out_loss``, ``aux_loss``).
     """
     from zoo import losses as _losses
     from zoo import metrics as _metrics
@@ -261,10 +284,12 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
         raise InvalidArgumentError(f"finetune: model must be a keras.Model or a registry name; got "
                                    f"{type(model).__name__}.")
     replicas = strat.num_replicas_in_sync
-    task = getattr(model, "zoo_task", None) or ("classification" if len(model.output_shape) == 2
-                                               else "segmentation")
+    out_shape = main_output_shape(model)
+    n_outputs = len(model.outputs)
+    task = getattr(model, "zoo_task", None) or ("classification" if len(out_shape) == 2 else "segmentation")
     dims = len(model.input_shape) - 2
-    num_classes = model.output_shape[-1]
+    num_classes = out_shape[-1]
+    aux_w = _aux_loss_weight(aux_loss_weight, task, n_outputs)
     if patch_size is None and all(s is not None for s in model.input_shape[1:-1]):
         patch_size = tuple(model.input_shape[1:-1])
     patch = check_size(patch_size, dims)
@@ -282,8 +307,8 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
         shape = _spec(ds)[0].shape[:-1] if not batched else None
         if patch and task == "segmentation" and shape is not None and tuple(shape) != patch:
             ds = fit_patch(ds, patch, random=training, seed=seed)
-        ds = as_batched_dataset(ds, global_batch=global_batch, training=training, batched=batched,
-                                seed=seed)
+        ds = with_aux_targets(as_batched_dataset(ds, global_batch=global_batch, training=training,
+                                                 batched=batched, seed=seed), n_outputs)
         n = _steps(ds, steps_per_epoch if training else validation_steps, what)
         finite = int(tf.data.experimental.cardinality(ds)) >= 0
         if training and steps_per_epoch and finite:
@@ -308,7 +333,7 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
                   else (list(patch) if patch else None), batch_size=batch_size,
                   global_batch_size=global_batch, replicas=replicas, strategy=_strategy_name(strat),
                   steps_per_epoch=steps, epochs=epochs, params=int(model.count_params()),
-                  input_shape=list(model.input_shape), output_shape=list(model.output_shape),
+                  input_shape=list(model.input_shape), output_shape=list(out_shape),
                   train=train if isinstance(train, str) else type(train).__name__,
                   preprocessing={k: options[k] for k in ("window", "normalize", "spacing") if k in options},
                   freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=bool(mixed_precision))
@@ -325,7 +350,7 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
                        else _metrics.get_metrics(task, num_classes))
     if isinstance(strat, tf.distribute.MultiWorkerMirroredStrategy):
         _broadcast_weights(strat, net)
-    names = _metric_names(metric_objs, val_ds is not None)
+    names = _metric_names(metric_objs, val_ds is not None, model.output_names if n_outputs > 1 else None)
     if names is not None and monitor not in names:
         raise InvalidArgumentError(f"finetune: monitor={monitor!r} is not a logged value; choose one of "
                                    f"{', '.join(names)}.")
@@ -337,8 +362,14 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
             print(f"finetune: resuming {out_dir} after epoch {state.get('epochs_completed')} (best "
                   f"{state.get('monitor')} {state.get('best')} at epoch {state.get('best_epoch')})",
                   file=sys.stderr)
+    rename = {}
+    if n_outputs > 1:  # Keras logs the first output's metrics as "<output>_<metric>": drop the prefix
+        for m in (names or []):
+            if m != "loss" and not m.startswith("val_"):
+                rename[f"{model.output_names[0]}_{m}"] = m
+                rename[f"val_{model.output_names[0]}_{m}"] = f"val_{m}"
     run_state = RunState(out_dir, monitor=monitor, chief=chief, verbose=bool(verbose),
-                         patience=early_stopping, config=config)
+                         patience=early_stopping, config=config, rename=rename)
     extra = [keras.callbacks.TensorBoard(str(out_dir / "logs"))] if chief and tensorboard else []
     phases = [(freeze_encoder_epochs, False), (epochs, True)] if freeze_encoder_epochs else [(epochs, True)]
     snapshot = read_snapshot(out_dir / SNAPSHOT) if state else None
@@ -356,7 +387,12 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
             opt = _optimizer(optimizer, lr, weight_decay)
             if mixed_precision:
                 opt = keras.mixed_precision.LossScaleOptimizer(opt)
-            net.compile(optimizer=opt, loss=loss_fn, metrics=list(metric_objs), jit_compile=jit_compile)
+            if n_outputs > 1:  # auxiliary heads: the same loss, weighted; metrics on the prediction only
+                net.compile(optimizer=opt, loss=[loss_fn] * n_outputs, jit_compile=jit_compile,
+                            loss_weights=[1.0] + [aux_w] * (n_outputs - 1),
+                            metrics=[list(metric_objs)] + [[] for _ in range(n_outputs - 1)])
+            else:
+                net.compile(optimizer=opt, loss=loss_fn, metrics=list(metric_objs), jit_compile=jit_compile)
             if snapshot is not None:  # resume: weights (and this phase's optimizer state)
                 restore_snapshot(net, snapshot, phase)
                 start, snapshot = max(start, done), None

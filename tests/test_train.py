@@ -385,6 +385,30 @@ def test_mixed_precision_trains_a_float32_user_model(tmp_path):
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
 
 
+def test_xla_compiled_training_matches_the_plain_graph(tmp_path):
+    """jit_compile=True (XLA) trains to the same weights as the default graph, within float noise."""
+    x, y = phantom_arrays(4, size=16, num_classes=2)
+    start = zoo.load("unet", filters=2, depth=1, dropout=0.0).get_weights()
+    results = []
+    for jit in (False, True):
+        keras.backend.clear_session()
+        model = zoo.load("unet", filters=2, depth=1, dropout=0.0)
+        model.set_weights(start)  # both runs start from the same weights
+        finetune(model, (x, y), epochs=1, batch_size=2, optimizer="sgd", learning_rate=0.1,
+                 lr_schedule="constant", jit_compile=jit, out_dir=tmp_path / f"jit{jit}", **QUIET)
+        results.append(model.get_weights())
+        assert read_state(tmp_path / f"jit{jit}")["finished"]
+    assert any(not np.allclose(a, b) for a, b in zip(start, results[1]))  # XLA trained
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_tpu_strategy_without_a_tpu_is_a_clear_error(tmp_path):
+    with pytest.raises(ZooError, match=r"strategy='tpu' found no TPU .*strategy='auto'"):
+        finetune(tiny_unet(), "phantoms", epochs=1, strategy="tpu", out_dir=tmp_path / "tpu", **QUIET)
+    assert not (tmp_path / "tpu").exists()
+
+
 @pytest.mark.slow
 def test_cli_finetune_then_predict(tmp_path, monkeypatch):
     nib = pytest.importorskip("nibabel")

@@ -78,9 +78,15 @@ def get_strategy(strategy="auto", devices=None):
                 "and this program already built a model or ran TensorFlow. Create it first: "
                 "strategy = zoo.train.get_strategy('multiworker') at the start of the program, then "
                 "zoo.load(...), then zoo.finetune(..., strategy=strategy).") from None
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as e:
+        raise ZooError(
+            f"finetune: strategy='tpu' found no TPU ({type(e).__name__}: {' '.join(str(e).split())[:200]}). "
+            "Run on a Cloud TPU VM (or set TPU_NAME to a TPU node), or use strategy='auto' for the "
+            "CPUs/GPUs of this machine.") from None
     return tf.distribute.TPUStrategy(resolver)
 
 

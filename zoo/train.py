@@ -197,7 +197,7 @@ def _metric_names(metrics, val, output_names=None):
 AUX_LOSS_WEIGHTS = {"classification": 0.3, "segmentation": 0.5}
 
 
-def _aux_loss_weight(weight, task, n_outputs):
+def _aux_loss_weight(weight, task):
     """The weight of each auxiliary output's loss: GoogLeNet's paper uses 0.3, torchvision's
     DeepLab/FCN recipe 0.5 - the defaults for classification and segmentation models."""
     if weight is None:
@@ -295,7 +295,7 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     task = getattr(model, "zoo_task", None) or ("classification" if len(out_shape) == 2 else "segmentation")
     dims = len(model.input_shape) - 2
     num_classes = out_shape[-1]
-    aux_w = _aux_loss_weight(aux_loss_weight, task, n_outputs)
+    aux_w = _aux_loss_weight(aux_loss_weight, task)
     if patch_size is None and all(s is not None for s in model.input_shape[1:-1]):
         patch_size = tuple(model.input_shape[1:-1])
     patch = check_size(patch_size, dims)
@@ -368,12 +368,9 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
             print(f"finetune: resuming {out_dir} after epoch {state.get('epochs_completed')} (best "
                   f"{state.get('monitor')} {state.get('best')} at epoch {state.get('best_epoch')})",
                   file=sys.stderr)
-    rename = {}
-    if n_outputs > 1:  # Keras logs the first output's metrics as "<output>_<metric>": drop the prefix
-        for m in (names or []):
-            if m != "loss" and not m.startswith("val_"):
-                rename[f"{model.output_names[0]}_{m}"] = m
-                rename[f"val_{model.output_names[0]}_{m}"] = f"val_{m}"
+    # Keras logs the first output's metrics of a multi-output model as "<output>_<metric>": drop the prefix
+    main, metric_keys = model.output_names[0], (_metric_names(metric_objs, False) or ["loss"])[1:]
+    rename = {f"{v}{main}_{m}": f"{v}{m}" for m in metric_keys for v in ("", "val_")} if n_outputs > 1 else {}
     run_state = RunState(out_dir, monitor=monitor, chief=chief, verbose=bool(verbose),
                          patience=early_stopping, config=config, rename=rename)
     extra = [keras.callbacks.TensorBoard(str(out_dir / "logs"))] if chief and tensorboard else []

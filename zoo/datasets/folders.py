@@ -15,6 +15,7 @@ import numpy as np
 
 from zoo.datasets._common import (DataError, as_path, check_channels, check_finite, check_labels,
                                   check_size, describe, list_files, require)
+from zoo.datasets.patches import fit_patch
 from zoo.errors import check_choice
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -262,7 +263,6 @@ def segmentation_folder(image_dir, mask_dir, *, num_classes=None, image_size=Non
     shape = size or (None, None)
     ds = _numpy_dataset(len(images), load, (*shape, channels), (*shape, 1))
     if patch is not None:
-        from zoo.datasets.patches import fit_patch
         ds = fit_patch(ds, patch, random=random_crop, seed=seed)
     ds.file_paths, ds.mask_paths = [str(f) for f in images], [str(f) for f in masks]
     return ds

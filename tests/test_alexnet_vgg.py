@@ -7,7 +7,7 @@ import zoo
 from zoo._keras import keras, tf
 from zoo.models.alexnet import alexnet, min_input_size
 from zoo.models.vgg import contract_names, vgg
-from zoo.registry import get_registry
+from zoo.hub.registry import get_registry
 
 
 def trainable(model):

@@ -1,10 +1,10 @@
-"""zoo.augment: image/mask alignment, seeds, per-epoch variation, each operation's effect, graph mode."""
+"""zoo.data.augment: image/mask alignment, seeds, per-epoch variation, each operation's effect, graph mode."""
 import numpy as np
 import pytest
 
 from zoo._keras import tf
-from zoo.augment import Augment, augment_dataset
-from zoo.datasets import phantom_arrays
+from zoo.data.augment import Augment, augment_dataset
+from zoo.data import phantom_arrays
 from zoo.errors import InvalidArgumentError
 
 GEOMETRY_ONLY = dict(intensity_scale=0.0, intensity_shift=0.0, gamma=0.0)

@@ -1,11 +1,11 @@
-"""zoo.datasets: phantoms, image folders, NIfTI, DICOM, NumPy/.npz, TFDS, and the bad-input errors."""
+"""zoo.data: phantoms, image folders, NIfTI, DICOM, NumPy/.npz, TFDS, and the bad-input errors."""
 import os
 import sys
 
 import numpy as np
 import pytest
 
-from zoo.datasets import (DataError, dicom, from_arrays, from_source, image_folder, load_nifti, nifti,
+from zoo.data import (DataError, dicom, from_arrays, from_source, image_folder, load_nifti, nifti,
                           npz, phantom_arrays, phantoms, read_dicom_series, segmentation_folder)
 from zoo.errors import InvalidArgumentError, MissingDependencyError, ZooError
 
@@ -184,7 +184,7 @@ def test_nifti_window_zscore_resample_and_foreground_patches(tmp_path):
 
 
 def test_patch_sampler_gives_the_requested_foreground_share():
-    from zoo.datasets.volumes import sample_patches
+    from zoo.data.volumes import sample_patches
     label = np.zeros((40, 40, 40), np.int32)
     label[35, 36, 37] = 1  # one foreground voxel; a uniform 4^3 patch holds it with p ~ 1e-3
     image = np.zeros((40, 40, 40, 1), np.float32)
@@ -337,7 +337,7 @@ def test_arrays_and_npz(tmp_path):
 
 def test_tfds_reads_a_local_dataset_and_never_downloads(tmp_path):
     import tensorflow_datasets as tfds_mod
-    from zoo.datasets import tfds
+    from zoo.data import tfds
 
     class ZooTinyPhantoms(tfds_mod.core.GeneratorBasedBuilder):
         VERSION = tfds_mod.core.Version("1.0.0")
@@ -383,9 +383,9 @@ def test_from_source_routes_layouts(tmp_path):
     _png(tmp_path / "cls" / "yes" / "a.png", np.zeros((8, 8), np.uint8))
     with pytest.raises(DataError, match="one class label per image"):
         from_source(tmp_path / "cls", task="segmentation")
-    with pytest.raises(InvalidArgumentError, match="'patch' is not accepted by zoo.datasets.image_folder"):
+    with pytest.raises(InvalidArgumentError, match="'patch' is not accepted by zoo.data.image_folder"):
         from_source(tmp_path / "cls", task="classification", patch=3)
-    from zoo.augment import Augment
+    from zoo.data.augment import Augment
     jitter = Augment(flip=False, rot90=False, p_affine=0.0)  # intensity only: a small graph
     aug = from_source("phantoms", task="segmentation", num_classes=3, patch_size=32, n=4, augment=jitter)
     (xa, ya), (x, y) = next(iter(aug)), next(iter(ds))

@@ -1,11 +1,11 @@
-"""zoo.datasets.from_source layouts and patches: fixed validation patches, per-axis phantom sizes,
+"""zoo.data.from_source layouts and patches: fixed validation patches, per-axis phantom sizes,
 patch_size on image folders, read_image, and DICOM folder detection."""
 import numpy as np
 import pytest
 
 from test_datasets import _nii, _png, _series
-import zoo.datasets as zd
-from zoo.datasets import DataError, from_arrays, from_source, phantom_arrays, segmentation_folder
+import zoo.data as zd
+from zoo.data import DataError, from_arrays, from_source, phantom_arrays, segmentation_folder
 from zoo.errors import InvalidArgumentError
 
 

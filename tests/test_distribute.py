@@ -21,7 +21,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np
 import zoo
-from zoo.datasets import phantom_arrays
+from zoo.data import phantom_arrays
 from zoo.train import finetune, read_state
 
 out = sys.argv[1]
@@ -87,9 +87,9 @@ import json, sys
 import numpy as np
 from zoo._keras import tf
 import zoo
-import zoo._runs as R
+import zoo._io as R
 import zoo.train as T
-from zoo.datasets import phantom_arrays
+from zoo.data import phantom_arrays
 
 index, out, record = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 written = []  # every file the zoo writes goes through one of these two
@@ -105,7 +105,6 @@ def spy(module, name, path_arg):
 
 
 spy(R, "atomic_write_bytes", 0)
-T.atomic_write_bytes = R.atomic_write_bytes
 spy(R, "link_atomic", 1)
 strategy = T.get_strategy("auto")  # TF_CONFIG names 2 workers -> multi-worker, before any op
 tf.random.set_seed(100 + index)  # each worker starts from its own random weights
@@ -178,7 +177,7 @@ RESTARTABLE_WORKER = """
 import sys
 import zoo
 import zoo.train as T
-from zoo.datasets import phantom_arrays
+from zoo.data import phantom_arrays
 
 out = sys.argv[1]
 strategy = T.get_strategy("auto")

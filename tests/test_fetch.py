@@ -1,4 +1,4 @@
-"""zoo._fetch against a loopback HTTP server that misbehaves on purpose (no internet)."""
+"""zoo.hub._fetch against a loopback HTTP server that misbehaves on purpose (no internet)."""
 import hashlib
 import os
 import signal
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zoo import _fetch
+from zoo.hub import _fetch
 from zoo.errors import WeightsError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -169,7 +169,7 @@ def test_redirect_to_other_scheme_refused(server, env):
 def _fetch_script(url, digest):
     return textwrap.dedent(f"""
         import hashlib, sys, time
-        from zoo._fetch import fetch
+        from zoo.hub._fetch import fetch
         print(time.time(), file=sys.stderr)
         p = fetch({url!r}, hash={digest!r})
         print(p, hashlib.sha256(p.read_bytes()).hexdigest())

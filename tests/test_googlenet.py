@@ -5,7 +5,7 @@ import pytest
 import zoo
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, ZooError
-from zoo.layers import LocalResponseNormalization
+from zoo.models.layers import LocalResponseNormalization
 from zoo.models.googlenet import googlenet
 
 # Table 1 output channels of Inception 3a, 3b, 4a-4e, 5a, 5b; the last of each stage is stage{i}_out

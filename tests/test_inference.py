@@ -186,7 +186,7 @@ def test_predict_nifti_default_normalisation_is_the_training_default(tmp_path):
     vol = np.random.default_rng(6).normal(500.0, 80.0, (12, 10, 9)).astype("float32")
     write_volume(tmp_path / "v.nii", vol)
     labels = predict(model, tmp_path / "v.nii", patch_size=(8, 8, 8), out=False)
-    z = ((vol - vol.mean()) / vol.std())[..., None]  # "auto" = per-volume z-score, as zoo.datasets.nifti
+    z = ((vol - vol.mean()) / vol.std())[..., None]  # "auto" = per-volume z-score, as zoo.data.nifti
     np.testing.assert_array_equal(labels, np.argmax(sliding_window(model, z, (8, 8, 8)), -1))
     assert not (tmp_path / "v_seg.nii.gz").exists()  # out=False writes nothing
 
@@ -275,7 +275,7 @@ def test_sliding_window_batches_do_not_change_the_result(dims):
 def test_predict_dicom_series_folder_writes_nifti_on_the_series_grid(tmp_path):
     pytest.importorskip("pydicom")
     from test_datasets import _series
-    from zoo.datasets import read_dicom_series
+    from zoo.data import read_dicom_series
     from zoo.inference import LPS_TO_RAS, default_output
     folder = _series(tmp_path / "scans" / "case7", [2, 0, 3, 1, 4], gap=2.5)
     model = conv_net(3, convs=1, classes=3)
@@ -300,7 +300,7 @@ def test_predict_dicom_series_folder_writes_nifti_on_the_series_grid(tmp_path):
 
 def test_predict_png_with_a_classifier_resizes_to_the_training_size(tmp_path):
     from PIL import Image
-    from zoo.datasets import read_image
+    from zoo.data import read_image
     model = zoo.load("resnet18", width=8, num_classes=4, in_channels=1, input_shape=(32, 32, 1))
     pixels = np.random.default_rng(11).integers(0, 256, (45, 37)).astype("uint8")
     Image.fromarray(pixels).save(tmp_path / "xray.png")

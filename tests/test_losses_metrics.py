@@ -146,7 +146,7 @@ def test_auc_and_default_metrics():
 
 
 def test_losses_and_metrics_train_a_tiny_model():
-    from zoo.datasets import phantom_arrays
+    from zoo.data import phantom_arrays
     images, labels = phantom_arrays(8, size=16, num_classes=3, seed=0)
     inputs = keras.Input((16, 16, 1))
     outputs = keras.layers.Conv2D(3, 3, padding="same")(inputs)

@@ -86,15 +86,15 @@ def test_wheel_installs_into_fresh_venv_with_registry_inside(tmp_path):
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     res = run_python("""
-        import zoo, zoo.registry
+        import zoo, zoo.hub.registry
         from pathlib import Path
         assert 'site-packages' in zoo.__file__, zoo.__file__
-        path = zoo.registry.default_path()
+        path = zoo.hub.registry.default_path()
         assert path == Path(zoo.__file__).parent / 'registry.yaml', path
         print(len(zoo.list_models()))
         """, python=str(py), cwd=workdir)
     assert res.returncode == 0, res.stderr[-3000:]
-    from zoo.registry import get_registry
+    from zoo.hub.registry import get_registry
     assert int(res.stdout.strip()) == len(get_registry().names())
     res = subprocess.run([str(venv / "bin" / "zoo"), "list", "--names-only"], capture_output=True,
                          text=True, cwd=workdir, timeout=300)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.registry import get_registry, thaw
+from zoo.hub.registry import get_registry, thaw
 
 REG = get_registry()
 CASES = [(name, d) for name in REG.names() for d in REG.models[name].sweep.get("dims", REG.models[name].spatial_dims)]

@@ -6,7 +6,7 @@ import pytest
 
 import zoo
 from zoo.errors import RegistryError, UnknownModelError
-from zoo.registry import default_path, get_registry, load_registry
+from zoo.hub.registry import default_path, get_registry, load_registry
 
 ENTRY = """
 models:

@@ -15,10 +15,10 @@ import pytest
 
 import zoo
 from zoo._keras import keras, tf
-from zoo.datasets import phantom_arrays
+from zoo.data import phantom_arrays
 from zoo.errors import InvalidArgumentError, ZooError
 from zoo.losses import get_loss
-from zoo._runs import read_snapshot
+from zoo.train._runs import read_snapshot
 from zoo.train import finetune, load_run, read_state
 
 ROOT = Path(__file__).resolve().parents[1]

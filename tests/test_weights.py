@@ -1,4 +1,4 @@
-"""zoo.weights: formats, strict transfer by name, adaptation, inflation, save_weights, reports."""
+"""zoo.hub.weights: formats, strict transfer by name, adaptation, inflation, save_weights, reports."""
 import hashlib
 
 import h5py
@@ -7,10 +7,10 @@ import pytest
 import yaml
 
 import zoo
-from zoo import weights as W
+from zoo.hub import weights as W
 from zoo._keras import keras
 from zoo.errors import WeightsError
-from zoo.registry import ModelEntry, WeightSpec, _freeze
+from zoo.hub.registry import ModelEntry, WeightSpec, _freeze
 
 L = keras.layers
 FORMATS = ("h5", "weights.h5", "npz", "safetensors")

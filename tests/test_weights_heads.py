@@ -1,9 +1,9 @@
-"""zoo.weights with several class heads and auxiliary heads (DeepLab, DeepLab-v2, GoogLeNet)."""
+"""zoo.hub.weights with several class heads and auxiliary heads (DeepLab, DeepLab-v2, GoogLeNet)."""
 import numpy as np
 import pytest
 
 import zoo
-from zoo import weights as W
+from zoo.hub import weights as W
 from zoo._keras import keras
 from zoo.errors import WeightsError
 

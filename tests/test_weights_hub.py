@@ -7,7 +7,7 @@ import yaml
 
 import zoo
 from zoo._keras import keras
-from zoo.registry import get_registry
+from zoo.hub.registry import get_registry
 
 KERAS_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
 SMALL = {"width": 16, "num_classes": 3, "input_shape": (32, 32, 3)}

@@ -13,7 +13,7 @@
    not count. The verdict uses the CPU-time ratio (median of the paired repeats); the zoo's
    own callback time is also measured directly, as a share of a plain epoch.
    Target: finetune / fit <= 1.05.
-2. The NIfTI patch pipeline (``zoo.datasets.nifti`` over generated volumes, batched as
+2. The NIfTI patch pipeline (``zoo.data.nifti`` over generated volumes, batched as
    finetune batches it) against the 3D U-Net's consumption in training steps, in patches/s.
    Target: pipeline / consumption >= 2, for the cached (default) and the uncached pipeline.
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from zoo._keras import keras, tf  # noqa: E402
 import zoo  # noqa: E402
 from zoo import losses, metrics  # noqa: E402
-from zoo.datasets import phantom_arrays  # noqa: E402
+from zoo.data import phantom_arrays  # noqa: E402
 
 
 class Clock(keras.callbacks.Callback):
@@ -101,7 +101,7 @@ def _timed(cls, name, kind):
 def instrument():
     """Time the zoo's own callback work inside finetune: RunState (checkpoints, state.json,
     history.csv, resume point, NaN guard) and TensorBoard."""
-    from zoo._runs import RunState
+    from zoo.train._runs import RunState
     for cls in (RunState, keras.callbacks.TensorBoard):
         _timed(cls, "on_epoch_end", "epoch")
         for hook in ("on_train_batch_begin", "on_train_batch_end"):
@@ -160,8 +160,8 @@ def write_volumes(folder, count, shape, seed=0):
 
 def pipeline_rate(folder, patch, batch, cache, epochs=2, samples_per_volume=4):
     """Patches/s of the finetune input pipeline over NIfTI volumes (last epoch timed)."""
-    from zoo._train_data import as_batched_dataset
-    from zoo.datasets import nifti
+    from zoo.train._data import as_batched_dataset
+    from zoo.data import nifti
     t0 = time.perf_counter()
     ds = nifti(folder / "images", folder / "labels", patch_size=patch, samples_per_volume=samples_per_volume,
                window=(-200, 400), num_classes=3, cache=cache)

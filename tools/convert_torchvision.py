@@ -206,7 +206,7 @@ def _config(entry, overrides=None):
     """The builder keywords ``entry`` builds with: builder defaults < registry config < overrides."""
     import inspect
 
-    from zoo.registry import thaw
+    from zoo.hub.registry import thaw
 
     params = inspect.signature(entry.resolve_builder()).parameters.items()
     return {**{k: p.default for k, p in params if p.default is not inspect.Parameter.empty},
@@ -219,7 +219,7 @@ def _fit_config(entry, family, kwargs, layers):
     Returns the overrides to add: the aux flag, only where the model's config disagrees with the
     state dict (aux modules present or not) and the user did not set it.
     """
-    from zoo.registry import get_registry
+    from zoo.hub.registry import get_registry
 
     spec = FAMILIES[family]
     config = _config(entry, kwargs)
@@ -256,8 +256,8 @@ def load_state_dict(path):
 def convert(state_dict, model_name, out, *, family=None, overrides=None, tag="imagenet", verbose=True):
     """Build ``model_name``, load the converted state dict strictly, save to ``out``."""
     import zoo
-    from zoo import _weightfile, weights
-    from zoo.registry import get_registry
+    from zoo.hub import _weightfile, weights
+    from zoo.hub.registry import get_registry
 
     entry = get_registry().get(model_name)
     family = family or _BUILDER_FAMILY.get(entry.builder.split(":")[0])

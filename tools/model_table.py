@@ -15,7 +15,7 @@ START, END = "<!-- models:start -->", "<!-- models:end -->"
 
 
 def table(registry=None):
-    from zoo.registry import get_registry
+    from zoo.hub.registry import get_registry
     reg = registry or get_registry()
     rows = ["| name | task | dims | params (Keras total) | trainable | weights | paper |",
             "|---|---|---|---:|---:|---|---|"]

@@ -7,7 +7,7 @@ Public API (re-exports only; TensorFlow is imported on first use, not by ``impor
 from zoo.errors import (InvalidArgumentError, MissingDependencyError, RegistryError,
                         UnknownArgumentError, UnknownModelError, WeightsError, ZooError)
 from zoo.hub import info, list_models, load, load_model
-from zoo.weights import save_weights
+from zoo.hub.weights import save_weights
 
 __version__ = "0.1.0"
 

@@ -8,7 +8,7 @@ from zoo.errors import ZooError
 
 def _cmd_list(args):
     from zoo.hub import list_models
-    from zoo.registry import get_registry
+    from zoo.hub.registry import get_registry
     names = list_models(args.pattern, task=args.task, spatial_dims=args.spatial_dims,
                         pretrained=True if args.pretrained else None)
     reg = get_registry()

@@ -127,7 +127,7 @@ def _resolve_model(model):
     if isinstance(model, keras.Model):
         run = getattr(model, "zoo_run", None) or {}
     elif isinstance(model, (str, os.PathLike)):
-        from zoo._runs import load_run
+        from zoo.train._runs import load_run
         model = load_run(model)
         run = model.zoo_run
     else:
@@ -174,7 +174,7 @@ def _infer(model, image, *, source, patch_size, overlap, batch_size, blend, prog
             raise InvalidArgumentError(
                 f"predict: {source} has spatial size {tuple(image.shape[:-1])} but the classifier "
                 f"{model.name!r} takes {fixed}; resize it first (for image files zoo.predict does: "
-                f"zoo.datasets.read_image(path, size={fixed}) reads one resized).")
+                f"zoo.data.read_image(path, size={fixed}) reads one resized).")
         return np.asarray(model.predict_on_batch(image[None]), "float32")[0]
     if dims == 2 and image.ndim == 4:
         if image.shape[2] > 1 and progress:
@@ -225,7 +225,7 @@ def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size
         (``<stem>_seg.png``) beside the input; ``False`` writes nothing. NIfTI output keeps
         the input's affine, qform/sform (and codes) and voxel sizes; dtype uint8 (int16
         beyond 256 classes). Arrays are never written.
-    window, normalize: the training-time intensity preprocessing (see zoo.datasets.nifti):
+    window, normalize: the training-time intensity preprocessing (see zoo.data.nifti):
         ``window=(lo, hi)`` clips and scales to [0, 1]; ``normalize`` "auto" (z-score unless a
         window is given), "zscore" or "none". Default: what training on that source kind
         does ("auto" for NIfTI, "none" for arrays and 2D images).
@@ -250,7 +250,7 @@ def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size
         vol = dict(window=window, normalize=normalize, spacing=spacing,
                    return_probabilities=return_probabilities, kw=kw)
         if path.is_dir():
-            from zoo.datasets.dicom import holds_series
+            from zoo.data.dicom import holds_series
             if not holds_series(path):
                 raise InvalidArgumentError(
                     f"predict: {path} is a folder without DICOM files; pass one DICOM series folder "
@@ -279,7 +279,7 @@ def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size
 
 
 def _normalize(image, window, normalize):
-    from zoo.datasets.volumes import normalize_intensity
+    from zoo.data.volumes import normalize_intensity
     return normalize_intensity(image, window=window,
                                normalize=None if normalize == "none" else (normalize or "auto"))
 
@@ -296,14 +296,14 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
     """Preprocess a volume as training did, infer, map back to its grid, ``write(labels)``."""
     shape = image.shape[:-1]
     if spacing is not None:
-        from zoo.datasets.volumes import resample
+        from zoo.data.volumes import resample
         image, _ = resample(image, None, file_spacing, tuple(float(s) for s in spacing))
     image = _normalize(image, window, normalize or "auto")
     logits = _infer(model, image, source=source, **kw)
     if len(model.output_shape) == 2:
         return _probabilities(logits) if return_probabilities else int(_labels(logits))
     if logits.shape[:-1] != shape:  # back to the input grid (linear on logits, then exact size)
-        from zoo.datasets._common import require
+        from zoo.data._common import require
         ndimage = require("scipy.ndimage", "Resampling volumes (spacing=...)")
         factors = [a / b for a, b in zip(shape, logits.shape[:-1])] + [1.0]
         logits = ndimage.zoom(logits, factors, order=1, mode="nearest", grid_mode=True)
@@ -316,9 +316,9 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
 
 
 def _predict_nifti(model, path, out, **vol):
-    from zoo._runs import atomic_write_bytes
-    from zoo.datasets._common import require
-    from zoo.datasets.volumes import load_nifti
+    from zoo._io import atomic_write_bytes
+    from zoo.data._common import require
+    from zoo.data.volumes import load_nifti
     nib = require("nibabel", "Reading and writing NIfTI files")
     image, file_spacing, _ = load_nifti(path)
     ref = nib.load(str(path))
@@ -345,9 +345,9 @@ def _predict_dicom(model, folder, out, **vol):
     """One DICOM series folder -> label map; written as NIfTI ``<folder>_seg.nii.gz`` beside the
     folder, voxel for voxel on the series grid (columns, rows, slices), with the series'
     patient-space affine converted from DICOM's LPS to NIfTI's RAS (qform = sform, code 1)."""
-    from zoo._runs import atomic_write_bytes
-    from zoo.datasets._common import require
-    from zoo.datasets.dicom import read_dicom_series
+    from zoo._io import atomic_write_bytes
+    from zoo.data._common import require
+    from zoo.data.dicom import read_dicom_series
     image, file_spacing, lps_affine = read_dicom_series(folder)
     if out is not False and len(model.output_shape) > 2:
         nib = require("nibabel", "Writing the NIfTI label map of a DICOM series")
@@ -365,7 +365,7 @@ def _predict_dicom(model, folder, out, **vol):
 
 
 def _predict_image(model, path, out, window, normalize, return_probabilities, kw):
-    from zoo.datasets import read_image
+    from zoo.data import read_image
     channels = model.input_shape[-1] if model.input_shape[-1] in (1, 3) else 1
     # a classifier sees the image at its training size (image folders are resized to it)
     size = kw["patch_size"] if len(model.output_shape) == 2 else None
@@ -379,7 +379,7 @@ def _predict_image(model, path, out, window, normalize, return_probabilities, kw
     if out is not False:
         from PIL import Image
 
-        from zoo._runs import atomic_write_bytes
+        from zoo._io import atomic_write_bytes
         out = Path(out) if out is not None else _default_out(path, ".png")
         pixels = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)  # L or I;16 PNG
         atomic_write_bytes(out, lambda tmp: Image.fromarray(pixels).save(tmp))

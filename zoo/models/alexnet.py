@@ -24,7 +24,7 @@ max-pool at 1/32, which is also the headless output), ``head_*`` and ``classifie
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.layers import (AdaptiveAveragePooling, LocalResponseNormalization, check_spatial_dims,
+from zoo.models.layers import (AdaptiveAveragePooling, LocalResponseNormalization, check_spatial_dims,
                         conv, max_pool, model_input, zero_pad)
 
 L = keras.layers

@@ -17,7 +17,7 @@ One builder, :func:`deeplab`; the registry's ``config:`` picks the variant:
   ``filters`` + norm + ReLU; the 1x1 classifier.
 
 Every variant resizes its logits bilinearly (half-pixel centres, PyTorch's
-``align_corners=False``) to exactly the input's size with :class:`zoo.layers.ResizeLike`, so any
+``align_corners=False``) to exactly the input's size with :class:`zoo.models.layers.ResizeLike`, so any
 input size works (dynamic by default). ``aux_head=True`` adds torchvision's auxiliary FCN head
 on stage 3 (3x3 conv stage3_channels/4 + norm + ReLU + dropout 0.1 + 1x1 conv), resized to the
 input too, as a second output.
@@ -28,7 +28,7 @@ Layer names: the backbone keeps :func:`zoo.models.resnet.resnet`'s names (torchv
 ``aspp_pool_resize``, ``aspp_concat``, ``aspp_project``, ``aspp_dropout``; ``head_conv/_bn/_relu``;
 ``decoder_low_level``, ``decoder_upsample``, ``decoder_concat``, ``decoder_conv1``,
 ``decoder_conv2`` (each conv block ``{name}_conv/_bn/_relu``); ``classifier`` = the 1x1 conv to
-``num_classes`` (the layer with weights that zoo.weights re-initialises when ``num_classes``
+``num_classes`` (the layer with weights that zoo.hub.weights re-initialises when ``num_classes``
 changes; in v2 the Add of the four branches, whose convs are ``aspp_conv0..3``); the output
 layer is ``out`` (the final resize; with ``classifier_activation`` the resize is
 ``out_upsample`` and ``out`` the activation), the aux output ``aux`` (``aux_conv/_bn/_relu``,
@@ -42,7 +42,7 @@ zoo/models/resnet.py; ``classifier.0.convs.0.{0,1}`` -> ``aspp_conv0_conv/_bn``,
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.layers import ResizeLike, check_spatial_dims, conv, conv_norm_act, global_avg_pool
+from zoo.models.layers import ResizeLike, check_spatial_dims, conv, conv_norm_act, global_avg_pool
 from zoo.models.resnet import DEPTHS, LAYOUTS, resnet, stage_output_names
 
 L = keras.layers

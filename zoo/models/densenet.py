@@ -26,7 +26,7 @@ this reproduces the Keras totals 1,397,963 / 3,502,923 / 9,425,163 for FC-DenseN
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.layers import check_spatial_dims, conv, conv_transpose, max_pool, model_input, norm_layer
+from zoo.models.layers import check_spatial_dims, conv, conv_transpose, max_pool, model_input, norm_layer
 
 L = keras.layers
 

@@ -29,7 +29,7 @@ last Inception module), ``head_pool``, ``head_dropout``, ``classifier``; aux hea
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.layers import (AdaptiveAveragePooling, LocalResponseNormalization, avg_pool,
+from zoo.models.layers import (AdaptiveAveragePooling, LocalResponseNormalization, avg_pool,
                         check_spatial_dims, classifier_head, conv, global_avg_pool, max_pool,
                         model_input, norm_layer, zero_pad)
 

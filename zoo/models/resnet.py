@@ -43,7 +43,7 @@ change. :func:`stage_output_names` names the four feature maps a decoder picks.
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.layers import (check_spatial_dims, classifier_head, conv, global_avg_pool, max_pool,
+from zoo.models.layers import (check_spatial_dims, classifier_head, conv, global_avg_pool, max_pool,
                         model_input, norm_layer, zero_pad)
 
 L = keras.layers

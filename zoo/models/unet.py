@@ -18,7 +18,7 @@ level i), decoder ``up{i}_upconv``, ``up{i}_crop`` (valid padding), ``up{i}_conc
 ``classifier`` (the 1x1 output conv).
 """
 from zoo._keras import keras
-from zoo import layers as zl
+from zoo.models import layers as zl
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 
 L = keras.layers

@@ -22,7 +22,7 @@ names map onto them as :func:`contract_names` says (``stem_conv`` = ``block1_con
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.layers import check_spatial_dims, conv, max_pool, model_input, norm_layer
+from zoo.models.layers import check_spatial_dims, conv, max_pool, model_input, norm_layer
 
 L = keras.layers
 # convs per block, configurations A (11), B (13), D (16), E (19)

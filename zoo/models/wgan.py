@@ -41,7 +41,7 @@ Layer names. Generator: ``stem_reshape``, ``stem_conv``, ``stem_bn``, ``stage0_o
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.layers import check_spatial_dims, conv, conv_transpose
+from zoo.models.layers import check_spatial_dims, conv, conv_transpose
 
 L = keras.layers
 MIN_SIZE = 16

@@ -297,11 +297,11 @@ class Registry:
 
 def default_path():
     """The registry.yaml shipped in the package, or the repository's during development."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "registry.yaml", here.parent / "registry.yaml"):
+    here = Path(__file__).resolve().parent  # zoo/hub
+    for candidate in (here.parent / "registry.yaml", here.parent.parent / "registry.yaml"):
         if candidate.is_file():
             return candidate
-    raise RegistryError(f"registry.yaml not found next to {here}; reinstall the package.")
+    raise RegistryError(f"registry.yaml not found in {here.parent}; reinstall the package.")
 
 
 def load_registry(paths=None):

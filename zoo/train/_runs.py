@@ -9,92 +9,14 @@ workers take part in the collective reads.
 """
 import json
 import math
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from zoo._keras import keras, tf
+from zoo import _io
 from zoo.errors import InvalidArgumentError, ZooError
-
-
-# --------------------------------------------------------------------------- files
-def atomic_write_bytes(path, write, sync_dir=True):
-    """Call ``write(tmp_path)``, fsync, rename to ``path``: readers never see a partial file.
-    ``sync_dir=False`` leaves the folder's fsync (rename durability) to the caller."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes),
-                               dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-        if sync_dir:
-            _fsync_dir(path.parent)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _fsync_dir(folder):
-    """Make a rename in ``folder`` durable (power loss), where the OS allows it."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def link_atomic(src, dst, sync_dir=True):
-    """Make ``dst`` hold ``src``'s bytes, atomically. A hard link costs nothing and stays
-    intact when ``src`` is later replaced (a rename gives ``src`` a new inode)."""
-    dst = Path(dst)
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    try:
-        if tmp.exists():
-            tmp.unlink()
-        try:
-            os.link(src, tmp)
-        except OSError:  # file systems without hard links
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-        if sync_dir:
-            _fsync_dir(dst.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _write_json(path, data, sync_dir=True):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2)
-    atomic_write_bytes(path, write, sync_dir)
-
-
-def _write_csv(path, rows, sync_dir=True):
-    keys = ["epoch"] + sorted({k for r in rows for k in r if k != "epoch"})
-
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(",".join(keys) + "\n")
-            for r in rows:
-                f.write(",".join(str(r.get(k, "")) for k in keys) + "\n")
-    atomic_write_bytes(path, write, sync_dir)
 
 
 def read_state(out_dir):
@@ -133,7 +55,7 @@ class RunState(keras.callbacks.Callback):
         self._epoch = 0
         best, last = self.out_dir / "best.h5", self.out_dir / "last.h5"
         if chief and self.best_epoch and h5_epoch(best) != self.best_epoch == h5_epoch(last):
-            link_atomic(last, best)  # killed between recording a new best and linking it
+            _io.link_atomic(last, best)  # killed between recording a new best and linking it
 
     def _better(self, value):
         if self.best is None:
@@ -177,18 +99,18 @@ class RunState(keras.callbacks.Callback):
         # order: last -> history -> state -> best -> resume point. A kill between two steps
         # leaves a state that the next run repairs (best) or redoes (the epoch). Each file is
         # fsynced before its rename; the folder once at the end (the renames' durability).
-        atomic_write_bytes(self.out_dir / "last.h5",
+        _io.atomic_write_bytes(self.out_dir / "last.h5",
                            lambda tmp: write_h5_weights(tmp, layout, values, epoch + 1), False)
-        _write_csv(self.out_dir / "history.csv", self.rows, False)
+        _io.write_csv(self.out_dir / "history.csv", self.rows, False)
         self.write_state(sync_dir=False)
         if improved:  # the same bytes as last.h5: a hard link (a copy where links fail)
-            link_atomic(self.out_dir / "last.h5", self.out_dir / "best.h5", False)
+            _io.link_atomic(self.out_dir / "last.h5", self.out_dir / "best.h5", False)
             if self.verbose:
                 print(f"\nepoch {epoch + 1}: {self.monitor} improved to {value:.5g}; saved "
                       f"{self.out_dir / 'best.h5'}", file=sys.stderr)
-        atomic_write_bytes(self.out_dir / SNAPSHOT, lambda tmp: write_snapshot(
+        _io.atomic_write_bytes(self.out_dir / SNAPSHOT, lambda tmp: write_snapshot(
             tmp, values, opt_values, epoch + 1, self.phase), False)
-        _fsync_dir(self.out_dir)
+        _io.fsync_dir(self.out_dir)
 
     def _read(self):
         """(layout, weight values, optimizer values) in one compiled call (a variable read per
@@ -205,7 +127,7 @@ class RunState(keras.callbacks.Callback):
         return self._layout, values[:self._n], values[self._n:]
 
     def write_state(self, finished=False, sync_dir=True):
-        _write_json(self.out_dir / "state.json", sync_dir=sync_dir, data={
+        _io.write_json(self.out_dir / "state.json", sync_dir=sync_dir, data={
             "epochs_completed": self.rows[-1]["epoch"] if self.rows else 0, "best": self.best,
             "best_epoch": self.best_epoch, "monitor": self.monitor, "mode": self.mode,
             "finished": finished, "stopped_early": self.stopped_early, "config": self.config,
@@ -337,7 +259,7 @@ def _check_resume(out_dir, state, resume, config=None):
 def load_run(path, which="best"):
     """Rebuild the model of a finetune run: ``path`` is its out_dir or a checkpoint (``.h5``)
     beside its ``model.json``. ``which``: "best" or "last" checkpoint of a run folder."""
-    import zoo.layers  # noqa: F401  (registers the zoo's custom layers)
+    import zoo.models.layers  # noqa: F401  (registers the zoo's custom layers)
     path = Path(path).expanduser()
     if not path.exists():
         raise InvalidArgumentError(f"load_run: {str(path)!r} does not exist; pass a finetune out_dir "

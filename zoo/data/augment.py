@@ -243,7 +243,7 @@ def augment_dataset(ds, augment=True, *, seed=None, vary_per_epoch=True):
     """``ds.map`` with an :class:`Augment` (``True`` = defaults), keyed per element and epoch."""
     aug = Augment(seed=seed or 0) if augment is True else augment
     if not isinstance(aug, Augment):
-        raise InvalidArgumentError(f"augment={augment!r} must be True or a zoo.augment.Augment(...).")
+        raise InvalidArgumentError(f"augment={augment!r} must be True or a zoo.data.augment.Augment(...).")
     seed = aug.seed if seed is None else int(seed)
     pairs = isinstance(ds.element_spec, tuple)
 

@@ -18,110 +18,21 @@ scope, and trains with:
 
 Only the chief (worker 0) writes files; other workers take part in the collective reads.
 """
-import json
-import os
 import sys
 from pathlib import Path
 
 from zoo._keras import keras, tf
-from zoo._runs import (SNAPSHOT, RunState, _check_resume, atomic_write_bytes, load_run, read_snapshot,
+from zoo import _io
+from zoo.train._runs import (SNAPSHOT, RunState, _check_resume, load_run, read_snapshot,
                        read_state, restore_snapshot)
-from zoo._train_data import (_spec, _steps, as_batched_dataset, check_data, main_output_shape, resolve_data,
+from zoo.train._data import (_spec, _steps, as_batched_dataset, check_data, main_output_shape, resolve_data,
                               with_aux_targets)
-from zoo.datasets import fit_patch
+from zoo.data import fit_patch
 from zoo.errors import InvalidArgumentError, ZooError, check_choice, check_positive_int
+from zoo.train.strategy import (STRATEGIES, _LOST_PEER_ERRORS, _broadcast_weights, _is_chief, _lost_worker,
+                                _multi_process, _strategy_name, get_strategy)
 
-STRATEGIES = ("auto", "default", "one_device", "mirrored", "multiworker", "tpu")
 __all__ = ["finetune", "get_strategy", "load_run", "read_state", "encoder_layers", "STRATEGIES"]
-
-
-# --------------------------------------------------------------------------- strategy
-def _tf_config_workers():
-    try:
-        cfg = json.loads(os.environ.get("TF_CONFIG", "") or "{}")
-    except json.JSONDecodeError as e:
-        raise InvalidArgumentError(f"TF_CONFIG is not valid JSON ({e}); fix or unset it.") from None
-    cluster = cfg.get("cluster", {})
-    return sum(len(cluster.get(k, [])) for k in ("worker", "chief"))
-
-
-def get_strategy(strategy="auto", devices=None):
-    """A tf.distribute.Strategy from a name (see STRATEGIES) or a strategy object."""
-    if isinstance(strategy, tf.distribute.Strategy):
-        return strategy
-    check_choice("strategy", strategy, STRATEGIES, "finetune")
-    if strategy == "auto":
-        if _tf_config_workers() > 1:
-            strategy = "multiworker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1 or devices:
-            strategy = "mirrored"
-        else:
-            strategy = "default"
-    if strategy == "default":
-        return tf.distribute.get_strategy()
-    if strategy == "one_device":
-        gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    if strategy == "mirrored":
-        if devices is None:
-            gpus = tf.config.list_logical_devices("GPU")
-            devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices=list(devices))
-    if strategy == "multiworker":
-        try:
-            return tf.distribute.MultiWorkerMirroredStrategy()
-        except RuntimeError as e:
-            if "program startup" not in str(e):
-                raise
-            raise ZooError(
-                "finetune: MultiWorkerMirroredStrategy must exist before TensorFlow runs its first op, "
-                "and this program already built a model or ran TensorFlow. Create it first: "
-                "strategy = zoo.train.get_strategy('multiworker') at the start of the program, then "
-                "zoo.load(...), then zoo.finetune(..., strategy=strategy).") from None
-    try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-    except (ValueError, RuntimeError, tf.errors.OpError) as e:
-        raise ZooError(
-            f"finetune: strategy='tpu' found no TPU ({type(e).__name__}: {' '.join(str(e).split())[:200]}). "
-            "Run on a Cloud TPU VM (or set TPU_NAME to a TPU node), or use strategy='auto' for the "
-            "CPUs/GPUs of this machine.") from None
-    return tf.distribute.TPUStrategy(resolver)
-
-
-def _is_chief(strategy):
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "task_type", None):
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
-                                            and "chief" not in resolver.cluster_spec().as_dict())
-
-
-def _strategy_name(strategy):
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
-    return "default" if not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy() \
-        else type(strategy).__name__
-
-
-def _broadcast_weights(strategy, model):
-    """Give every replica of every worker the weights of global replica 0 (exact: a sum
-    all-reduce in which only replica 0 contributes). Each worker builds its own model, so
-    without this, randomly initialised workers would train different copies."""
-    weights = list(model.weights)
-
-    @tf.function
-    def run():
-        def fn():
-            ctx = tf.distribute.get_replica_context()
-            first = tf.equal(ctx.replica_id_in_sync_group, 0)
-            return [ctx.all_reduce("sum", tf.where(first, tf.identity(v), tf.zeros_like(v)))
-                    for v in weights]
-        return strategy.run(fn)
-
-    for v, value in zip(weights, run()):
-        v.assign(strategy.experimental_local_results(value)[0])
 
 
 # --------------------------------------------------------------------------- model helpers
@@ -208,26 +119,6 @@ def _aux_loss_weight(weight, task):
     return float(weight)
 
 
-_LOST_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
-                     tf.errors.CancelledError)
-
-
-def _multi_process(strategy):
-    """Whether ``strategy`` spans several processes (its collectives fail when a peer dies)."""
-    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or _tf_config_workers() > 1
-
-
-def _lost_worker(error, out_dir, run_state):
-    """The error a surviving worker raises when another worker died (killed, preempted, OOM)."""
-    first = " ".join(str(error).split())[:240]
-    done = run_state.rows[-1]["epoch"] if run_state.rows else 0
-    saved = f"Epochs 1-{done} are saved in {out_dir}" if done else "No epoch had completed yet"
-    return ZooError(
-        f"finetune: the multi-worker run lost a worker during epoch {done + 1} ({type(error).__name__}: "
-        f"{first}). {saved}; start the same command on every worker again (same TF_CONFIG cluster, "
-        "same out_dir) to resume from the last completed epoch.")
-
-
 def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patch_size=None,
              loss=None, metrics=None, optimizer="adam", learning_rate=None, lr_schedule="cosine",
              weight_decay=0.0, out_dir="runs/zoo", strategy="auto", devices=None,
@@ -265,7 +156,7 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     """
     from zoo import losses as _losses
     from zoo import metrics as _metrics
-    from zoo.datasets._common import check_size
+    from zoo.data._common import check_size
 
     out_dir = Path(out_dir)
     state = read_state(out_dir)
@@ -363,7 +254,7 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     encoder = [(layer, layer.trainable) for layer in encoder_layers(net)] if freeze_encoder_epochs else []
     if chief:  # every check passed: from here on the run folder is written
         out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out_dir / "model.json", lambda t: Path(t).write_text(model.to_json()))
+        _io.atomic_write_bytes(out_dir / "model.json", lambda t: Path(t).write_text(model.to_json()))
         if state and verbose:
             print(f"finetune: resuming {out_dir} after epoch {state.get('epochs_completed')} (best "
                   f"{state.get('monitor')} {state.get('best')} at epoch {state.get('best_epoch')})",

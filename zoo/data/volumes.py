@@ -1,4 +1,4 @@
-"""3D volumes (NIfTI; DICOM series via zoo.datasets.dicom): normalise, resample, sample patches.
+"""3D volumes (NIfTI; DICOM series via zoo.data.dicom): normalise, resample, sample patches.
 
 Volumes are channels-last float32 ``(X, Y, Z, C)`` in the file's voxel order (NIfTI i, j, k;
 DICOM columns, rows, slices), labels int32 ``(X, Y, Z, 1)``. Per case, in this order:
@@ -14,7 +14,7 @@ gives the same patches in file order every epoch. A volume smaller than the patc
 """
 import numpy as np
 
-from zoo.datasets._common import (DataError, check_channels, check_finite, check_labels, check_size,
+from zoo.data._common import (DataError, check_channels, check_finite, check_labels, check_size,
                                   dataset_from_generator, describe, list_files, require, spec, stem)
 from zoo.errors import InvalidArgumentError, check_choice
 

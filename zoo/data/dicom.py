@@ -7,7 +7,7 @@ RescaleSlope/RescaleIntercept (Hounsfield units for CT). The volume is float32
 ``(X, Y, Z, 1)`` = (columns, rows, slices, channel), the same voxel order as NIfTI, with
 spacing ``(column spacing, row spacing, slice spacing)`` in mm and an LPS affine.
 
-A file counts as DICOM (for folder detection in ``zoo.datasets.from_source``) when its name
+A file counts as DICOM (for folder detection in ``zoo.data.from_source``) when its name
 ends with .dcm/.dicom/.ima or it carries the DICOM Part 10 marker ``DICM`` at byte 128.
 """
 import os
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.datasets._common import DataError, as_path, describe, require
-from zoo.datasets.volumes import match_labels, volume_dataset
+from zoo.data._common import DataError, as_path, describe, require
+from zoo.data.volumes import match_labels, volume_dataset
 
 SKIP_NAMES = {"dicomdir"}
 SKIP_SUFFIXES = (".txt", ".json", ".xml", ".csv", ".md", ".ini")
@@ -98,7 +98,7 @@ def read_dicom_series(source, *, series_uid=None):
     first, ds0 = slices[0]
     if int(getattr(ds0, "NumberOfFrames", 1) or 1) > 1:
         raise DataError(f"{first}: a multi-frame (enhanced) DICOM object; only one-slice-per-file "
-                        "series are supported. Convert it (e.g. dcm2niix) and use zoo.datasets.nifti.")
+                        "series are supported. Convert it (e.g. dcm2niix) and use zoo.data.nifti.")
     orient = np.asarray(_tag(ds0, first, "ImageOrientationPatient", 6))
     row_dir, col_dir = orient[:3], orient[3:]
     normal = np.cross(row_dir, col_dir)
@@ -158,7 +158,7 @@ def _series_list(series):
 def dicom(series, labels=None, *, patch_size=None, samples_per_volume=1, fg_fraction=0.5, window=None,
           normalize="auto", spacing=None, num_classes=None, in_channels=None, label_suffix="",
           shuffle=True, seed=0, cache=True):
-    """DICOM series as a tf.data.Dataset (the preprocessing and patches of :func:`zoo.datasets.nifti`).
+    """DICOM series as a tf.data.Dataset (the preprocessing and patches of :func:`zoo.data.nifti`).
 
     series: one series folder, a folder of series folders, or a list of series folders.
     labels: None, one class index per series, a list of label volume files, or a folder of

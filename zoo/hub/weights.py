@@ -5,7 +5,7 @@
 * a tag of the registry entry (``"imagenet"``), or a tag + ``"-inflated"`` (``"imagenet-inflated"``)
   to load 2D weights into the 3D variant (see *Inflation*);
 * a local file path (used in place; verified when its hash is known);
-* a ``https://`` or ``file://`` URL (downloaded into the cache, see :mod:`zoo._fetch`). A URL
+* a ``https://`` or ``file://`` URL (downloaded into the cache, see :mod:`zoo.hub._fetch`). A URL
   may carry its hash as a fragment, ``...file.h5#sha256=<hex>`` (or ``#md5=``); a URL equal to
   a registered one gets that spec's hash; otherwise its sha256 is recorded on first download.
 
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo import _fetch, _weightfile
+from zoo.hub import _fetch, _weightfile
 from zoo.errors import InvalidArgumentError, WeightsError, did_you_mean
 
 INFLATED_SUFFIX = "-inflated"

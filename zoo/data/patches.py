@@ -10,9 +10,9 @@ in-memory data (image/mask folders, arrays, a user's tf.data.Dataset in ``zoo.fi
 An element smaller than the patch along an axis is first padded symmetrically (the extra pixel
 of an odd difference goes after): the image with its own minimum (as volumes are padded), the
 label map with 0 (background). NIfTI/DICOM volumes have their own foreground-aware patch
-sampler (``samples_per_volume``, ``fg_fraction``; see :mod:`zoo.datasets.volumes`).
+sampler (``samples_per_volume``, ``fg_fraction``; see :mod:`zoo.data.volumes`).
 """
-from zoo.datasets._common import check_size
+from zoo.data._common import check_size
 
 
 def fit_patch(ds, patch_size, *, random=True, seed=0):

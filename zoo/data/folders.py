@@ -6,16 +6,16 @@ both, ``color_mode="auto"`` converts every image to the majority kind (with a wa
 ``"grayscale"``/``"rgb"`` convert all. Masks are integer class maps (palette PNGs give their
 palette indices); ``mask_values=[0, 255]`` maps stored values to classes 0, 1, ...
 :func:`read_image` reads one file the same way (``zoo.predict`` uses it). Image/mask pairs
-can be cut to patches (``patch_size``, see :func:`zoo.datasets.fit_patch`).
+can be cut to patches (``patch_size``, see :func:`zoo.data.fit_patch`).
 """
 import collections
 import warnings
 
 import numpy as np
 
-from zoo.datasets._common import (DataError, as_path, check_channels, check_finite, check_labels,
+from zoo.data._common import (DataError, as_path, check_channels, check_finite, check_labels,
                                   check_size, describe, list_files, require)
-from zoo.datasets.patches import fit_patch
+from zoo.data.patches import fit_patch
 from zoo.errors import check_choice
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -234,7 +234,7 @@ def segmentation_folder(image_dir, mask_dir, *, num_classes=None, image_size=Non
     Returns a tf.data.Dataset of (float32 (H, W, C) image, int32 (H, W, 1) mask) with attributes
     ``file_paths`` and ``mask_paths``. ``image_size=(H, W)`` resizes every pair (masks with
     nearest neighbour). ``patch_size=(h, w)`` then cuts one patch per pair with
-    :func:`zoo.datasets.fit_patch`: a random window, new each epoch and reproducible from
+    :func:`zoo.data.fit_patch`: a random window, new each epoch and reproducible from
     ``seed``, when ``random_crop=True`` (training), the centre window when False (validation);
     pairs smaller than the patch are padded (image with its minimum, mask with 0). With a
     patch the images may differ in size; without one (and without image_size) they must not.

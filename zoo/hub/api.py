@@ -2,7 +2,7 @@
 import inspect
 
 from zoo.errors import InvalidArgumentError, UnknownArgumentError, check_choice
-from zoo.registry import TASKS, get_registry, thaw
+from zoo.hub.registry import TASKS, get_registry, thaw
 
 
 def list_models(pattern=None, *, task=None, spatial_dims=None, pretrained=None):
@@ -80,7 +80,7 @@ def load(name, *, weights=None, **overrides):
     entry = get_registry().get(name)
     spec = None
     if weights is not None:
-        from zoo import weights as _weights
+        from zoo.hub import weights as _weights
         spec = _weights.resolve(weights, entry)[0]
     builder, kwargs = build_kwargs(entry, overrides, spec)
     model = builder(**kwargs)
@@ -100,7 +100,7 @@ def register_custom_objects():
     import pkgutil
 
     import zoo.models
-    for module in ("zoo.layers", "zoo.losses", "zoo.metrics"):
+    for module in ("zoo.models.layers", "zoo.losses", "zoo.metrics"):
         importlib.import_module(module)
     for info_ in pkgutil.iter_modules(zoo.models.__path__):
         importlib.import_module(f"zoo.models.{info_.name}")

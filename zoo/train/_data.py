@@ -16,18 +16,18 @@ def resolve_data(source, *, training, what, task, spatial_dims, num_classes, in_
     """``(dataset, unbatched)`` for a user data argument; ``unbatched`` is None when unknown (a
     user's tf.data.Dataset: batched if its elements have the batch rank)."""
     if isinstance(source, tuple) and len(source) == 2 and not isinstance(source[0], tf.data.Dataset):
-        from zoo.datasets import from_arrays
+        from zoo.data import from_arrays
         ds, unbatched = from_arrays(source[0], source[1], spatial_dims=spatial_dims,
                                     num_classes=num_classes, source=f"{what} arrays"), True
     elif isinstance(source, tf.data.Dataset):
         ds, unbatched = source, None
     else:
-        from zoo.datasets import from_source
+        from zoo.data import from_source
         return from_source(source, training=training, task=task, spatial_dims=spatial_dims,
                            num_classes=num_classes, in_channels=in_channels, patch_size=patch_size,
                            seed=seed, augment=augment, **options), True
     if augment and training:
-        from zoo.augment import augment_dataset
+        from zoo.data.augment import augment_dataset
         ds = augment_dataset(ds, augment, seed=seed)
     return ds, unbatched
 

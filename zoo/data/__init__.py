@@ -2,19 +2,19 @@
 
 Every source gives a ``tf.data.Dataset`` of unbatched (image, label) pairs: images float32,
 channels last; labels int32 class indices (classification) or ``(*spatial, 1)`` int32 maps
-(segmentation). The repository's ``datasets/`` folder of the design ships as ``zoo.datasets``
-so it never shadows the PyPI package ``datasets``.
+(segmentation). This is the input pipeline; the catalogue of named data sets is a separate
+package (``zoo.datasets``), as MONAI and timm keep theirs apart.
 """
 import inspect
 from pathlib import Path
 
-from zoo.datasets._common import DataError
-from zoo.datasets.arrays import from_arrays, npz, tfds
-from zoo.datasets.dicom import dicom, holds_series, read_dicom_series
-from zoo.datasets.folders import IMAGE_SUFFIXES, image_folder, read_image, segmentation_folder
-from zoo.datasets.patches import fit_patch
-from zoo.datasets.phantoms import phantom_arrays, phantoms
-from zoo.datasets.volumes import NIFTI_SUFFIXES, load_nifti, nifti
+from zoo.data._common import DataError
+from zoo.data.arrays import from_arrays, npz, tfds
+from zoo.data.dicom import dicom, holds_series, read_dicom_series
+from zoo.data.folders import IMAGE_SUFFIXES, image_folder, read_image, segmentation_folder
+from zoo.data.patches import fit_patch
+from zoo.data.phantoms import phantom_arrays, phantoms
+from zoo.data.volumes import NIFTI_SUFFIXES, load_nifti, nifti
 from zoo.errors import InvalidArgumentError
 
 __all__ = ["phantoms", "phantom_arrays", "image_folder", "segmentation_folder", "read_image", "nifti",
@@ -37,7 +37,7 @@ def _call(fn, generic, options):
     unknown = [k for k in options if k not in params]
     if unknown:
         valid = [k for k, p in params.items() if p.kind == p.KEYWORD_ONLY]
-        raise InvalidArgumentError(f"data option {unknown[0]!r} is not accepted by zoo.datasets."
+        raise InvalidArgumentError(f"data option {unknown[0]!r} is not accepted by zoo.data."
                                    f"{fn.__name__}; it accepts {', '.join(valid)}.")
     kwargs = {k: v for k, v in generic.items() if k in params and v is not None}
     return kwargs | options
@@ -57,7 +57,7 @@ def _no_labels(p, what):
         f"<root>/images/<case>/<DICOM files> + <root>/labels/<case>.nii.gz (or .nii/.npy label volumes "
         f"in the series' (columns, rows, slices) voxel order) for segmentation, or "
         f"<root>/<class_name>/<case>/<DICOM files> for classification. To read one series for "
-        f"prediction use zoo.datasets.read_dicom_series(folder).")
+        f"prediction use zoo.data.read_dicom_series(folder).")
 
 
 def _dims(p, generic, dims, what):
@@ -97,7 +97,7 @@ def _from_path(path, generic, options):
         raise _no_labels(p, "one DICOM series (a case folder)")
     if _has(p, NIFTI_SUFFIXES):
         raise DataError(f"{p} holds NIfTI volumes but no labels; use the layout {p}/images + {p}/labels "
-                        "(or imagesTr + labelsTr), or call zoo.datasets.nifti(images, labels=...).")
+                        "(or imagesTr + labelsTr), or call zoo.data.nifti(images, labels=...).")
     if any(holds_series(d) for d in names.values()):
         raise _no_labels(p, "DICOM series (case folders)")
     classes = {name: list(_dirs(d).values()) for name, d in names.items()}
@@ -114,7 +114,7 @@ def _from_path(path, generic, options):
         cls = dict(generic, image_size=generic["patch_size"])
         return image_folder(p, **_call(image_folder, cls, options))
     raise DataError(f"{p}: not a known data layout (no images, NIfTI or DICOM found where expected). "
-                    f"Expected one of:\n{LAYOUTS}\nor call a zoo.datasets function directly.")
+                    f"Expected one of:\n{LAYOUTS}\nor call a zoo.data function directly.")
 
 
 def from_source(source, *, training=True, task=None, spatial_dims=None, num_classes=None,
@@ -142,7 +142,7 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
     size: every image is resized to it (bilinear), unless ``image_size`` is given.
     Training and validation differ by ``training``: random patches and order vs fixed ones
     (phantoms: validation uses other phantoms). ``seed`` makes training reproducible.
-    ``augment`` (True or a :class:`zoo.augment.Augment`) applies to training data only.
+    ``augment`` (True or a :class:`zoo.data.augment.Augment`) applies to training data only.
     ``options`` go to the chosen source function.
     """
     ncls = None if num_classes is None else max(int(num_classes), 1)
@@ -166,7 +166,7 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
                                    "an (x, y) tuple, a path, 'phantoms' or 'tfds:NAME'.")
     _check_spec(ds, source, task, spatial_dims)
     if augment and training:
-        from zoo.augment import augment_dataset
+        from zoo.data.augment import augment_dataset
         ds = augment_dataset(ds, augment, seed=seed)
     return ds
 

@@ -1,7 +1,7 @@
 """In-memory arrays, .npz files and TensorFlow Datasets (TFDS) builders already on disk."""
 import numpy as np
 
-from zoo.datasets._common import (DataError, as_path, check_channels, check_finite, check_labels,
+from zoo.data._common import (DataError, as_path, check_channels, check_finite, check_labels,
                                   describe, label_map, require)
 from zoo.errors import check_choice
 

@@ -6,7 +6,7 @@ import pytest
 import zoo
 from zoo._keras import keras, tf
 from zoo.models.alexnet import alexnet, min_input_size
-from zoo.models.vgg import contract_names, vgg
+from zoo.models.vgg import vgg
 from zoo.hub.registry import get_registry
 
 
@@ -198,10 +198,9 @@ def test_vgg_layer_names_and_order():
     assert [l.name for l in bn.layers[1:5]] == ["block1_conv1", "block1_conv1_bn", "block1_conv1_relu",
                                                 "block1_pool"]
     assert bn.get_layer("block1_conv1").use_bias and bn.get_layer("block1_conv1").activation.__name__ == "linear"
-    names = contract_names(11, batch_norm=True)
-    assert names["stem_conv"] == "block1_conv1" and names["classifier"] == "predictions"
-    assert names["stage5_out"] == "block5_conv2_relu"
-    assert all(bn.get_layer(v) for k, v in names.items() if k != "classifier")
+    parts = zoo.contract(bn)  # built outside zoo.load: the keras_vgg_bn spec is found by its names
+    assert parts.first_conv == "block1_conv1" and parts.classifiers == ()  # headless
+    assert parts.stage_outputs == tuple(f"block{b}_conv{n}_relu" for b, n in enumerate((1, 1, 2, 2, 2), 1))
 
 
 def test_vgg_headless_dynamic_and_3d():

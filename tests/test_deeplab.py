@@ -6,7 +6,6 @@ import zoo
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, ZooError
 from zoo.models.deeplab import deeplab
-from zoo.hub.weights import classifier as weights_classifier
 
 # entry -> (Keras total, trainable) at 21 classes (input size does not matter: fully convolutional)
 COUNTS = {
@@ -68,8 +67,10 @@ def test_deeplabv3_resnet50_matches_torchvision():
     assert model.get_layer("aspp_dropout").rate == 0.5 and model.get_layer("aux_dropout").rate == 0.1
     assert inbound(model, "aux_conv") == ["stage3_out"]
     assert model.get_layer("stage3_out").output.shape[-1] == 1024
-    # zoo.hub.weights finds the 1x1 conv as the classifier (re-initialised when num_classes differs)
-    assert weights_classifier([lyr for lyr in model.layers if lyr.weights]).name == "classifier"
+    # the contract finds both 1x1 convs as class heads (re-initialised when num_classes differs)
+    parts = zoo.contract(model)
+    assert parts.classifiers == ("classifier",) and "aux_classifier" in parts.aux
+    assert parts.stage_outputs == ("stage1_out", "stage2_out", "stage3_out", "stage4_out")
 
     keras.backend.clear_session()
     no_aux = zoo.load("deeplabv3_resnet50", aux_head=False)

@@ -1,10 +1,10 @@
 """The generic sweep: every registry entry x each of its spatial_dims.
 
 Adding an entry to registry.yaml adds its tests here; no new test code is needed.
-For each: build at a small size through ``zoo.load``, forward pass, output shape,
-gradients reach every trainable weight, ``get_config``/``from_config`` round trip, and
-``.keras``/``.h5`` save/load giving identical outputs. Separately, the exact parameter
-count at the entry's reference config.
+For each: build at a small size through ``zoo.load``, forward pass, output shape, the
+layer-name contract (first conv, stage outputs, class heads, encoder), gradients reach every
+trainable weight, ``get_config``/``from_config`` round trip, and ``.keras``/``.h5`` save/load
+giving identical outputs. Separately, the exact parameter count at the entry's reference config.
 """
 import numpy as np
 import pytest
@@ -50,6 +50,47 @@ def check_output_shape(entry, model, x, outs, kwargs):
             assert main.shape[-1] == num_classes
 
 
+def keras_clone(net):
+    from zoo._keras import keras
+    return keras.models.clone_model(net)
+
+
+def check_contract(entry, model, dims):
+    """The layer-name contract holds, for each network of the entry (a GAN has two)."""
+    from zoo.hub.contract import ancestors, kernel_of
+    nets = [model.generator, model.critic] if entry.task == "generation" else [model]
+    for net in nets:
+        parts = zoo.contract(net, entry)
+        found = zoo.contract(keras_clone(net))  # no registry name: the family spec is found by layer names
+        assert (found.as_dict(), found.encoder) == (parts.as_dict(), parts.encoder)
+        names = [layer.name for layer in net.layers]
+        stem = kernel_of(net.get_layer(parts.first_conv))
+        assert stem is not None and len(stem.shape) == dims + 2
+        if net is not getattr(model, "generator", None):  # the first conv reads the input channels
+            assert net.get_layer(parts.first_conv) is next(layer for layer in net.layers if kernel_of(layer) is not None)
+            assert stem.shape[-2] == net.input_shape[-1]
+        # stage outputs: in model order, each one resolution stage, shrinking (a generator grows)
+        index = [names.index(n) for n in parts.stage_outputs]
+        assert len(index) >= 2 and index == sorted(index), parts.stage_outputs
+        sizes = [net.get_layer(n).output_shape[1:-1] for n in parts.stage_outputs]
+        grows = net is getattr(model, "generator", None)
+        for a, b in zip(sizes, sizes[1:]):
+            assert all((y >= x) if grows else (y <= x) for x, y in zip(a, b) if None not in (x, y)), sizes
+        if None not in sizes[0] + sizes[-1]:
+            assert (sizes[-1] > sizes[0]) if grows else (sizes[-1] < sizes[0]), sizes
+        # class heads feed an output and produce the classes
+        if entry.task != "generation" and net.output_shape[-1] and len(net.outputs) >= 1:
+            assert parts.classifiers, "no class head found"
+            feeding = set().union(*(ancestors(net, t._keras_history.layer.name) for t in net.outputs))
+            for head in parts.classifiers:
+                assert head in feeding and kernel_of(net.get_layer(head)).shape[-1] == net.outputs[0].shape[-1]
+        # the encoder: layers with weights the deepest stage depends on; no head, no aux branch
+        assert parts.first_conv in parts.encoder
+        assert not set(parts.encoder) & (set(parts.classifiers) | set(parts.aux))
+        assert all(net.get_layer(n).weights for n in parts.encoder)
+        assert all(a in names for a in parts.aux)
+
+
 @pytest.mark.parametrize("name,dims", CASES, ids=[f"{n}-{d}d" for n, d in CASES])
 def test_sweep(name, dims, tmp_path):
     from zoo._keras import keras, tf
@@ -60,6 +101,7 @@ def test_sweep(name, dims, tmp_path):
     x = random_input(model, batch=2 if dims == 2 else 1)
     outs = outputs_of(model, x)
     check_output_shape(entry, model, x, outs, kwargs)
+    check_contract(entry, model, dims)
 
     # gradients reach every trainable weight
     with tf.GradientTape() as tape:

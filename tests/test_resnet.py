@@ -4,7 +4,7 @@ import pytest
 
 import zoo
 from zoo.errors import InvalidArgumentError, ZooError
-from zoo.models.resnet import resnet, stage_output_names
+from zoo.models.resnet import resnet
 
 # (depth, layout) -> (Keras total, trainable) at 224x224x3 and 1000 classes.
 # trainable = torchvision num_params for the torchvision layout; totals for the keras
@@ -133,13 +133,13 @@ LAYOUT_CASES = [(18, "torchvision"), (50, "torchvision"), (50, "keras"), (50, "k
 def test_output_stride(depth, layout):
     """16/8 keep the last stage(s) at input/16 or input/8 without changing the parameters."""
     from zoo._keras import keras
-    names = stage_output_names(layout, depth)
-    assert len(names) == 4
     expected = {32: (16, 8, 4, 2), 16: (16, 8, 4, 4), 8: (16, 8, 8, 8)}  # at 64x64 input
     counts = {}
     for os_ in (32, 16, 8):
         model = resnet(depth=depth, layout=layout, width=16, num_classes=0, output_stride=os_,
                        input_shape=(64, 64, 3))
+        names = zoo.contract(model).stage_outputs
+        assert len(names) == 4
         assert [spatial(model, n)[0] for n in names] == list(expected[os_])
         assert spatial(model, names[-1]) == (64 // os_, 64 // os_)
         # headless: the final feature map, unpooled
@@ -159,16 +159,20 @@ def test_output_stride(depth, layout):
     assert counts[16] == counts[32] == counts[8]
 
 
-def test_stage_output_names():
-    assert stage_output_names("torchvision", 18) == ["stage1_out", "stage2_out", "stage3_out",
-                                                     "stage4_out"]
-    assert stage_output_names("keras", 101) == ["conv2_block3_out", "conv3_block4_out",
-                                                "conv4_block23_out", "conv5_block3_out"]
-    assert stage_output_names("keras_v2", 152) == ["conv2_block3_preact_relu",
-                                                   "conv3_block8_preact_relu",
-                                                   "conv4_block36_preact_relu", "post_relu"]
-    with pytest.raises(InvalidArgumentError, match="layout"):
-        stage_output_names("caffe", 50)
+@pytest.mark.parametrize("depth,layout,expected", [
+    (18, "torchvision", ("stage1_out", "stage2_out", "stage3_out", "stage4_out")),
+    (101, "keras", ("conv2_block3_out", "conv3_block4_out", "conv4_block23_out", "conv5_block3_out")),
+    (152, "keras_v2", ("conv2_block3_preact_relu", "conv3_block8_preact_relu", "conv4_block36_preact_relu",
+                       "post_relu"))])
+def test_stage_outputs_of_each_layout(depth, layout, expected):
+    """The contract finds each layout's four stage outputs by name, with or without a registry entry."""
+    from zoo._keras import keras
+    model = resnet(depth=depth, layout=layout, width=4, num_classes=3, input_shape=(32, 32, 3))
+    parts = zoo.contract(model)
+    assert parts.stage_outputs == expected
+    assert parts.first_conv == ("stem_conv" if layout == "torchvision" else "conv1_conv")
+    assert parts.classifiers == (("classifier",) if layout == "torchvision" else ("predictions",))
+    keras.backend.clear_session()
 
 
 def test_3d_resnet18_single_channel():

@@ -211,11 +211,22 @@ def test_nan_loss_stops_with_a_zoo_error_and_keeps_the_last_good_checkpoints(tmp
     assert digest(tmp_path) == hashes
 
 
-def test_freeze_encoder_phase_then_all_layers_train(tmp_path):
-    model = tiny_unet(norm="batch")
-    encoder = {w.name for layer in model.layers if layer.name.startswith(("stem", "stage"))
-               for w in layer.weights}
-    assert any("moving_mean" in n for n in encoder)
+FREEZE_CASES = {  # one model per contract layout; the encoder as each family's layer names define it
+    "zoo": (lambda: tiny_unet(norm="batch"), lambda n: n.startswith(("stem", "stage"))),
+    "keras_resnet": (lambda: zoo.load("resnet50", num_classes=2, in_channels=1, width=4, input_shape=(32, 32, 1)),
+                     lambda n: n != "predictions"),
+    "keras_vgg": (lambda: zoo.load("vgg16", num_classes=2, in_channels=1, width=4, fc_units=8,
+                                   input_shape=(32, 32, 1)),
+                  lambda n: n.startswith("block")),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(FREEZE_CASES))
+def test_freeze_encoder_phase_then_all_layers_train(layout, tmp_path):
+    build, in_encoder = FREEZE_CASES[layout]
+    model = build()
+    encoder = {w.name for layer in model.layers if in_encoder(layer.name) for w in layer.weights}
+    assert layout == "keras_vgg" or any("moving_mean" in n for n in encoder)
     start = {w.name: w.numpy().copy() for w in model.weights}
     rec = Record()
     finetune(model, "phantoms", epochs=2, freeze_encoder_epochs=1, batch_size=4, patch_size=32,

@@ -6,8 +6,7 @@ Public API (re-exports only; TensorFlow is imported on first use, not by ``impor
 """
 from zoo.errors import (InvalidArgumentError, MissingDependencyError, RegistryError,
                         UnknownArgumentError, UnknownModelError, WeightsError, ZooError)
-from zoo.hub import info, list_models, load, load_model
-from zoo.hub.weights import save_weights
+from zoo.hub import contract, info, list_models, load, load_model, save_weights
 
 __version__ = "0.1.0"
 
@@ -27,6 +26,6 @@ def __getattr__(name):
 def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
-__all__ = ["load", "load_model", "list_models", "info", "save_weights", "ZooError", "RegistryError", "UnknownModelError",
+__all__ = ["load", "load_model", "list_models", "info", "save_weights", "contract", "ZooError", "RegistryError", "UnknownModelError",
            "UnknownArgumentError", "InvalidArgumentError", "WeightsError", "MissingDependencyError",
            "__version__", "finetune", "predict"]

@@ -20,8 +20,13 @@ def list_models(pattern=None, *, task=None, spatial_dims=None, pretrained=None):
 
 
 def info(name):
-    """The registry entry ``name`` as plain data (dict)."""
-    return get_registry().get(name).as_dict()
+    """The registry entry ``name`` as plain data (dict); ``contract`` is its full layer-name
+    contract spec (first conv, classifier names, stage-output patterns, auxiliary heads)."""
+    from zoo.hub.contract import entry_spec
+    entry = get_registry().get(name)
+    data = entry.as_dict()
+    data["contract"] = {k: list(v) if isinstance(v, tuple) else v for k, v in entry_spec(entry).items()}
+    return data
 
 
 def builder_keywords(builder):

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from zoo.errors import RegistryError, UnknownModelError, did_you_mean
+from zoo.hub.contract import SPEC_KEYS, check_spec
 
 TASKS = ("classification", "segmentation", "generation")
 ENV_VAR = "ZOO_REGISTRY"
@@ -35,6 +36,8 @@ _MODEL_KEYS = {
     "mirrors": "the model of another library whose layout and weights this entry matches",
     "weights": "{tag: weight spec}",
     "recipes": "names of compression recipes that apply",
+    "contract": "the layer-name contract: a name from contracts: or {base, first_conv, classifier, "
+                "stage_outputs, aux} (zoo/hub/contract.py)",
 }
 _INPUT_KEYS = {"channels", "size", "min_size"}
 _SWEEP_KEYS = {"size", "config", "dims"}
@@ -143,6 +146,7 @@ class ModelEntry:
     mirrors: str = None
     weights: types.MappingProxyType = dataclasses.field(default_factory=lambda: _freeze({}))
     recipes: tuple = ()
+    contract: types.MappingProxyType = dataclasses.field(default_factory=lambda: _freeze({}))
     origin: str = None
 
     def resolve_builder(self):
@@ -213,7 +217,7 @@ def _parse_weight(where, tag, data, origin):
     return WeightSpec(tag=tag, origin=origin, **fields)
 
 
-def _parse_model(name, data, origin):
+def _parse_model(name, data, origin, contracts=()):
     where = f"{origin}: entry {name!r}"
     _check_keys(where, data, _MODEL_KEYS)
     for required in ("builder", "task", "spatial_dims", "params"):
@@ -240,7 +244,8 @@ def _parse_model(name, data, origin):
     fields.update(
         spatial_dims=tuple(dims), weights=_freeze(weights), recipes=tuple(data.get("recipes") or ()),
         config=_freeze(data.get("config") or {}), input=_freeze(data.get("input") or {}),
-        reference=_freeze(data.get("reference") or {}), sweep=_freeze(data.get("sweep") or {}))
+        reference=_freeze(data.get("reference") or {}), sweep=_freeze(data.get("sweep") or {}),
+        contract=_freeze(check_spec(where, data["contract"], contracts) if "contract" in data else {}))
     return ModelEntry(name=name, origin=origin, **fields)
 
 
@@ -255,7 +260,7 @@ def _read_yaml(path):
     except yaml.YAMLError as e:
         raise RegistryError(f"registry file {str(path)!r} is not valid YAML: {e}") from None
     data = data or {}
-    _check_keys(str(path), data, {"models", "recipes", "weights"})
+    _check_keys(str(path), data, {"models", "recipes", "weights", "contracts"})
     return data
 
 
@@ -264,6 +269,7 @@ class Registry:
     models: types.MappingProxyType
     recipes: types.MappingProxyType
     files: tuple
+    contracts: types.MappingProxyType = dataclasses.field(default_factory=lambda: _freeze({}))
 
     def names(self):
         return sorted(self.models)
@@ -309,11 +315,21 @@ def load_registry(paths=None):
     if paths is None:
         extra = [p for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p.strip()]
         paths = [default_path(), *extra]
-    models, recipes = {}, {}
+    models, recipes, contracts = {}, {}, {}
     for path in paths:
         path = Path(path)
         data = _read_yaml(path)
         origin = str(path)
+        section = data.get("contracts") or {}
+        if not isinstance(section, dict):
+            raise RegistryError(f"{origin}: contracts: must be a mapping of names to contract specs.")
+        for cname, cspec in section.items():
+            if cname in contracts:
+                raise RegistryError(f"{origin}: contract {cname!r} is already defined; choose another name.")
+            if not isinstance(cspec, dict):
+                raise RegistryError(f"{origin}: contract {cname!r} must be a mapping of "
+                                    f"{', '.join(sorted(SPEC_KEYS))}.")
+            contracts[cname] = check_spec(f"{origin}: contract {cname!r}", cspec, contracts)
         for rname, spec in (data.get("recipes") or {}).items():
             if rname in recipes:
                 raise RegistryError(f"{origin}: recipe {rname!r} is already defined in "
@@ -327,7 +343,7 @@ def load_registry(paths=None):
                 raise RegistryError(
                     f"{origin}: model {name!r} is already defined in {models[name].origin}; a registry "
                     "file may add entries but not override them - choose another name.")
-            models[name] = _parse_model(name, spec, origin)
+            models[name] = _parse_model(name, spec, origin, contracts)
         for name, tags in (data.get("weights") or {}).items():
             if name not in models:
                 raise RegistryError(f"{origin}: weights for unknown model {name!r}."
@@ -345,7 +361,7 @@ def load_registry(paths=None):
         if missing:
             raise RegistryError(f"{entry.origin}: entry {name!r} names unknown recipe(s) {missing}; "
                                 f"defined recipes: {sorted(recipes)}.")
-    return Registry(_freeze(models), _freeze(recipes), tuple(str(p) for p in paths))
+    return Registry(_freeze(models), _freeze(recipes), tuple(str(p) for p in paths), contracts)
 
 
 _CACHE = {}

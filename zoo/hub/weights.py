@@ -47,10 +47,9 @@ import numpy as np
 
 from zoo.hub import _fetch, _weightfile
 from zoo.errors import InvalidArgumentError, WeightsError, did_you_mean
+from zoo.hub.contract import class_heads, contract, kernel_of
 
 INFLATED_SUFFIX = "-inflated"
-FIRST_CONV_NAMES = ("stem_conv", "conv1_conv", "conv1")
-CLASSIFIER_NAMES = ("classifier", "predictions")
 # builder arguments that weights may legitimately differ in (everything else must agree)
 _ADAPTABLE = {"num_classes", "in_channels", "spatial_dims", "input_shape", "classifier_activation",
               "dropout", "name"}
@@ -159,75 +158,7 @@ def fetch_weights(weights, entry=None, progress=None):
 
 # --------------------------------------------------------------------------- transfer
 def _kernel(layer):
-    for w in layer.weights:
-        if _weightfile.short_name(w.name) in ("kernel", "depthwise_kernel"):
-            return w
-    return None
-
-
-def first_conv(layers):
-    names = {layer.name: layer for layer in layers}
-    for name in FIRST_CONV_NAMES:
-        if name in names and _kernel(names[name]) is not None:
-            return names[name]
-    return next((layer for layer in layers if _kernel(layer) is not None and len(_kernel(layer).shape) >= 3), None)
-
-
-def classifier(layers):
-    names = {layer.name: layer for layer in layers}
-    for name in CLASSIFIER_NAMES:
-        if name in names:
-            return names[name]
-    last = layers[-1] if layers else None
-    kernel = _kernel(last) if last is not None else None
-    if kernel is not None and (len(kernel.shape) == 2 or all(k == 1 for k in kernel.shape[:-2])):
-        return last
-    return None
-
-
-# layers without weights that a class-score map passes through unchanged in its class axis
-_THROUGH_ALL = ("Add", "Average", "Maximum", "Minimum", "Activation", "Softmax", "ReLU", "Dropout",
-                "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
-                "UpSampling1D", "UpSampling2D", "UpSampling3D", "Cropping1D", "Cropping2D", "Cropping3D",
-                "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
-_THROUGH_FIRST = ("ResizeLike", "CenterCropLike")  # [x, reference]: only x carries the scores
-AUX_PATTERN = re.compile(r"aux\d*(_.*)?")  # auxiliary (training-only) heads: aux, aux_*, aux1, aux1_*
-
-
-def _inbound(layer):
-    node = layer._inbound_nodes[0] if layer._inbound_nodes else None
-    if node is None:
-        return []
-    inbound = node.inbound_layers
-    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
-
-
-def class_heads(model):
-    """The layers with a kernel that produce the model's outputs.
-
-    From each output, walk back through layers without weights that keep the class axis
-    (Add, Activation, Dropout, resizes, crops, pads) to the first layers with weights; those
-    with a kernel are heads (DeepLab's ``classifier`` and ``aux_classifier``, the four summed
-    branches of DeepLab-v2, GoogLeNet's ``classifier``/``aux1``/``aux2``). A headless model whose
-    output comes from a pooling, a flatten or a batch norm has none.
-    """
-    heads, seen = [], set()
-    stack = [t._keras_history.layer for t in model.outputs]
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        if layer.weights:
-            if _kernel(layer) is not None:
-                heads.append(layer)
-            continue
-        kind = type(layer).__name__
-        if kind in _THROUGH_ALL:
-            stack.extend(_inbound(layer))
-        elif kind in _THROUGH_FIRST:
-            stack.extend(_inbound(layer)[:1])
-    return heads
+    return kernel_of(layer)
 
 
 def _match_arrays(layer, arrays, variables, wf):
@@ -258,17 +189,20 @@ def _adapt_channels(kernel, cin):
     return np.concatenate([kernel] * reps, axis=-2)[..., :cin, :] * (have / cin)
 
 
-def plan_transfer(model, wf, *, inflate=False):
-    """Check ``wf`` against ``model``; return ``(assignments, report parts)``; assign nothing."""
+def plan_transfer(model, wf, *, inflate=False, entry=None):
+    """Check ``wf`` against ``model``; return ``(assignments, report parts)``; assign nothing.
+    The first conv, class heads and auxiliary heads come from the model's contract."""
     layers = [layer for layer in model.layers if layer.weights]
-    stem, named_head = first_conv(layers), classifier(layers)
-    heads = {id(layer) for layer in class_heads(model)} | ({id(named_head)} if named_head is not None else set())
+    parts = contract(model, entry)
+    stem = model.get_layer(parts.first_conv) if parts.first_conv else None
+    heads = {id(model.get_layer(n)) for n in parts.classifiers} | {id(h) for h in class_heads(model)}  # aux heads too
+    aux = re.compile(parts.spec["aux"])
     keys = _weightfile.keras_class_keys(model) if wf.keyed_by == "keras_class" else {}
     key_of = (lambda layer: keys[layer.name]) if keys else (lambda layer: layer.name)
     in_channels = model.input_shape[-1] if not isinstance(model.input_shape, list) else None
     file_layers = {k: v for k, v in wf.layers.items() if v}
     file_order = [k for k in (wf.order or []) if k in file_layers]
-    file_heads = {k for k in CLASSIFIER_NAMES if k in file_layers} or set(file_order[-1:])
+    file_heads = {k for k in parts.spec["classifier"] if k in file_layers} or set(file_order[-1:])
     model_keys = {key_of(layer): layer for layer in layers}
     plan, loaded, adapted, reinit, skipped = [], [], {}, {}, {}
     found = sum(1 for k in model_keys if k in file_layers)
@@ -281,7 +215,7 @@ def plan_transfer(model, wf, *, inflate=False):
             if id(layer) in heads:
                 reinit[layer.name] = "not in the file (headless weights)"
                 continue
-            if AUX_PATTERN.fullmatch(layer.name):
+            if aux.fullmatch(layer.name):
                 reinit[layer.name] = "auxiliary head, not in the file"
                 continue
             raise WeightsError(f"weights file {wf.path} has no layer {label} (a {type(layer).__name__} "
@@ -334,7 +268,7 @@ def plan_transfer(model, wf, *, inflate=False):
             if key in file_heads:
                 skipped[key] = "classifier of the file; the model has no such layer"
                 continue
-            if AUX_PATTERN.fullmatch(key):
+            if aux.fullmatch(key):
                 skipped[key] = "auxiliary head of the file; the model was built without it"
                 continue
             raise WeightsError(
@@ -383,7 +317,7 @@ def load_weights_into(model, *, weights, entry=None, build_kwargs=None, inflate=
         raise WeightsError(f"weights {tag!r} of {name} are {file_dims}D but the model is {dims}D.{fix}")
     _check_config(spec, build_kwargs, name)
     wf = _weightfile.read(local, spec.format if spec is not None else None)
-    plan, parts = plan_transfer(model, wf, inflate=inflate)
+    plan, parts = plan_transfer(model, wf, inflate=inflate, entry=entry)
     for _, variables, values in plan:  # everything checked: now assign
         for var, value in zip(variables, values):
             var.assign(value)
@@ -408,7 +342,9 @@ def registry_snippet(model, path, sha256, size, *, model_name=None, tag="finetun
     import yaml
 
     layers = [layer for layer in model.layers if layer.weights]
-    stem, head = first_conv(layers), classifier(layers)
+    parts = contract(model)
+    stem = model.get_layer(parts.first_conv) if parts.first_conv else None
+    head = model.get_layer(parts.classifiers[0]) if parts.classifiers else None
     report = getattr(model, "zoo_load_report", None)
     model_name = model_name or getattr(model, "zoo_name", None) or getattr(report, "model", None) or model.name
     spec = {"url": Path(path).as_uri(), "hash": f"sha256:{sha256}", "size": int(size),

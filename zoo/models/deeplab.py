@@ -43,7 +43,7 @@ zoo/models/resnet.py; ``classifier.0.convs.0.{0,1}`` -> ``aspp_conv0_conv/_bn``,
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import ResizeLike, check_spatial_dims, conv, conv_norm_act, global_avg_pool
-from zoo.models.resnet import DEPTHS, LAYOUTS, resnet, stage_output_names
+from zoo.models.resnet import DEPTHS, LAYOUTS, resnet
 
 L = keras.layers
 
@@ -225,7 +225,8 @@ def deeplab(*, variant="v3plus", backbone_depth=101, backbone_layout="torchvisio
                       width=width, norm=norm, output_stride=output_stride,
                       name=f"{name}_backbone")
     inputs = backbone.input
-    stages = [backbone.get_layer(n).output for n in stage_output_names(backbone_layout, backbone_depth)]
+    from zoo.hub.contract import contract  # the backbone's stage outputs, as every consumer asks
+    stages = [backbone.get_layer(n).output for n in contract(backbone).stage_outputs]
     features = stages[3]
 
     if variant == "v2":

@@ -39,7 +39,8 @@ and a dense classifier returning logits unless ``classifier_activation`` is give
 dilation, as torchvision's ``replace_stride_with_dilation`` (DeepLab): the block that would have
 downsampled keeps the previous dilation, every later 3x3 conv gets the doubled one (both 3x3
 convs of a basic block; torchvision refuses dilation in basic blocks). Parameter counts do not
-change. :func:`stage_output_names` names the four feature maps a decoder picks.
+change. The four stage outputs a decoder picks come from the layer-name contract (zoo.hub.contract):
+``stage{i}_out`` in the torchvision layout, the registry's ``keras_resnet``/``keras_resnet_v2`` specs otherwise.
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
@@ -87,23 +88,6 @@ def _stage_blocks(depth, block=None, layout="torchvision"):
             f"depth={depth} (basic blocks). Use layout='torchvision' for depth 18/34, or depth "
             "50, 101, 152 or 200.")
     return block, blocks
-
-
-def stage_output_names(layout="torchvision", depth=50):
-    """Layer names of the four stage outputs (strides 4, 8, 16, 32 at ``output_stride=32``).
-
-    Same names at any ``output_stride`` (only the strides change: 4, 8, 16, 16 for 16 and
-    4, 8, 8, 8 for 8). torchvision layout: ``stage1_out ... stage4_out``. keras: the last
-    block's ``conv{s}_block{n}_out``. keras_v2, where a stage's last block downsamples: the
-    ``conv{s}_block{n}_preact_relu`` of conv2..conv4 (the normalised input of that block, still
-    at the stage's resolution) and ``post_relu`` for the final features.
-    """
-    _, blocks = _stage_blocks(depth, None, layout)
-    if layout == "torchvision":
-        return [f"stage{i}_out" for i in range(1, 5)]
-    if layout == "keras":
-        return [f"conv{s}_block{n}_out" for s, n in zip(range(2, 6), blocks)]
-    return [f"conv{s}_block{n}_preact_relu" for s, n in zip(range(2, 5), blocks)] + ["post_relu"]
 
 
 def _plan(blocks, layout, output_stride):

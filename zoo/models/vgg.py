@@ -4,8 +4,9 @@ batch normalisation, 2D and 3D.
 Layer names follow ``keras.applications.VGG16``/``VGG19`` for every depth and both kinds
 (``block{b}_conv{i}``, ``block{b}_pool``, ``flatten``, ``fc1``, ``fc2``, ``predictions``) so
 the official Keras weight files load by name into ``vgg16``/``vgg19``. The zoo's generic
-names map onto them as :func:`contract_names` says (``stem_conv`` = ``block1_conv1``,
-``stage{b}_out`` = the last activation of block ``b``, ``classifier`` = ``predictions``).
+names map onto them through the registry's ``keras_vgg``/``keras_vgg_bn`` contract specs
+(first conv ``block1_conv1``, stage ``b``'s output = the last activation of block ``b``,
+classifier ``predictions``; see zoo.hub.contract).
 
 - Without BN: conv 3x3 (bias) with the ReLU inside the layer, exactly as keras.applications
   (a separate ReLU layer would change nothing numerically but the layer list would no longer
@@ -29,16 +30,6 @@ L = keras.layers
 BLOCKS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
 WIDTH_FACTORS = (1, 2, 4, 8, 8)
 STRIDE = 2 ** len(WIDTH_FACTORS)  # five 2x2 max-pools
-
-
-def contract_names(depth, batch_norm=False):
-    """Map the zoo's generic layer names to this family's keras.applications names."""
-    _check_depth(depth, "vgg")
-    names = {"stem_conv": "block1_conv1", "classifier": "predictions"}
-    for b, n in enumerate(BLOCKS[depth], start=1):
-        last = f"block{b}_conv{n}"
-        names[f"stage{b}_out"] = f"{last}_relu" if batch_norm else last
-    return names
 
 
 def _check_depth(depth, where):

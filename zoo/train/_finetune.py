@@ -36,18 +36,17 @@ __all__ = ["finetune", "get_strategy", "load_run", "read_state", "encoder_layers
 
 
 # --------------------------------------------------------------------------- model helpers
-def encoder_layers(model):
-    """Layers up to the deepest ``stage{i}_out`` (the encoder of the zoo's layer-name contract)."""
-    last = None
-    for i, layer in enumerate(model.layers):
-        n = layer.name
-        if (n.startswith("stage") and n.endswith("_out")) or n == "bottleneck_out":
-            last = i
-    if last is None:
+def encoder_layers(model, names_from=None):
+    """The encoder's layers with weights (the layer-name contract: every layer the deepest stage
+    output depends on). ``names_from``: the model whose contract names them (``model`` is then a
+    clone of it, e.g. the copy built inside a strategy's scope)."""
+    from zoo.hub.contract import contract
+    parts = contract(names_from if names_from is not None else model)
+    if not parts.encoder:
         raise InvalidArgumentError(
-            f"finetune: freeze_encoder_epochs needs an encoder marked by 'stage{{i}}_out' layers; "
-            f"model {model.name!r} has none. Set freeze_encoder_epochs=0.")
-    return [layer for layer in model.layers[:last + 1] if layer.weights]
+            f"finetune: freeze_encoder_epochs needs an encoder (stage outputs in the layer-name contract); "
+            f"model {model.name!r} has none. Set freeze_encoder_epochs=0, or build the model with zoo.load.")
+    return [model.get_layer(n) for n in parts.encoder]
 
 
 def _mixed_precision_clone(model):
@@ -140,7 +139,8 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     for training, centre for validation; padded where smaller) to it, image folders for
     classification are resized to it, and NIfTI/DICOM volumes give patches of it.
     ``early_stopping=N`` stops after N epochs without improvement of ``monitor``. ``freeze_encoder_epochs=K`` trains with the encoder
-    (layers up to the deepest ``stage{i}_out``) frozen for K epochs, then all layers.
+    (every layer the deepest stage output of the layer-name contract depends on, see
+    ``zoo.contract``) frozen for K epochs, then all layers.
     Checkpoints and logs go to ``out_dir``; rerunning the same call after a crash resumes where
     it stopped (``resume=True``). At the end the model holds the best checkpoint's weights
     (``restore_best=True``) or the last epoch's (False), and ``model.zoo_run`` (the run's
@@ -251,7 +251,7 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     if names is not None and monitor not in names:
         raise InvalidArgumentError(f"finetune: monitor={monitor!r} is not a logged value; choose one of "
                                    f"{', '.join(names)}.")
-    encoder = [(layer, layer.trainable) for layer in encoder_layers(net)] if freeze_encoder_epochs else []
+    encoder = [(layer, layer.trainable) for layer in encoder_layers(net, model)] if freeze_encoder_epochs else []
     if chief:  # every check passed: from here on the run folder is written
         out_dir.mkdir(parents=True, exist_ok=True)
         _io.atomic_write_bytes(out_dir / "model.json", lambda t: Path(t).write_text(model.to_json()))

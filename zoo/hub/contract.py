@@ -1,0 +1,292 @@
+"""The layer-name contract: one resolver for every question about a model's named parts.
+
+Weight transfer (which layer is the first conv, which are class heads), ``freeze_encoder_epochs``
+(which layers are the encoder), compression recipes (``exclude: [first_conv, classifier]``),
+export and ``zoo info`` all ask :func:`contract`. The answers come from the layer names plus a
+*contract spec*: the zoo's own convention by default, or a family spec from ``contracts:`` in
+``registry.yaml`` (the keras.applications layouts keep their own layer names), named by an
+entry's ``contract:`` key, with per-entry overrides.
+
+A spec has four fields:
+
+``first_conv``
+    the name of the first convolution (the one whose input channels follow ``in_channels``);
+    when no layer has that name, the first layer whose kernel has 3+ axes.
+``classifier``
+    names of the class-score layers, used where only names are known (a weights file); in a
+    built model the class heads are found by walking back from each output (:func:`class_heads`).
+``stage_outputs``
+    regular expressions (full match) for the stage outputs. The first group of a pattern keys
+    the stage: of the layers sharing a key, the last in model order is the stage's output
+    (``conv(\\d)_block\\d+_out`` picks ``conv3_block4_out`` for stage 3 of ResNet-50); a pattern
+    without a group names one layer. Stage outputs are ordered shallow to deep.
+``aux``
+    a regular expression for the layers of auxiliary (training-only) heads.
+
+The *encoder* is every layer with weights that the deepest stage output depends on (a graph
+walk, so a decoder or an auxiliary branch is never part of it).
+"""
+import dataclasses
+import fnmatch
+import re
+
+from zoo.errors import InvalidArgumentError, RegistryError, did_you_mean
+
+SPEC_KEYS = {
+    "base": "name of a spec in the registry's contracts: section that this one extends",
+    "first_conv": "name of the first convolution",
+    "classifier": "list of names of the class-score layers",
+    "stage_outputs": "list of regular expressions for the stage outputs (first group = the stage)",
+    "aux": "regular expression for the layers of auxiliary heads",
+}
+# The zoo's own convention (DESIGN.md, section 4); every spec extends it.
+ZOO_SPEC = {"first_conv": "stem_conv", "classifier": ("classifier",), "stage_outputs": (r"stage(\d+)_out",),
+            "aux": r"aux\d*(_.*)?"}
+ROLES = {
+    "first_conv": "the first convolution",
+    "classifier": "the class heads (every layer with a kernel that produces a class output)",
+    "aux": "the layers of auxiliary heads",
+    "encoder": "the layers with weights of the encoder (up to the deepest stage output)",
+    "stage_outputs": "the last layer of each resolution stage",
+}
+
+
+def check_spec(where, spec, known=()):
+    """Validate a contract spec from a registry file (a mapping, or the name of a known spec)."""
+    if isinstance(spec, str):
+        if spec not in known:
+            raise RegistryError(f"{where}: contract {spec!r} is not defined in any contracts: section;"
+                                f" defined: {', '.join(sorted(known)) or 'none'}.{did_you_mean(spec, known)}")
+        return {"base": spec}
+    if not isinstance(spec, dict):
+        raise RegistryError(f"{where}: contract must be a mapping or the name of a contracts: entry; got "
+                            f"{type(spec).__name__}.")
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise RegistryError(f"{where}: contract has unknown key(s) {', '.join(map(repr, unknown))}; allowed: "
+                            f"{', '.join(sorted(SPEC_KEYS))}.{did_you_mean(unknown[0], SPEC_KEYS)}")
+    if "base" in spec and spec["base"] not in known:
+        raise RegistryError(f"{where}: contract base {spec['base']!r} is not defined; defined: "
+                            f"{', '.join(sorted(known)) or 'none'}.")
+    if "first_conv" in spec and not isinstance(spec["first_conv"], str):
+        raise RegistryError(f"{where}: contract first_conv must be a layer name (a string).")
+    for key in ("classifier", "stage_outputs"):
+        value = spec.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RegistryError(f"{where}: contract {key} must be a list of strings ({SPEC_KEYS[key]}).")
+    for pattern in list(spec.get("stage_outputs", [])) + ([spec["aux"]] if "aux" in spec else []):
+        if not isinstance(pattern, str):
+            raise RegistryError(f"{where}: contract aux must be a regular expression (a string).")
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise RegistryError(f"{where}: contract pattern {pattern!r} is not a valid regular expression "
+                                f"({e}).") from None
+    return dict(spec)
+
+
+def merged_spec(spec, contracts):
+    """A full spec: the zoo default, then the named base chain, then ``spec``'s own fields."""
+    chain, seen = [], set()
+    current = dict(spec or {})
+    while current is not None:
+        chain.append(current)
+        base = current.get("base")
+        if base is None or base in seen:
+            break
+        seen.add(base)
+        current = dict(contracts[base])
+    out = dict(ZOO_SPEC)
+    for part in reversed(chain):
+        out.update({k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in part.items() if k != "base"})
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Contract:
+    """The named parts of one model (layer names; see the module docstring)."""
+    model: str
+    first_conv: str
+    classifiers: tuple
+    aux: tuple
+    stage_outputs: tuple
+    encoder: tuple
+    spec: dict
+
+    def layers(self, selectors, model=None):
+        """Layer names for a list of selectors: roles (``first_conv``, ``classifier``, ``aux``,
+        ``encoder``, ``stage_outputs``) or shell-style globs on layer names (``"head_*"``).
+        ``model`` is needed for globs; a selector that matches nothing is an error."""
+        if isinstance(selectors, str):
+            selectors = [selectors]
+        names = [layer.name for layer in model.layers] if model is not None else None
+        out = []
+        for sel in selectors:
+            if sel in ROLES:
+                value = getattr(self, {"classifier": "classifiers"}.get(sel, sel))
+                picked = [value] if isinstance(value, str) else list(value or ())
+                if not picked:
+                    raise InvalidArgumentError(f"{self.model}: the contract role {sel!r} ({ROLES[sel]}) names "
+                                               "no layer in this model; remove it from the selection.")
+            elif any(c in sel for c in "*?["):
+                if names is None:
+                    raise InvalidArgumentError(f"contract.layers: the glob {sel!r} needs model=.")
+                picked = [n for n in names if fnmatch.fnmatchcase(n, sel)]
+            elif names is not None and sel in names:
+                picked = [sel]
+            else:
+                raise InvalidArgumentError(
+                    f"{self.model}: {sel!r} is neither a contract role ({', '.join(ROLES)}), a layer name nor "
+                    f"a glob that matches a layer.{did_you_mean(sel, list(ROLES) + (names or []))}")
+            if not picked:
+                raise InvalidArgumentError(f"{self.model}: the glob {sel!r} matches no layer; check the "
+                                           "layer names with model.summary().")
+            out += [n for n in picked if n not in out]
+        return out
+
+    def as_dict(self):
+        return {"first_conv": self.first_conv, "classifier": list(self.classifiers), "aux": list(self.aux),
+                "stage_outputs": list(self.stage_outputs), "encoder_layers": len(self.encoder)}
+
+
+# --------------------------------------------------------------------------- graph helpers
+def kernel_of(layer):
+    """The layer's kernel variable (``kernel`` or ``depthwise_kernel``), or None."""
+    for w in layer.weights:
+        short = w.name.split("/")[-1].split(":")[0]
+        if short in ("kernel", "depthwise_kernel"):
+            return w
+    return None
+
+
+def inbound_layers(layer):
+    """The layers feeding ``layer``'s first call."""
+    node = layer._inbound_nodes[0] if layer._inbound_nodes else None
+    if node is None:
+        return []
+    inbound = node.inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+
+
+# layers without weights that a class-score map passes through unchanged in its class axis
+_THROUGH_ALL = ("Add", "Average", "Maximum", "Minimum", "Activation", "Softmax", "ReLU", "Dropout",
+                "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
+                "UpSampling1D", "UpSampling2D", "UpSampling3D", "Cropping1D", "Cropping2D", "Cropping3D",
+                "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D")
+_THROUGH_FIRST = ("ResizeLike", "CenterCropLike")  # [x, reference]: only x carries the scores
+
+
+def class_heads(model):
+    """The layers with a kernel that produce the model's outputs.
+
+    From each output, walk back through layers without weights that keep the class axis
+    (Add, Activation, Dropout, resizes, crops, pads) to the first layers with weights; those
+    with a kernel are heads (DeepLab's ``classifier`` and ``aux_classifier``, the four summed
+    branches of DeepLab-v2, GoogLeNet's ``classifier``/``aux1``/``aux2``). A headless model whose
+    output comes from a pooling, a flatten or a batch norm has none.
+    """
+    heads, seen = [], set()
+    stack = [t._keras_history.layer for t in model.outputs]
+    while stack:
+        layer = stack.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if layer.weights:
+            if kernel_of(layer) is not None:
+                heads.append(layer)
+            continue
+        kind = type(layer).__name__
+        if kind in _THROUGH_ALL:
+            stack.extend(inbound_layers(layer))
+        elif kind in _THROUGH_FIRST:
+            stack.extend(inbound_layers(layer)[:1])
+    order = {id(layer): i for i, layer in enumerate(model.layers)}
+    return sorted(heads, key=lambda layer: order.get(id(layer), 0))
+
+
+def ancestors(model, name):
+    """Names of every layer ``name`` depends on, itself included."""
+    seen, stack = set(), [model.get_layer(name)]
+    while stack:
+        layer = stack.pop()
+        if layer.name in seen:
+            continue
+        seen.add(layer.name)
+        stack.extend(inbound_layers(layer))
+    return seen
+
+
+def _stage_outputs(names, patterns):
+    picks = {}
+    for index, name in enumerate(names):
+        for p, pattern in enumerate(patterns):
+            m = re.fullmatch(pattern, name)
+            if m:
+                picks[(p, m.group(1) if m.groups() else None)] = (index, name)
+                break
+    return tuple(name for index, name in sorted(picks.values()))
+
+
+def _first_conv(model, name):
+    layers = [layer for layer in model.layers if kernel_of(layer) is not None]
+    for layer in layers:
+        if layer.name == name:
+            return layer.name
+    return next((layer.name for layer in layers if len(kernel_of(layer).shape) >= 3), None)
+
+
+def _specs():
+    from zoo.hub.registry import get_registry
+    return get_registry().contracts
+
+
+def entry_spec(entry):
+    """The full contract spec of a registry entry."""
+    return merged_spec(dict(entry.contract), _specs())
+
+
+def _detect_spec(model):
+    """The spec for a model without a registry name: the first family spec (in the registry's
+    order) whose first conv is a layer of the model and each of whose stage patterns matches one,
+    else the zoo convention."""
+    names = [layer.name for layer in model.layers]
+    specs = _specs()
+    for key in specs:
+        spec = merged_spec({"base": key}, specs)
+        if spec["first_conv"] in names and all(any(re.fullmatch(p, n) for n in names)
+                                               for p in spec["stage_outputs"]):
+            return spec
+    return dict(ZOO_SPEC)
+
+
+def contract(model, entry=None):
+    """The :class:`Contract` of a built Keras model.
+
+    ``entry``: a registry name or entry; default the entry the model was loaded as
+    (``model.zoo_name``), else the family spec whose names the model has. A generative entry's
+    networks are asked one at a time (``contract(gan.critic)``).
+    """
+    from zoo._keras import keras
+    if not isinstance(model, keras.Model) or not hasattr(model, "outputs") or model.outputs is None:
+        raise InvalidArgumentError(f"contract: expected a functional keras.Model; got {type(model).__name__}.")
+    if isinstance(entry, str):
+        from zoo.hub.registry import get_registry
+        entry = get_registry().get(entry)
+    if entry is None and getattr(model, "zoo_name", None):
+        from zoo.hub.registry import get_registry
+        registry = get_registry()
+        entry = registry.models.get(model.zoo_name)
+    spec = entry_spec(entry) if entry is not None else _detect_spec(model)
+    names = [layer.name for layer in model.layers]
+    aux = tuple(n for n in names if re.fullmatch(spec["aux"], n))
+    named = [n for n in spec["classifier"] if n in names and kernel_of(model.get_layer(n)) is not None]
+    heads = tuple(n for n in names if n not in aux and (n in named or n in {h.name for h in class_heads(model)}))
+    stages = _stage_outputs(names, spec["stage_outputs"])
+    encoder = ()
+    if stages:
+        inside = ancestors(model, stages[-1])
+        encoder = tuple(layer.name for layer in model.layers
+                        if layer.name in inside and layer.weights and layer.name not in aux)
+    return Contract(model=getattr(entry, "name", None) or model.name, first_conv=_first_conv(model, spec["first_conv"]),
+                    classifiers=heads, aux=aux, stage_outputs=stages, encoder=encoder, spec=spec)

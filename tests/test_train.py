@@ -448,7 +448,7 @@ def test_cli_finetune_then_predict(tmp_path, monkeypatch):
     data = json.loads((run / "model.json").read_text())
     assert data["class_name"] == "Functional"
     # the default out_dir of a second run never overwrites a finished run
-    from zoo.cli import _default_run_dir
+    from zoo.cli.train import _default_run_dir
     monkeypatch.chdir(tmp_path)
     Path("runs/unet").mkdir(parents=True)
     (Path("runs/unet") / "state.json").write_text(json.dumps({"finished": True}))

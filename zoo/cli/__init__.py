@@ -1,0 +1,27 @@
+"""The ``zoo`` command. One module per group of subcommands, each with ``add_parsers(sub)``:
+``models`` (list, info, build), ``train`` (finetune), ``predict``. A new subcommand is a new
+module here plus its name in ``COMMANDS``."""
+import argparse
+import importlib
+import sys
+
+from zoo.errors import ZooError
+
+COMMANDS = ("models", "train", "predict")
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="zoo", description="Medical imaging model zoo (tf_keras).")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"zoo.cli.{name}").add_parsers(sub)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ZooError as e:
+        print(f"zoo: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,94 @@
+"""``zoo list``, ``zoo info NAME``, ``zoo build NAME``: the registry from the shell."""
+import json
+import sys
+
+from zoo.cli._common import parse_shape
+
+
+def _cmd_list(args):
+    from zoo.hub import list_models
+    from zoo.hub.registry import get_registry
+    names = list_models(args.pattern, task=args.task, spatial_dims=args.spatial_dims,
+                        pretrained=True if args.pretrained else None)
+    reg = get_registry()
+    if args.names_only:
+        print("\n".join(names))
+        return 0
+    width = max([len(n) for n in names] + [4])
+    print(f"{'name':<{width}}  {'task':<14} {'dims':<5} {'params':>12}  weights")
+    for n in names:
+        e = reg.models[n]
+        dims = ",".join(str(d) for d in e.spatial_dims)
+        print(f"{n:<{width}}  {e.task:<14} {dims:<5} {e.params:>12,}  {','.join(e.weights) or '-'}")
+    print(f"{len(names)} model(s)", file=sys.stderr)
+    return 0
+
+
+def _cmd_info(args):
+    from zoo.hub import info
+    data = info(args.name)
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+        return 0
+    weights = data.pop("weights", {})
+    for key, value in data.items():
+        print(f"{key + ':':<18}{value}")
+    print("weights:" + ("" if weights else "          none (random initialisation only)"))
+    for tag, spec in weights.items():
+        print(f"  {tag}:")
+        for key in ("url", "hash", "size", "num_classes", "in_channels", "spatial_dims",
+                    "license", "source", "notes"):
+            if key in spec:
+                print(f"    {key + ':':<14}{spec[key]}")
+    return 0
+
+
+def _cmd_build(args):
+    import numpy as np
+
+    from zoo.hub import load
+    kwargs = {}
+    for key in ("num_classes", "in_channels", "spatial_dims"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
+    shape = parse_shape(args.input_shape)
+    if shape is not None:
+        kwargs["input_shape"] = shape
+    model = load(args.name, **kwargs)
+    if args.summary:
+        model.summary()
+    in_shape = tuple(model.input_shape[1:])
+    if any(s is None for s in in_shape[:-1]):
+        size = args.size
+        in_shape = tuple(size if s is None else s for s in in_shape[:-1]) + in_shape[-1:]
+    x = np.random.default_rng(0).standard_normal((1,) + in_shape).astype("float32")
+    out = model(x, training=False)
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    print(f"{args.name}: {model.count_params():,} parameters; input {(1,) + in_shape} -> "
+          f"output {', '.join(str(tuple(o.shape)) for o in outs)}")
+    return 0
+
+
+def add_parsers(sub):
+    s = sub.add_parser("list", help="list registry models")
+    s.add_argument("pattern", nargs="?", help="shell wildcard on the name, e.g. 'resnet*'")
+    s.add_argument("--task", choices=("classification", "segmentation", "generation"))
+    s.add_argument("--spatial-dims", type=int, choices=(2, 3))
+    s.add_argument("--pretrained", action="store_true", help="only entries with weights")
+    s.add_argument("--names-only", action="store_true", help="print names only")
+    s.set_defaults(func=_cmd_list)
+
+    s = sub.add_parser("info", help="show one registry entry")
+    s.add_argument("name")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=_cmd_info)
+
+    s = sub.add_parser("build", help="build a model and run one forward pass on random input")
+    s.add_argument("name")
+    s.add_argument("--num-classes", type=int)
+    s.add_argument("--in-channels", type=int)
+    s.add_argument("--spatial-dims", type=int, choices=(2, 3))
+    s.add_argument("--input-shape", help="e.g. 64,64,64,1 (spatial axes then channels)")
+    s.add_argument("--size", type=int, default=64, help="spatial size for dynamic-size models")
+    s.add_argument("--summary", action="store_true", help="print the Keras summary")
+    s.set_defaults(func=_cmd_build)

@@ -1,0 +1,93 @@
+"""``zoo finetune NAME``: fine-tune a registry model from the shell."""
+from zoo.cli._common import key_values, model_kwargs, parse_shape
+
+
+def _default_run_dir(model):
+    """runs/<model>, or runs/<model>-2, -3 ... when that already holds a finished run."""
+    from pathlib import Path
+
+    from zoo.train import read_state
+    base = Path("runs") / model
+    out, k = base, 1
+    while read_state(out).get("finished"):
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
+
+def _cmd_finetune(args):
+    from zoo.hub import load
+    from zoo.train import finetune, get_strategy
+    strategy = get_strategy(args.strategy)  # before any model: multi-worker setups need it first
+    model = load(args.name, weights=args.weights, **model_kwargs(args))
+    train = args.train or args.data
+    val = args.val if args.val is not None else ("phantoms" if train == "phantoms" else None)
+    out = args.out or _default_run_dir(args.name)
+    patch = parse_shape(args.patch_size)
+    patch = patch[0] if patch is not None and len(patch) == 1 else patch
+    history = finetune(
+        model, train, val, epochs=args.epochs, batch_size=args.batch_size, patch_size=patch,
+        loss=args.loss, optimizer=args.optimizer, learning_rate=args.lr, out_dir=out,
+        strategy=strategy, mixed_precision=args.mixed_precision,
+        freeze_encoder_epochs=args.freeze_encoder_epochs, early_stopping=args.early_stopping,
+        monitor=args.monitor, steps_per_epoch=args.steps_per_epoch,
+        validation_steps=args.validation_steps, augment=args.augment, seed=args.seed,
+        tensorboard=not args.no_tensorboard, verbose=0 if args.quiet else "auto",
+        data_options=key_values(args.data_option, "--data-option"))
+    state = history.zoo_state or {}
+    cfg = state.get("config", {})
+    patch_txt = "x".join(str(p) for p in cfg.get("patch_size") or []) or "full images"
+    best = next((r for r in state.get("history", []) if r["epoch"] == state.get("best_epoch")), {})
+    extras = ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k.startswith("val_")
+                       and k != state.get("monitor"))
+    print(f"\nfinetune done: {state.get('epochs_completed')} epoch(s) of {args.name} on {train} "
+          f"({cfg.get('spatial_dims')}D, patch {patch_txt}, global batch {cfg.get('global_batch_size')}"
+          f"{', stopped early' if state.get('stopped_early') else ''})")
+    if state.get("best") is not None:
+        print(f"  best {state['monitor']}: {state['best']:.4g} at epoch {state['best_epoch']}"
+              + (f" ({extras})" if extras else ""))
+    print(f"  checkpoints: {out}/best.h5 (best), {out}/last.h5 (last)")
+    print(f"  history:     {out}/history.csv" + (f"  (tensorboard --logdir {out}/logs)"
+                                                 if not args.no_tensorboard else ""))
+    example = "VOLUME.nii.gz" if cfg.get("spatial_dims") == 3 else "IMAGE.png"
+    print(f"  predict:     zoo predict {out} {example} --out SEG{example[example.index('.'):]}\n"
+          f"               (Python: zoo.predict('{out}', '{example}'))")
+    return 0
+
+
+def add_parsers(sub):
+    s = sub.add_parser("finetune", help="fine-tune a registry model (default data: built-in phantoms)",
+                       description="Fine-tune NAME on your data (or the built-in synthetic phantoms), "
+                       "with best/last checkpoints, resume on rerun and a summary at the end.")
+    s.add_argument("name", help="registry model, e.g. unet or unet3d")
+    s.add_argument("--train", help="training data: folder, .npz, tfds:NAME or 'phantoms'")
+    s.add_argument("--data", default="phantoms", help="training data when --train is omitted (default: phantoms)")
+    s.add_argument("--val", help="validation data (default: phantoms when training on phantoms, else none)")
+    s.add_argument("--out", help="run folder (default runs/NAME; runs/NAME-2 ... if that one is finished)")
+    s.add_argument("--epochs", type=int, default=10)
+    s.add_argument("--batch-size", type=int, default=2, help="per replica (global = x replicas)")
+    s.add_argument("--patch-size", help="e.g. 96,96,96 or 64 (default: the model's fixed size, "
+                   "else 64 px 2D / 32 voxels 3D phantoms)")
+    s.add_argument("--loss", help="dice_ce (segmentation default), dice, ce, weighted_ce, focal")
+    s.add_argument("--optimizer", default="adam", choices=("adam", "adamw", "sgd"))
+    s.add_argument("--lr", type=float, default=1e-3, help="learning rate (cosine decay)")
+    s.add_argument("--strategy", default="auto", help="auto, default, one_device, mirrored, multiworker, tpu")
+    s.add_argument("--steps-per-epoch", type=int)
+    s.add_argument("--validation-steps", type=int)
+    s.add_argument("--weights", help="pretrained weights: a tag of the entry, a file or a URL")
+    s.add_argument("--num-classes", type=int)
+    s.add_argument("--in-channels", type=int)
+    s.add_argument("--spatial-dims", type=int, choices=(2, 3))
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="model keyword override, YAML value (repeatable), e.g. --set filters=8")
+    s.add_argument("--data-option", action="append", metavar="KEY=VALUE",
+                   help="data source option (repeatable), e.g. --data-option window=[-100,400]")
+    s.add_argument("--mixed-precision", action="store_true")
+    s.add_argument("--freeze-encoder-epochs", type=int, default=0)
+    s.add_argument("--early-stopping", type=int, metavar="PATIENCE")
+    s.add_argument("--monitor", default="val_loss")
+    s.add_argument("--augment", action="store_true")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--no-tensorboard", action="store_true")
+    s.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    s.set_defaults(func=_cmd_finetune)

@@ -15,9 +15,12 @@ import contextlib
 import os
 import sys
 
-_USER_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+# A level the zoo set (marked by _ZOO_TF_QUIET, inherited by child processes such as test
+# subprocesses and workers) is not the user's: those processes are quieted the same way.
+_USER_LOG_LEVEL = "TF_CPP_MIN_LOG_LEVEL" in os.environ and "_ZOO_TF_QUIET" not in os.environ
 if not _USER_LOG_LEVEL:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2" if os.path.exists("/dev/nvidiactl") else "3"
+    os.environ["_ZOO_TF_QUIET"] = "1"
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
 # oneDNN CPU kernels: TensorFlow only enables them by default on CPUs with AVX-512; elsewhere the
 # plain kernels make 3D convolution gradients several times slower. Users can set 0 to opt out.

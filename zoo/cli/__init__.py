@@ -1,27 +1,76 @@
 """The ``zoo`` command. One module per group of subcommands, each with ``add_parsers(sub)``:
 ``models`` (list, info, build), ``train`` (finetune), ``predict``. A new subcommand is a new
-module here plus its name in ``COMMANDS``."""
+module here plus its name in ``COMMANDS``.
+
+Errors end in one line on stderr and a non-zero exit code: 2 for a ZooError (bad input, with
+what to do), 1 for anything unexpected (with a hint to rerun with ``--debug``, which shows the
+traceback), 130 for Ctrl-C. A closed stdout (``zoo list | head -1``) ends quietly.
+"""
 import argparse
 import importlib
+import os
 import sys
 
 from zoo.errors import ZooError
 
 COMMANDS = ("models", "train", "predict")
+EXAMPLES = """examples:
+  zoo list --task segmentation            registry entries (add --json for scripts)
+  zoo info unet3d                          one entry: config, paper, deviations, weights
+  zoo finetune unet --epochs 2 --set filters=8 --out runs/demo
+  zoo predict runs/demo image.png          segment or classify with a trained run
+"""
+
+
+def _version():
+    from zoo import __version__
+    return f"zoo {__version__} (medzoo)"
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="zoo", description="Medical imaging model zoo (tf_keras).")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="zoo", description="Medical imaging model zoo (tf_keras).",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=_version())
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"zoo.cli.{name}").add_parsers(sub)
     return p
 
 
+def _one_line(exc):
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 600 else text[:597] + "..."
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    debug = "--debug" in argv  # known before parsing, so a parser error can be debugged too
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        hint = getattr(args, "interrupt_hint", None)
+        print(f"\nzoo: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (zoo list | head -1): stop quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        except OSError:
+            pass
+        return 0
     except ZooError as e:
-        print(f"zoo: error: {e}", file=sys.stderr)
+        if debug:
+            raise
+        print(f"zoo: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - the safety net: one line, never a bare traceback
+        if debug:
+            raise
+        print(f"zoo: error: {type(e).__name__}: {_one_line(e)}\n"
+              f"  (an unexpected error; rerun with --debug for the traceback, and please report it)",
+              file=sys.stderr)
+        return 1

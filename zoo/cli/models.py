@@ -2,7 +2,7 @@
 import json
 import sys
 
-from zoo.cli._common import parse_shape
+from zoo.cli._common import model_kwargs, parse_shape
 
 
 def _cmd_list(args):
@@ -11,6 +11,11 @@ def _cmd_list(args):
     names = list_models(args.pattern, task=args.task, spatial_dims=args.spatial_dims,
                         pretrained=True if args.pretrained else None)
     reg = get_registry()
+    if args.json:
+        rows = [{"name": n, "task": reg.models[n].task, "spatial_dims": list(reg.models[n].spatial_dims),
+                 "params": reg.models[n].params, "weights": sorted(reg.models[n].weights)} for n in names]
+        print(json.dumps(rows, indent=2))
+        return 0
     if args.names_only:
         print("\n".join(names))
         return 0
@@ -47,11 +52,12 @@ def _cmd_build(args):
     import numpy as np
 
     from zoo.hub import load
-    kwargs = {}
-    for key in ("num_classes", "in_channels", "spatial_dims"):
-        if getattr(args, key) is not None:
-            kwargs[key] = getattr(args, key)
+    from zoo.hub.registry import get_registry
+    kwargs = model_kwargs(args)
     shape = parse_shape(args.input_shape)
+    if shape is None and args.size is not None:  # the builder then checks the size (e.g. U-Net depth)
+        dims = kwargs.get("spatial_dims") or get_registry().get(args.name).spatial_dims[0]
+        shape = (args.size,) * dims
     if shape is not None:
         kwargs["input_shape"] = shape
     model = load(args.name, **kwargs)
@@ -59,7 +65,7 @@ def _cmd_build(args):
         model.summary()
     in_shape = tuple(model.input_shape[1:])
     if any(s is None for s in in_shape[:-1]):
-        size = args.size
+        size = args.size or 64
         in_shape = tuple(size if s is None else s for s in in_shape[:-1]) + in_shape[-1:]
     x = np.random.default_rng(0).standard_normal((1,) + in_shape).astype("float32")
     out = model(x, training=False)
@@ -70,25 +76,33 @@ def _cmd_build(args):
 
 
 def add_parsers(sub):
-    s = sub.add_parser("list", help="list registry models")
+    s = sub.add_parser("list", help="list registry models", description="List registry entries, sorted by "
+                       "name.", epilog="example: zoo list 'resnet*' --spatial-dims 3 --json")
     s.add_argument("pattern", nargs="?", help="shell wildcard on the name, e.g. 'resnet*'")
     s.add_argument("--task", choices=("classification", "segmentation", "generation"))
     s.add_argument("--spatial-dims", type=int, choices=(2, 3))
     s.add_argument("--pretrained", action="store_true", help="only entries with weights")
     s.add_argument("--names-only", action="store_true", help="print names only")
+    s.add_argument("--json", action="store_true", help="print a JSON list (name, task, dims, params, weights)")
     s.set_defaults(func=_cmd_list)
 
-    s = sub.add_parser("info", help="show one registry entry")
-    s.add_argument("name")
-    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("info", help="show one registry entry", description="Show one registry entry: "
+                       "builder, config, paper, deviations, contract, weights.", epilog="example: zoo info unet3d --json")
+    s.add_argument("name", help="registry name (zoo list shows them)")
+    s.add_argument("--json", action="store_true", help="print the entry as JSON")
     s.set_defaults(func=_cmd_info)
 
-    s = sub.add_parser("build", help="build a model and run one forward pass on random input")
-    s.add_argument("name")
-    s.add_argument("--num-classes", type=int)
-    s.add_argument("--in-channels", type=int)
-    s.add_argument("--spatial-dims", type=int, choices=(2, 3))
+    s = sub.add_parser("build", help="build a model and run one forward pass on random input",
+                       description="Build NAME (random weights) and run one forward pass; prints the "
+                       "parameter count and the output shape.",
+                       epilog="example: zoo build unet3d --size 96 --set filters=16 --num-classes 3")
+    s.add_argument("name", help="registry name (zoo list shows them)")
+    s.add_argument("--num-classes", type=int, help="classes of the head (0 = headless)")
+    s.add_argument("--in-channels", type=int, help="input channels (1 for CT/MR)")
+    s.add_argument("--spatial-dims", type=int, choices=(2, 3), help="2D or 3D variant")
     s.add_argument("--input-shape", help="e.g. 64,64,64,1 (spatial axes then channels)")
-    s.add_argument("--size", type=int, default=64, help="spatial size for dynamic-size models")
+    s.add_argument("--size", type=int, help="spatial size per axis (default: the model's own, else 64)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="model keyword override, YAML value (repeatable), e.g. --set filters=8")
     s.add_argument("--summary", action="store_true", help="print the Keras summary")
     s.set_defaults(func=_cmd_build)

@@ -1,0 +1,90 @@
+"""The `zoo` command as a user meets it: one clear line per error, exit codes, pipes, --debug."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from zoo import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def zoo_cmd(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300, **kw)
+
+
+def test_version_and_help_with_examples():
+    res = zoo_cmd("--version")
+    assert res.returncode == 0 and res.stdout.strip().startswith("zoo 0.")
+    res = zoo_cmd("--help")
+    assert res.returncode == 0 and "examples:" in res.stdout and "zoo finetune unet" in res.stdout
+    for command in ("list", "info", "build"):
+        res = zoo_cmd(command, "--help")
+        assert res.returncode == 0 and "example: zoo " + command in res.stdout, command
+
+
+def test_list_json_is_machine_readable():
+    res = zoo_cmd("list", "unet*", "--json")
+    rows = json.loads(res.stdout)
+    assert [r["name"] for r in rows] == ["unet", "unet3d"]
+    assert rows[0]["task"] == "segmentation" and rows[0]["params"] == 31030658
+
+
+def test_closed_pipe_ends_quietly():
+    """`zoo list --names-only | head -1`: the reader goes away; no BrokenPipeError traceback."""
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from zoo.cli import main; "
+                             "sys.exit(main(['list', '--names-only']))"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc.stdout.read(1)
+    proc.stdout.close()  # like `head -1` exiting after its line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["build", "unet", "--size", "100"], "use 96 or 112"),  # the size check runs for --size too
+    (["build", "unet3d", "--size", "100"], "use 96 or 104"),
+    (["build", "nosuch"], "no model named 'nosuch'"),
+])
+def test_errors_are_one_line_with_exit_code_2(args, expected):
+    res = zoo_cmd(*args)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("zoo: error: ") and expected in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_debug_shows_the_traceback():
+    res = zoo_cmd("--debug", "build", "unet", "--size", "100")
+    assert res.returncode != 0 and "Traceback" in res.stderr and "use 96 or 112" in res.stderr
+
+
+def test_build_takes_set_overrides():
+    res = zoo_cmd("build", "unet", "--set", "filters=4", "--set", "depth=2", "--size", "32")
+    assert res.returncode == 0, res.stderr
+    assert "input (1, 32, 32, 1) -> output (1, 32, 32, 2)" in res.stdout
+
+
+def _fake(exc):
+    def run(args):
+        raise exc
+    return run
+
+
+def test_unexpected_errors_and_ctrl_c_are_one_line(monkeypatch, capsys):
+    parser = cli.build_parser()
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    sub = parser._subparsers._group_actions[0].choices["list"]
+    sub.set_defaults(func=_fake(RuntimeError("disk on fire")))
+    assert cli.main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("zoo: error: RuntimeError: disk on fire") and "--debug" in err
+    with pytest.raises(RuntimeError):
+        cli.main(["--debug", "list"])
+    sub.set_defaults(func=_fake(KeyboardInterrupt()))
+    assert cli.main(["list"]) == 130
+    assert "interrupted" in capsys.readouterr().err

@@ -37,7 +37,9 @@ EXTRAS = {
     "images": ["pillow>=10,<13"],
     "torch": ["torch==2.13.0"],
 }
-EXTRAS["test"] = ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "setuptools>=65", "wheel"] + EXTRAS["nifti"] + EXTRAS["dicom"] \
+# monai: the peer the losses and metrics are tested against (tests/test_losses_monai.py)
+EXTRAS["test"] = ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "setuptools>=65", "wheel", "monai==1.6.1"] \
+    + EXTRAS["nifti"] + EXTRAS["dicom"] \
     + EXTRAS["images"] + EXTRAS["torch"]
 EXTRAS["all"] = sorted({r for k, v in EXTRAS.items() if k != "test" for r in v})
 

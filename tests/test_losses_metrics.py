@@ -40,12 +40,16 @@ def test_cross_entropy_matches_keras_and_class_weights():
     assert float(CrossEntropy()(labels, logits)) == pytest.approx(float(ref), rel=1e-5)
     ce = -np.log(PROBS[0, np.arange(4), LABELS[0, :, 0]])
     weights = np.array([1.0, 2.0, 5.0])
-    expected = np.mean(ce * weights[LABELS[0, :, 0]])
+    w = weights[LABELS[0, :, 0]]
+    expected = np.sum(ce * w) / np.sum(w)  # torch's CrossEntropyLoss(weight=...) normalisation
     got = WeightedCrossEntropy(from_logits=False, class_weights=weights)(LABELS, PROBS)
     assert float(got) == pytest.approx(expected, rel=1e-5)
     pixel = np.array([[[0.0], [1.0], [3.0], [0.5]]], np.float32)  # the U-Net weight channel
     with_map = WeightedCrossEntropy(from_logits=False)(np.concatenate([LABELS, pixel], -1), PROBS)
-    assert float(with_map) == pytest.approx(np.mean(ce * pixel[0, :, 0]), rel=1e-5)
+    assert float(with_map) == pytest.approx(np.sum(ce * pixel[0, :, 0]) / np.sum(pixel), rel=1e-5)
+    # the scale of the weights does not change the loss
+    assert float(WeightedCrossEntropy(from_logits=False, class_weights=weights * 10)(LABELS, PROBS)) == \
+        pytest.approx(expected, rel=1e-5)
     dice_ce = DiceCELoss(from_logits=False)(LABELS, PROBS)
     dice = float(DiceLoss(from_logits=False)(LABELS, PROBS))
     assert float(dice_ce) == pytest.approx(dice + ce.mean(), rel=1e-5)
@@ -105,12 +109,20 @@ def test_dice_and_iou_metrics_stream_over_batches():
     p1 = np.array([[0, 1, 0, 2]])
     y2 = np.array([[2, 2, 0, 1]])
     p2 = np.array([[2, 1, 0, 1]])
-    dice, iou = DiceScore(3), IoUScore(3)
-    per_class = [DiceScore(3, class_id=c) for c in range(3)]
+    dice, iou = DiceScore(3, average="pooled"), IoUScore(3, average="pooled")
+    per_class = [DiceScore(3, class_id=c, average="pooled") for c in range(3)]
+    case, case_iou = DiceScore(3), IoUScore(3)  # the default: per-case means
+    case_class = [DiceScore(3, class_id=c) for c in range(3)]
     for y, p in ((y1, p1), (y2, p2)):
         logits = tf.one_hot(p, 3) * 10.0
-        for m in [dice, iou, *per_class]:
+        for m in [dice, iou, *per_class, case, case_iou, *case_class]:
             m.update_state(y, logits)
+    # per case: case 1 class 1 2/3, class 2 1 -> 5/6; case 2 class 1 2/3, class 2 2/3 -> 2/3
+    assert float(case.result()) == pytest.approx((5 / 6 + 2 / 3) / 2)
+    assert float(case_class[1].result()) == pytest.approx(2 / 3)
+    assert float(case_class[2].result()) == pytest.approx((1 + 2 / 3) / 2)
+    assert float(case_iou.result()) == pytest.approx(((1 / 2 + 1) / 2 + (1 / 2 + 1 / 2) / 2) / 2)
+    assert (dice.name, case.name, case_class[1].name) == ("dice_pooled", "dice", "dice_1")
     # totals: class 1 tp=2 fp=1 fn=1; class 2 tp=2 fp=0 fn=1; class 0 tp=2 fp=1 fn=0
     assert float(per_class[1].result()) == pytest.approx(4 / 6)
     assert float(per_class[2].result()) == pytest.approx(4 / 5)
@@ -120,7 +132,7 @@ def test_dice_and_iou_metrics_stream_over_batches():
     dice.reset_state()
     dice.update_state(y1, tf.one_hot(y1, 3) * 5.0)
     assert float(dice.result()) == pytest.approx(1.0)
-    weighted = DiceScore(3, class_id=1)
+    weighted = DiceScore(3, class_id=1, average="pooled")
     weighted.update_state(np.concatenate([y1, y2]), tf.one_hot(np.concatenate([p1, p2]), 3),
                           sample_weight=np.array([1.0, 0.0]))
     assert float(weighted.result()) == pytest.approx(2 / 3)  # only sample 1 counts: tp 1, fn 1

@@ -8,6 +8,20 @@ value per sample (mean over pixels), so ``sample_weight`` and Keras reductions w
 
 ``weighted_ce`` also takes a per-pixel weight channel: labels ``(batch, *spatial, 2)`` =
 ``[class index, weight]``, e.g. ``np.stack([mask, unet_weight_map(mask)], -1)``.
+
+Definitions, where libraries differ (each compared with MONAI 1.6 / torch in the tests):
+
+* ``dice``, ``dice_ce``, ``ce``: as MONAI's ``DiceLoss``/``DiceCELoss`` (softmax, batch of
+  per-sample soft Dice averaged over classes) and torch's ``CrossEntropyLoss``.
+* Weighted cross-entropy (``ce``/``weighted_ce`` with class weights or a weight map): the
+  weighted sum over the batch divided by the sum of the weights, as torch's
+  ``CrossEntropyLoss(weight=...)`` and MONAI do, so the loss scale does not change with the
+  scale of the weights (each sample's value is rescaled so that Keras' mean over the batch
+  gives exactly that).
+* ``focal``: per pixel ``-alpha_t (1 - p_t)^gamma log p_t`` of the true class, averaged over
+  pixels (Lin et al.'s per-anchor loss, kornia's ``focal_loss``): ``class_reduction="sum"``.
+  MONAI's ``FocalLoss`` averages the same terms over the class axis too, so its value is this
+  one divided by the number of classes: ``class_reduction="mean"`` gives MONAI's.
 """
 import numpy as np
 
@@ -112,7 +126,18 @@ class CrossEntropy(_ZooLoss):
 
     def call(self, y_true, y_pred):
         logp, cls = _log_probs_true(y_true, y_pred, self.from_logits)
-        return tf.reduce_mean(-logp * self._pixel_weights(cls), axis=-1)
+        if self.class_weights is None:
+            return tf.reduce_mean(-logp, axis=-1)
+        return _weighted_mean(-logp, self._pixel_weights(cls))
+
+
+def _weighted_mean(loss, weights):
+    """Per-sample values whose mean over the batch is sum(w * loss) / sum(w) over the whole batch
+    (torch's CrossEntropyLoss(weight=...) reduction), for (batch, pixels) loss and weights."""
+    weights = tf.broadcast_to(tf.cast(weights, loss.dtype), tf.shape(loss))
+    per_sample = tf.reduce_sum(weights * loss, axis=-1)
+    batch = tf.cast(tf.shape(loss)[0], loss.dtype)
+    return tf.math.divide_no_nan(per_sample * batch, tf.reduce_sum(weights))
 
 
 @_register
@@ -137,7 +162,7 @@ class WeightedCrossEntropy(CrossEntropy):
             raise InvalidArgumentError(f"weighted_ce: labels of shape {y_true.shape} must be class "
                                        "indices (..., 1) or [class, weight] pairs (..., 2).")
         logp, cls = _log_probs_true(y_true, y_pred, self.from_logits)
-        return tf.reduce_mean(-logp * self._pixel_weights(cls) * pixel, axis=-1)
+        return _weighted_mean(-logp, self._pixel_weights(cls) * pixel)
 
 
 @_register
@@ -164,14 +189,17 @@ class FocalLoss(_ZooLoss):
     """Focal loss -alpha_t (1 - p_t)^gamma log p_t (Lin et al. 2017), softmax or sigmoid.
 
     alpha: None (no weighting), a float (sigmoid output: weight of the positive class, 1 - alpha
-    for the negative; softmax: a constant factor) or one weight per class.
+    for the negative; softmax: a constant factor) or one weight per class. class_reduction:
+    "sum" (the per-pixel loss of the paper and kornia) or "mean" (MONAI's FocalLoss: the same
+    divided by the number of classes).
     """
-    _params = ("from_logits", "gamma", "alpha")
+    _params = ("from_logits", "gamma", "alpha", "class_reduction")
 
-    def __init__(self, from_logits=True, gamma=2.0, alpha=None, name="focal", **kwargs):
+    def __init__(self, from_logits=True, gamma=2.0, alpha=None, class_reduction="sum", name="focal", **kwargs):
         super().__init__(name=name, **kwargs)
         if gamma < 0:
             raise InvalidArgumentError(f"focal: gamma={gamma!r} must be >= 0 (2 in the paper).")
+        self.class_reduction = check_choice("class_reduction", class_reduction, ("sum", "mean"), "focal")
         self.from_logits, self.gamma = from_logits, float(gamma)
         self.alpha = alpha if alpha is None or np.isscalar(alpha) else [float(a) for a in alpha]
 
@@ -185,6 +213,8 @@ class FocalLoss(_ZooLoss):
                 loss = loss * float(self.alpha)
             else:
                 loss = loss * tf.gather(tf.constant(self.alpha, tf.float32), tf.cast(cls, tf.int32))
+        if self.class_reduction == "mean":
+            loss = loss / float(tf.convert_to_tensor(y_pred).shape[-1])
         return tf.reduce_mean(loss, axis=-1)
 
 

@@ -1,9 +1,20 @@
-"""Metrics: streaming per-class Dice and IoU, accuracy, AUC; ``get_metrics(task, num_classes)``.
+"""Metrics: per-class Dice and IoU, accuracy, AUC; ``get_metrics(task, num_classes)``.
 
 Predictions are logits by default; a class is predicted by argmax (or logit > 0 / probability
-> 0.5 for one sigmoid output). Dice and IoU accumulate true/false positives and false
-negatives per class over every batch (a dataset-level score, not a mean of batch scores).
-A class never present in labels or predictions is left out of the mean; asked for alone
+> 0.5 for one sigmoid output).
+
+Dice and IoU come in two definitions, chosen by ``average``:
+
+* ``"case"`` (the default, and what ``zoo.finetune``'s ``history.csv`` holds as ``dice``/``iou``):
+  the score of each case (each element of a batch: an image, a patch), averaged over the
+  classes present in that case's labels, then averaged over all cases seen - MONAI's
+  ``DiceMetric(reduction="mean", ignore_empty=True)`` and the per-case means reported by the
+  Medical Segmentation Decathlon. A class absent from a case's labels is left out of that
+  case; a case with no labelled foreground class is left out of the mean.
+* ``"pooled"``: true/false positives and false negatives of every voxel of every batch are
+  summed first, then one score per class (a dataset-level score; large cases weigh more).
+
+A class never present in the labels is left out of the mean over classes; asked for alone
 (``class_id``) it scores 0.
 """
 from zoo._keras import keras, tf
@@ -32,74 +43,105 @@ def _classes(y_true, y_pred, from_logits):
 
 class _Overlap(keras.metrics.Metric):
     def __init__(self, num_classes, class_id=None, from_logits=True, include_background=False,
-                 name=None, dtype=None):
+                 name=None, dtype=None, average="case"):
         super().__init__(name=name, dtype=dtype)
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise InvalidArgumentError(f"{type(self).__name__}: num_classes={num_classes!r} must be an "
                                        "int >= 1 (1 = one sigmoid output).")
-        self.num_classes, self.class_id = num_classes, class_id
+        check_choice("average", average, ("case", "pooled"), type(self).__name__)
+        self.num_classes, self.class_id, self.average = num_classes, class_id, average
         self.from_logits, self.include_background = from_logits, include_background
         k = max(num_classes, 2)
         if class_id is not None and not 0 <= class_id < k:
             raise InvalidArgumentError(
                 f"{type(self).__name__}: class_id={class_id!r} must lie in 0..{k - 1}.")
-        self.tp = self.add_weight("tp", shape=(k,), initializer="zeros")
-        self.fp = self.add_weight("fp", shape=(k,), initializer="zeros")
-        self.fn = self.add_weight("fn", shape=(k,), initializer="zeros")
+        if average == "pooled":
+            self.tp = self.add_weight("tp", shape=(k,), initializer="zeros")
+            self.fp = self.add_weight("fp", shape=(k,), initializer="zeros")
+            self.fn = self.add_weight("fn", shape=(k,), initializer="zeros")
+        else:  # sums of per-case scores and the number of cases that count, per class and overall
+            self.class_sum = self.add_weight("class_sum", shape=(k,), initializer="zeros")
+            self.class_count = self.add_weight("class_count", shape=(k,), initializer="zeros")
+            self.case_sum = self.add_weight("case_sum", shape=(), initializer="zeros")
+            self.case_count = self.add_weight("case_count", shape=(), initializer="zeros")
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def _counts(self, y_true, y_pred, sample_weight):
+        """Per-case true positives, false positives, false negatives: three (batch, K) tensors."""
         c = tf.convert_to_tensor(y_pred).shape[-1]
         if c is not None and c != self.num_classes:
             raise InvalidArgumentError(
                 f"{self.name}: predictions have {c} channel(s) but num_classes={self.num_classes}; "
                 f"create the metric with num_classes={c}.")
         true, pred, shape, k = _classes(y_true, y_pred, self.from_logits)
-        t, p = tf.one_hot(true, k), tf.one_hot(pred, k)
+        batch = shape[0]
+        t = tf.reshape(tf.one_hot(true, k), tf.stack([batch, -1, k]))
+        p = tf.reshape(tf.one_hot(pred, k), tf.stack([batch, -1, k]))
         w = 1.0
         if sample_weight is not None:  # per sample (batch,) or per pixel, broadcast to the labels
-            w = tf.cast(sample_weight, tf.float32)
-            w = tf.reshape(w, tf.stack([shape[0], -1]))  # (batch, 1) or (batch, pixels)
-            w = tf.reshape(tf.broadcast_to(w, tf.stack([shape[0], tf.size(true) // shape[0]])), [-1, 1])
-        self.tp.assign_add(tf.reduce_sum(w * t * p, 0))
-        self.fp.assign_add(tf.reduce_sum(w * (1.0 - t) * p, 0))
-        self.fn.assign_add(tf.reduce_sum(w * t * (1.0 - p), 0))
+            w = tf.reshape(tf.cast(sample_weight, tf.float32), tf.stack([batch, -1]))
+            w = tf.broadcast_to(w, tf.shape(t)[:2])[..., None]
+        return (tf.reduce_sum(w * t * p, 1), tf.reduce_sum(w * (1.0 - t) * p, 1),
+                tf.reduce_sum(w * t * (1.0 - p), 1))
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        tp, fp, fn = self._counts(y_true, y_pred, sample_weight)
+        if self.average == "pooled":
+            self.tp.assign_add(tf.reduce_sum(tp, 0))
+            self.fp.assign_add(tf.reduce_sum(fp, 0))
+            self.fn.assign_add(tf.reduce_sum(fn, 0))
+            return
+        num, den = self._ratio(tp, fp, fn)
+        scores = tf.math.divide_no_nan(num, den)
+        present = tf.cast(tp + fn > 0, tf.float32)  # the class is in this case's labels
+        self.class_sum.assign_add(tf.reduce_sum(scores * present, 0))
+        self.class_count.assign_add(tf.reduce_sum(present, 0))
+        start = 0 if self.include_background else 1
+        n = tf.reduce_sum(present[:, start:], 1)
+        case = tf.math.divide_no_nan(tf.reduce_sum(scores[:, start:] * present[:, start:], 1), n)
+        self.case_sum.assign_add(tf.reduce_sum(case * tf.cast(n > 0, tf.float32)))
+        self.case_count.assign_add(tf.reduce_sum(tf.cast(n > 0, tf.float32)))
 
     def per_class(self):
-        num, den = self._ratio()
+        if self.average == "case":
+            return tf.math.divide_no_nan(self.class_sum, self.class_count)
+        num, den = self._ratio(self.tp, self.fp, self.fn)
         return tf.math.divide_no_nan(num, den)
 
     def result(self):
-        num, den = self._ratio()
-        scores = tf.math.divide_no_nan(num, den)
+        scores = self.per_class()
         if self.class_id is not None:
             return scores[self.class_id]
+        if self.average == "case":
+            return tf.math.divide_no_nan(self.case_sum, self.case_count)
+        _, den = self._ratio(self.tp, self.fp, self.fn)
         start = 0 if self.include_background else 1
         valid = tf.cast(den[start:] > 0, tf.float32)
         return tf.math.divide_no_nan(tf.reduce_sum(scores[start:] * valid), tf.reduce_sum(valid))
 
     def reset_state(self):
-        for v in (self.tp, self.fp, self.fn):
+        for v in self.variables:
             v.assign(tf.zeros_like(v))
 
     def get_config(self):
         config = super().get_config()
         config.update(num_classes=self.num_classes, class_id=self.class_id, from_logits=self.from_logits,
-                      include_background=self.include_background)
+                      include_background=self.include_background, average=self.average)
         return config
 
 
 @_register
 class DiceScore(_Overlap):
     """Dice = 2 TP / (2 TP + FP + FN) per class; the mean over classes (background excluded by
-    default) or one class (``class_id``)."""
+    default) or one class (``class_id``); per case (default) or pooled (see the module docstring)."""
 
     def __init__(self, num_classes, class_id=None, from_logits=True, include_background=False,
-                 name=None, dtype=None):
-        name = name or ("dice" if class_id is None else f"dice_{class_id}")
-        super().__init__(num_classes, class_id, from_logits, include_background, name, dtype)
+                 name=None, dtype=None, average="case"):
+        name = name or ("dice" if class_id is None else f"dice_{class_id}") + ("_pooled" if average == "pooled" else "")
+        super().__init__(num_classes, class_id, from_logits, include_background, name, dtype, average)
 
-    def _ratio(self):
-        return 2.0 * self.tp, 2.0 * self.tp + self.fp + self.fn
+    @staticmethod
+    def _ratio(tp, fp, fn):
+        return 2.0 * tp, 2.0 * tp + fp + fn
 
 
 @_register
@@ -107,12 +149,13 @@ class IoUScore(_Overlap):
     """IoU (Jaccard) = TP / (TP + FP + FN) per class; mean or one class as for DiceScore."""
 
     def __init__(self, num_classes, class_id=None, from_logits=True, include_background=False,
-                 name=None, dtype=None):
-        name = name or ("iou" if class_id is None else f"iou_{class_id}")
-        super().__init__(num_classes, class_id, from_logits, include_background, name, dtype)
+                 name=None, dtype=None, average="case"):
+        name = name or ("iou" if class_id is None else f"iou_{class_id}") + ("_pooled" if average == "pooled" else "")
+        super().__init__(num_classes, class_id, from_logits, include_background, name, dtype, average)
 
-    def _ratio(self):
-        return self.tp, self.tp + self.fp + self.fn
+    @staticmethod
+    def _ratio(tp, fp, fn):
+        return tp, tp + fp + fn
 
 
 @_register
@@ -154,8 +197,9 @@ def accuracy(num_classes, from_logits=True):
 
 
 def get_metrics(task, num_classes, from_logits=True):
-    """Default metrics: classification -> accuracy, AUC; segmentation -> mean foreground Dice, IoU,
-    and per-class Dice when there are several foreground classes."""
+    """Default metrics: classification -> accuracy, AUC; segmentation -> per-case mean foreground
+    Dice and IoU (``dice``, ``iou``, MONAI/Decathlon style), and per-class per-case Dice
+    (``dice_1``...) when there are several foreground classes."""
     check_choice("task", task, ("classification", "segmentation"), "get_metrics")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise InvalidArgumentError(f"get_metrics: num_classes={num_classes!r} must be an int >= 1.")

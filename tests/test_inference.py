@@ -8,7 +8,7 @@ import pytest
 import zoo
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, ZooError
-from zoo.inference import _starts, gaussian_importance, predict, sliding_window
+from zoo.inference import _starts, gaussian_importance, predict, sliding_window, window_steps
 
 nib = pytest.importorskip("nibabel")
 
@@ -43,7 +43,7 @@ def test_pointwise_model_is_exact_everywhere(dims, shape, patch, overlap, blend)
 
 def _safe_mask(shape, patch, overlap, radius):
     """Voxels that every covering patch sees with its full receptive field (or the image edge)."""
-    starts = [_starts(s, p, max(1, int(round(p * (1 - overlap))))) for s, p in zip(shape, patch)]
+    starts = [_starts(s, p, st) for s, p, st in zip(shape, patch, window_steps(patch, overlap))]
     axes = []
     for size, p, st in zip(shape, patch, starts):
         ok = np.ones(size, bool)
@@ -96,6 +96,14 @@ def test_tile_starts_cover_the_image_with_the_requested_overlap():
             covered[c:c + p] += 1
         assert covered.min() >= 1 and starts[-1] + p == size
         assert all(b - a <= step for a, b in zip(starts, starts[1:]))
+
+
+@pytest.mark.parametrize("patch,overlap", [(32, 0.6), (32, 0.5), (96, 0.25), (7, 0.3), (10, 0.9), (16, 0.0)])
+def test_windows_never_overlap_less_than_asked(patch, overlap):
+    """The step is floored: overlap=0.6 on 32-voxel patches gives step 12 (62.5 %), never 13 (59 %)."""
+    (step,) = window_steps((patch,), overlap)
+    assert step >= 1 and (patch - step) / patch >= overlap - 1e-9
+    assert step == max(1, int(patch * (1 - overlap) + 1e-9))  # the largest step that keeps the overlap
 
 
 @pytest.mark.parametrize("overlap,blend", [(0.0, "constant"), (0.5, "gaussian"), (0.75, "constant")])

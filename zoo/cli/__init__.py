@@ -1,13 +1,13 @@
 """The ``zoo`` command. One module per group of subcommands, each with ``add_parsers(sub)``:
-``models`` (list, info, build), ``train`` (finetune), ``predict``. A new subcommand is a new
-module here plus its name in ``COMMANDS``."""
+``models`` (list, info, build), ``train`` (finetune), ``predict``, ``datasets`` (list, info,
+prepare). A new subcommand is a new module here plus its name in ``COMMANDS``."""
 import argparse
 import importlib
 import sys
 
 from zoo.errors import ZooError
 
-COMMANDS = ("models", "train", "predict")
+COMMANDS = ("models", "train", "predict", "datasets")
 
 
 def build_parser():

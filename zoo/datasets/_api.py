@@ -1,4 +1,6 @@
 """Preparing and loading catalogue data sets: TFDS's ``download_and_prepare`` from ``manual_dir``."""
+import contextlib
+import logging
 from pathlib import Path
 
 from zoo.datasets._catalog import builder as make_builder
@@ -18,6 +20,24 @@ def _manual(manual_dir, name):
     return path
 
 
+class _NotYetPrepared(logging.Filter):
+    """TFDS warns 'Variant folder ... has no dataset_info.json' whenever it looks for a data set
+    that is not prepared yet, the normal state before prepare(); the zoo says what happens."""
+
+    def filter(self, record):
+        return not str(record.msg).startswith("Variant folder %s has no")
+
+
+@contextlib.contextmanager
+def _quiet_tfds():
+    logger, quiet = logging.getLogger("absl"), _NotYetPrepared()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
+
+
 def prepare(name, *, manual_dir=None, data_dir=None, overwrite=False):
     """Prepare a catalogue data set (once): read its source files from ``manual_dir`` (or
     download them where a public URL with a published checksum exists, never with
@@ -33,14 +53,15 @@ def prepare(name, *, manual_dir=None, data_dir=None, overwrite=False):
     from zoo._keras import tf  # noqa: F401 - TensorFlow comes up with tf_keras as its Keras
     import tensorflow_datasets as tfds
     manual = _manual(manual_dir, name)
-    builder = make_builder(name, data_dir)
-    if builder.is_prepared() and not overwrite:
-        return builder
-    mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
-            else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
-    config = tfds.download.DownloadConfig(manual_dir=None if manual is None else str(manual),
-                                          download_mode=mode)
-    builder.download_and_prepare(download_config=config)
+    with _quiet_tfds():
+        builder = make_builder(name, data_dir)
+        if builder.is_prepared() and not overwrite:
+            return builder
+        mode = (tfds.download.GenerateMode.REUSE_CACHE_IF_EXISTS if overwrite
+                else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
+        config = tfds.download.DownloadConfig(manual_dir=None if manual is None else str(manual),
+                                              download_mode=mode)
+        builder.download_and_prepare(download_config=config)
     return builder
 
 

@@ -73,8 +73,10 @@ def resolve(name):
                 f"'{base}/{next(iter(configs))}'. They are: {', '.join(configs)}.")
         config = default
     if config not in configs:
+        shown = ", ".join(list(configs)[:12]) + (f", ... ({len(configs)} in all: zoo datasets list "
+                                                 f"'{base}/*')" if len(configs) > 12 else "")
         raise UnknownDatasetError(f"data set {base!r} has no configuration {config!r}; it has "
-                                  f"{', '.join(configs)}.{did_you_mean(config, configs)}")
+                                  f"{shown}.{did_you_mean(config, configs)}")
     return cls, configs[config]
 
 

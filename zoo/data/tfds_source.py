@@ -103,6 +103,9 @@ def tfds(name, *, split=None, data_dir=None, manual_dir=None, image_key="image",
     if in_channels is not None and shape and shape[-1] is not None:
         check_channels(shape[-1] if len(shape) >= 3 else 1, in_channels, f"TFDS dataset {name!r}")
     declared = getattr(features[label_key], "num_classes", None)
+    if declared is None and _catalogue(name) and label_key == "label":  # label maps: the entry's classes
+        from zoo.datasets import info
+        declared = len(info(name)["classes"])
     if num_classes and declared and declared > max(num_classes, 2):
         raise DataError(f"TFDS dataset {name!r}: {label_key!r} has {declared} classes but "
                         f"num_classes={num_classes}; pass num_classes={declared} or remap the labels.")

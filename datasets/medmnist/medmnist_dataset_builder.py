@@ -8,8 +8,8 @@ otherwise) holds ``train/val/test_images`` (uint8: (N, S, S), (N, S, S, 3), or (
 3D) and ``train/val/test_labels`` ((N, 1) class indices; ChestMNIST (N, 14) multi-label).
 Examples: ``image`` uint8 (S, S, C) or (S, S, S, 1); ``label`` a class index (ChestMNIST: 14
 binary labels, uint8). Splits: ``train``, ``validation`` (the files' ``val``), ``test``. The
-files are read member by member, row by row, so even PathMNIST-224 (16 GB of pixels) needs
-little memory.
+files are read member by member, row by row: preparing even PathMNIST-224 (16 GB of pixels)
+needs about TFDS's 1 GB shuffle buffer (tools/bench_catalog.py).
 """
 import dataclasses
 import zipfile

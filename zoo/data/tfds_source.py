@@ -16,6 +16,7 @@ import numpy as np
 from zoo.data._common import DataError, check_channels, check_size, require
 from zoo.data.patches import fit_patch
 from zoo.data.volumes import volume_dataset
+from zoo.datasets._catalog import quiet_tfds
 
 
 def _catalogue(name):
@@ -33,7 +34,8 @@ def _builder(tfds_mod, name, data_dir, manual_dir):
     where = f"data_dir={str(data_dir)!r}" if data_dir else "the default data_dir (~/tensorflow_datasets)"
     build = f"tfds build {name.split('/')[0]}" + (f" --data_dir {data_dir}" if data_dir else "")
     try:
-        builder = tfds_mod.builder(name, data_dir=None if data_dir is None else str(data_dir))
+        with quiet_tfds():
+            builder = tfds_mod.builder(name, data_dir=None if data_dir is None else str(data_dir))
     except Exception as e:  # DatasetNotFoundError and friends
         raise DataError(f"TFDS dataset {name!r} is neither a registered TFDS name nor found in {where} "
                         f"({type(e).__name__}). Check the name (the zoo's own: zoo.datasets.list()), "
@@ -56,7 +58,9 @@ def _volumes(builder, name, split, label_key, *, patch_size, num_classes, in_cha
     """Volumetric examples through the NIfTI pipeline: each case's image, spacing and label map."""
     import tensorflow_datasets as tfds_mod
     store, ids, labels = {}, [], []
-    for ex in tfds_mod.as_numpy(builder.as_dataset(split=split, shuffle_files=False)):
+    with quiet_tfds():
+        examples = builder.as_dataset(split=split, shuffle_files=False)
+    for ex in tfds_mod.as_numpy(examples):
         case = f"{name}[{split}] {ex['id'].decode() if 'id' in ex else len(ids)}"
         store[case] = (ex["image"], tuple(float(s) for s in ex["spacing"]), ex.get("affine"))
         ids.append(case)
@@ -126,7 +130,7 @@ def tfds(name, *, split=None, data_dir=None, manual_dir=None, image_key="image",
     if given:
         raise DataError(f"TFDS dataset {name!r} holds {len(shape) - 1}D images without voxel spacing; "
                         f"the options {given} apply to volumes only. Drop them.")
-    scale = {tf.uint8: 255.0, tf.uint16: 65535.0}.get(features[image_key].dtype, 1.0)
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(np.dtype(features[image_key].np_dtype), 1.0)
     n_max = max(num_classes, 2) if num_classes else None
     label_shape = features[label_key].shape
     seg = len(label_shape) >= dims
@@ -149,7 +153,8 @@ def tfds(name, *, split=None, data_dir=None, manual_dir=None, image_key="image",
                 label = tf.identity(label)
         return image, label
 
-    ds = builder.as_dataset(split=split, shuffle_files=False).map(convert)
+    with quiet_tfds():
+        ds = builder.as_dataset(split=split, shuffle_files=False).map(convert)
     if patch and seg:  # 2D segmentation: random patches (training) or the centre one
         ds = fit_patch(ds, patch, random=shuffle, seed=seed)
     return ds

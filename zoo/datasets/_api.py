@@ -1,10 +1,8 @@
 """Preparing and loading catalogue data sets: TFDS's ``download_and_prepare`` from ``manual_dir``."""
-import contextlib
-import logging
 from pathlib import Path
 
 from zoo.datasets._catalog import builder as make_builder
-from zoo.datasets._catalog import DatasetFilesError, full_name, resolve
+from zoo.datasets._catalog import DatasetFilesError, full_name, quiet_tfds, resolve
 
 
 def _manual(manual_dir, name):
@@ -20,22 +18,13 @@ def _manual(manual_dir, name):
     return path
 
 
-class _NotYetPrepared(logging.Filter):
-    """TFDS warns 'Variant folder ... has no dataset_info.json' whenever it looks for a data set
-    that is not prepared yet, the normal state before prepare(); the zoo says what happens."""
-
-    def filter(self, record):
-        return not str(record.msg).startswith("Variant folder %s has no")
-
-
-@contextlib.contextmanager
-def _quiet_tfds():
-    logger, quiet = logging.getLogger("absl"), _NotYetPrepared()
-    logger.addFilter(quiet)
-    try:
-        yield
-    finally:
-        logger.removeFilter(quiet)
+def _progress():
+    """TFDS's progress bars as the zoo's downloads show theirs: on a terminal, or as
+    ``ZOO_PROGRESS=1``/``0`` says."""
+    import os
+    import sys
+    setting = os.environ.get("ZOO_PROGRESS", "").strip()
+    return {"0": False, "1": True}.get(setting, sys.stderr.isatty())
 
 
 def prepare(name, *, manual_dir=None, data_dir=None, overwrite=False):
@@ -52,8 +41,9 @@ def prepare(name, *, manual_dir=None, data_dir=None, overwrite=False):
     """
     from zoo._keras import tf  # noqa: F401 - TensorFlow comes up with tf_keras as its Keras
     import tensorflow_datasets as tfds
+    tfds.display_progress_bar(_progress())
     manual = _manual(manual_dir, name)
-    with _quiet_tfds():
+    with quiet_tfds():
         builder = make_builder(name, data_dir)
         if builder.is_prepared() and not overwrite:
             return builder
@@ -81,7 +71,8 @@ def load(name, split="train", *, manual_dir=None, data_dir=None, raw=False, **op
             raise InvalidArgumentError(f"load(raw=True) gives TFDS's examples as stored; options "
                                        f"{sorted(options)} need raw=False.")
         builder = prepare(name, manual_dir=manual_dir, data_dir=data_dir)
-        return builder.as_dataset(split=split, shuffle_files=False)
+        with quiet_tfds():
+            return builder.as_dataset(split=split, shuffle_files=False)
     from zoo.data import tfds as read
     options.setdefault("shuffle", False)  # load() reads; zoo.finetune draws random patches itself
     return read(name, split=split, manual_dir=manual_dir, data_dir=data_dir, **options)

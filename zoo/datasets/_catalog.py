@@ -1,7 +1,9 @@
 """Finding the catalogue's builders (``datasets/<name>/<name>_dataset_builder.py``), registering
 them with TFDS and describing them without preparing anything."""
+import contextlib
 import fnmatch
 import importlib
+import logging
 from pathlib import Path
 
 from zoo.errors import InvalidArgumentError, ZooError, did_you_mean
@@ -18,6 +20,27 @@ class UnknownDatasetError(ZooError, KeyError):
 class DatasetFilesError(ZooError, FileNotFoundError):
     """A catalogue data set's source files are missing, incomplete or corrupt (the message
     lists the expected files, where they were looked for and where to get them)."""
+
+
+class _TFDSNoise(logging.Filter):
+    """Two TFDS 4.9 warnings a zoo user can do nothing about: 'Variant folder ... has no
+    dataset_info.json', logged whenever a data set is looked up before it is prepared (the normal
+    state before prepare()), and '`FeatureConnector.dtype` is deprecated ... change your code',
+    logged by TFDS's own Tensor decoder when reading any zlib-encoded feature."""
+
+    def filter(self, record):
+        msg = str(record.msg)
+        return not (msg.startswith("Variant folder %s has no") or "FeatureConnector.dtype` is deprecated" in msg)
+
+
+@contextlib.contextmanager
+def quiet_tfds():
+    logger, noise = logging.getLogger("absl"), _TFDSNoise()
+    logger.addFilter(noise)
+    try:
+        yield
+    finally:
+        logger.removeFilter(noise)
 
 
 def folders():

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import zoo
 import zoo.datasets as zd
 from zoo.errors import ZooError
 
@@ -143,6 +144,31 @@ def test_phantoms_splits_are_the_finetune_defaults(data_dir):
     assert vol["image"].shape == (32, 32, 32, 1) and vol["label"].shape == (32, 32, 32)
     np.testing.assert_array_equal(vol["affine"], np.eye(4))
     np.testing.assert_array_equal(vol["spacing"], [1, 1, 1])
+
+
+def test_a_volume_example_goes_back_to_nifti_on_its_grid_and_predict_keeps_it(data_dir, tmp_path):
+    import nibabel as nib
+    example = raw("promise12", "validation", data_dir)[0]  # affine from ITK's LPS, spacing from the .mhd
+    path = zd.write_nifti(example, tmp_path / "case.nii.gz")
+    img = nib.load(str(path))
+    np.testing.assert_array_equal(img.get_fdata(), example["image"][..., 0])
+    np.testing.assert_allclose(img.affine, example["affine"], atol=1e-5)
+    np.testing.assert_allclose(img.header.get_zooms(), example["spacing"], rtol=1e-6)
+    with pytest.raises(ZooError, match="exists; pass overwrite=True"):
+        zd.write_nifti(example, path)
+    zd.write_nifti(example, tmp_path / "label.nii", example["label"])
+    np.testing.assert_array_equal(nib.load(str(tmp_path / "label.nii")).get_fdata(), example["label"])
+    model = zoo_unet3d()
+    labels = zoo.predict(model, str(path), out=str(tmp_path / "seg.nii.gz"), patch_size=(4, 4, 4))
+    seg = nib.load(str(tmp_path / "seg.nii.gz"))
+    assert seg.shape == example["label"].shape and labels.shape == example["label"].shape
+    np.testing.assert_allclose(seg.affine, example["affine"], atol=1e-5)
+    with pytest.raises(ZooError, match=r"the example has no \['affine', 'spacing'\]"):
+        zd.write_nifti(raw("isbi2012_em", "validation", data_dir)[0], tmp_path / "x.nii.gz")
+
+
+def zoo_unet3d():
+    return zoo.load("unet", spatial_dims=3, filters=2, depth=1, dropout=0.0)
 
 
 # ------------------------------------------------------------------- the tfds: data source

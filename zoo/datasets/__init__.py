@@ -12,15 +12,17 @@ Medical data mostly needs a licence accepted by hand, so a builder reads the fil
 placed in ``manual_dir`` (TFDS's convention); where a public URL with a published checksum
 exists it downloads when the files are absent (never with ``ZOO_OFFLINE=1``). Missing or
 incomplete files raise :class:`DatasetFilesError` listing the exact files expected and where
-to get them. For ``tfds.load`` users: ``zoo.datasets.register()`` makes the names known to TFDS.
-``import zoo.datasets`` imports neither TensorFlow nor TFDS.
+to get them. :func:`write_nifti` writes a volumetric example (or a prediction for it) as NIfTI
+with its affine and voxel sizes. For ``tfds.load`` users: ``zoo.datasets.register()`` makes the
+names known to TFDS. ``import zoo.datasets`` imports neither TensorFlow nor TFDS.
 """
 from zoo.datasets._api import load, prepare
+from zoo.datasets._nifti import write_nifti
 from zoo.datasets._catalog import (DatasetFilesError, UnknownDatasetError, builder, info,
                                    list_datasets, register)
 
 
 list = list_datasets  # noqa: A001 - zoo.datasets.list(), as zoo.list_models() for models
 
-__all__ = ["list", "list_datasets", "info", "load", "prepare", "builder", "register",
+__all__ = ["list", "list_datasets", "info", "load", "prepare", "builder", "register", "write_nifti",
            "UnknownDatasetError", "DatasetFilesError"]

@@ -6,7 +6,7 @@
 Each builder's TFDS test (``datasets/<name>/<name>_dataset_builder_test.py``) prepares the data
 set from these files as if they were the user's ``manual_dir``; the tests of ``zoo.finetune``
 train one short epoch on them. The content is random but seeded (rerunning gives the same
-arrays), small (a few kB per data set) and shaped like the real data: multi-page TIFF stacks
+bytes), small (a few kB per data set) and shaped like the real data: multi-page TIFF stacks
 (ISBI 2012), Decathlon task folders with ``dataset.json`` and NIfTI files (one task as its
 ``.tar``), MetaImage ``.mhd/.raw`` pairs (PROMISE12, one part as its ``.zip``), MedMNIST
 ``.npz`` files with the official keys, CamVid's SegNet folders and split lists.
@@ -75,6 +75,11 @@ def _nifti(path, data, spacing, origin):
     nib.save(img, str(path))
 
 
+def _fixed(info):
+    info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+    return info
+
+
 def decathlon(out, rng):
     for task, (prefix, modalities, labels) in MSD.items():
         folder = out / task
@@ -107,8 +112,8 @@ def decathlon(out, rng):
         if task == AS_TAR:
             for f in sorted((folder / "imagesTr").glob("*.nii.gz"))[:2]:
                 (f.parent / f"._{f.name}").write_bytes(b"\x00\x05\x16\x07AppleDouble")
-            with tarfile.open(out / f"{task}.tar", "w") as tar:
-                tar.add(folder, arcname=task)
+            with tarfile.open(out / f"{task}.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+                tar.add(folder, arcname=task, filter=_fixed)  # byte-identical on every run
             shutil.rmtree(folder)
 
 
@@ -135,8 +140,9 @@ def promise12(out, rng):
         _metaimage(folder / f"Case{k:02d}.mhd", image, spacing, origin, np.int16)
         _metaimage(folder / f"Case{k:02d}_segmentation.mhd", label, spacing, origin, np.uint8)
     with zipfile.ZipFile(out / "TrainingData_Part1.zip", "w", zipfile.ZIP_DEFLATED) as z:
-        for f in sorted(staging.iterdir()):
-            z.write(f, f.name)
+        for f in sorted(staging.iterdir()):  # fixed dates: byte-identical on every run
+            z.writestr(zipfile.ZipInfo(f.name, date_time=(2012, 1, 1, 0, 0, 0)), f.read_bytes(),
+                       zipfile.ZIP_DEFLATED)
     shutil.rmtree(staging)
 
 

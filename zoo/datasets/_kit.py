@@ -27,8 +27,6 @@ from etils import epath
 from zoo.data._common import require  # noqa: F401 - the builders' optional imports (names the extra)
 from zoo.datasets._catalog import DatasetFilesError
 
-TASKS = ("segmentation", "classification", "multilabel")
-
 
 @dataclasses.dataclass(eq=False)
 class ZooConfig(tfds.core.BuilderConfig):

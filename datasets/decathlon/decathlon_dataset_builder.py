@@ -17,8 +17,7 @@ from etils import epath
 from zoo.datasets import _kit
 
 S3 = "https://msd-for-monai.s3-us-west-2.amazonaws.com"  # MONAI's mirror of the official tars
-SOURCE = ("http://medicaldecathlon.com/ (Google Drive 'Task*.tar'), or MONAI's mirror " + S3
-          + "/TaskNN_Name.tar")
+SOURCE = f"http://medicaldecathlon.com/ or MONAI's mirror {S3}/"
 LICENSE = "CC BY-SA 4.0"
 # task folder, modalities, classes (index order of dataset.json), MD5 of the tar (as MONAI publishes)
 TASKS = (
@@ -46,8 +45,7 @@ def _config(folder, modalities, classes, md5):
     return DecathlonConfig(
         name=folder.lower(), description=f"{folder}: {', '.join(modalities)} -> {', '.join(classes[1:])}",
         task="segmentation", spatial_dims=3, channels=len(modalities), classes=classes, license=LICENSE,
-        files=(f"{folder}.tar (as downloaded) or its extracted folder {folder}/ with dataset.json, "
-               "imagesTr/, labelsTr/",), source=SOURCE, download=f"{S3}/{folder}.tar", md5=md5,
+        files=(f"{folder}.tar or its extracted {folder}/ (dataset.json, imagesTr/, labelsTr/)",), source=SOURCE, download=f"{S3}/{folder}.tar", md5=md5,
         homepage="http://medicaldecathlon.com/", folder=folder, modalities=modalities)
 
 

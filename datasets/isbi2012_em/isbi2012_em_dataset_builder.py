@@ -36,8 +36,7 @@ class Builder(_kit.ZooBuilder):
         task="segmentation", spatial_dims=2, channels=1, classes=("cell", "membrane"),
         license="no explicit licence; research use, cite Cardona et al. 2010 and Arganda-Carreras et al. 2015",
         files=FILES, homepage="https://imagej.net/events/isbi-2012-segmentation-challenge",
-        source="the ISBI 2012 challenge page (registration): http://brainiac2.mit.edu/isbi_challenge/ "
-               "-> Downloads: train-volume.tif, train-labels.tif")]
+        source="http://brainiac2.mit.edu/isbi_challenge/ (the challenge page; registration, then Downloads)")]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Register at http://brainiac2.mit.edu/isbi_challenge/ and place train-volume.tif and "
         "train-labels.tif (multi-page TIFF stacks) in manual_dir.")

@@ -18,7 +18,7 @@ from zoo.datasets import _kit
 
 PARTS = tuple(f"TrainingData_Part{k}.zip" for k in (1, 2, 3))
 CASE = re.compile(r"^Case(\d\d)\.mhd$")
-SOURCE = "https://promise12.grand-challenge.org/ (registration) -> Download: " + ", ".join(PARTS)
+SOURCE = "https://promise12.grand-challenge.org/ (registration, then the Download page)"
 
 
 def data_file(header):
@@ -58,8 +58,7 @@ class Builder(_kit.ZooBuilder):
         task="segmentation", spatial_dims=3, channels=1, classes=("background", "prostate"),
         license="challenge terms of promise12.grand-challenge.org (registration; research use, cite "
                 "Litjens et al. 2014)",
-        files=PARTS + ("(or their extracted CaseNN.mhd/.raw and CaseNN_segmentation.mhd/.raw, "
-                       "in any sub-folders)",),
+        files=PARTS + ("or their extracted CaseNN.mhd/.raw + CaseNN_segmentation.mhd/.raw",),
         source=SOURCE, homepage="https://promise12.grand-challenge.org/")]
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         "Register at https://promise12.grand-challenge.org/ and place TrainingData_Part1.zip, "

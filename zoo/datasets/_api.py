@@ -12,9 +12,8 @@ def _manual(manual_dir, name):
     if not path.is_dir():
         cls, config = resolve(name)
         raise DatasetFilesError(
-            f"data set {full_name(cls, config)!r}: manual_dir={str(manual_dir)!r} is not a folder. "
-            f"Create it and place there:\n    " + "\n    ".join(config.files)
-            + f"\nget them from: {config.source}")
+            f"data set {full_name(cls, config)!r}: manual_dir={str(manual_dir)!r} is not a folder.\n"
+            f"create it and place there: {'; '.join(config.files)}\nget them from: {config.source}")
     return path
 
 

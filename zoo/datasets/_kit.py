@@ -79,22 +79,20 @@ def _manual_text(dl_manager):
 
 
 def missing_files(builder, dl_manager, problem, missing=None):
-    """The error for absent or incomplete source files: what is wrong, the exact files
-    expected (``missing``: the ones not found, when known), where to get them, how to retry."""
+    """The error for absent or incomplete source files: what is wrong, the files not found
+    (``missing``, when known), the files expected, where to get them, how to retry. One fact a
+    line, short enough for a one-line CLI error."""
     cfg = builder.builder_config
     name = f"{builder.name}/{cfg.name}" if len(builder.BUILDER_CONFIGS) > 1 else builder.name
-    lines = [f"data set {name!r}: {problem}",
-             f"manual_dir: {_manual_text(dl_manager)}"]
+    lines = [f"data set {name!r}: {problem}", f"manual_dir: {_manual_text(dl_manager)}"]
     if missing:
-        shown = list(missing)[:10]
-        more = f"\n    ... and {len(missing) - 10} more" if len(missing) > 10 else ""
-        lines.append("missing:\n    " + "\n    ".join(str(m) for m in shown) + more)
-    lines.append("expected in manual_dir:\n    " + "\n    ".join(cfg.files))
+        shown = ", ".join(str(m) for m in list(missing)[:6])
+        lines.append(f"missing: {shown}" + (f" and {len(missing) - 6} more" if len(missing) > 6 else ""))
+    lines.append("expected there: " + "; ".join(cfg.files))
     lines.append(f"get them from: {cfg.source}")
     if cfg.download and offline():
-        lines.append(f"(ZOO_OFFLINE=1 is set, so {cfg.download} was not downloaded)")
-    lines.append(f"then run: zoo datasets prepare {name} --manual-dir DIR "
-                 f"(Python: zoo.datasets.prepare({name!r}, manual_dir=DIR))")
+        lines.append("(ZOO_OFFLINE=1 is set: not downloaded)")
+    lines.append(f"then run: zoo datasets prepare {name} --manual-dir DIR")
     return DatasetFilesError("\n".join(lines))
 
 

@@ -10,13 +10,20 @@ HERE = Path(__file__).resolve().parent
 
 
 class BuildWithRegistry(build_py):
-    """Ship the repository-root registry.yaml inside the package (zoo/registry.yaml)."""
+    """Ship the repository-root registry.yaml (as zoo/registry.yaml) and the data-set catalogue's
+    builder folders datasets/<name>/ (as zoo/datasets/builders/<name>/) inside the package: a
+    top-level datasets/ package would shadow the PyPI package of that name."""
 
     def run(self):
         super().run()
         target = Path(self.build_lib) / "zoo" / "registry.yaml"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(HERE / "registry.yaml", target)
+        builders = Path(self.build_lib) / "zoo" / "datasets" / "builders"
+        for folder in sorted((HERE / "datasets").iterdir()):
+            if (folder / f"{folder.name}_dataset_builder.py").is_file():
+                shutil.copytree(folder, builders / folder.name, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
 INSTALL_REQUIRES = [
@@ -35,12 +42,13 @@ EXTRAS = {
     "nifti": ["nibabel>=5.2,<6"],
     "dicom": ["pydicom>=2.4,<4"],
     "images": ["pillow>=10,<13"],
+    "metaimage": ["SimpleITK>=2.3,<3"],  # PROMISE12's .mhd/.raw (zoo.datasets)
     "torch": ["torch==2.13.0"],
 }
-# monai: the peer the losses and metrics are tested against (tests/test_losses_monai.py)
-EXTRAS["test"] = ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "setuptools>=65", "wheel", "monai==1.6.1"] \
-    + EXTRAS["nifti"] + EXTRAS["dicom"] \
-    + EXTRAS["images"] + EXTRAS["torch"]
+# monai: the peer the losses and metrics are tested against (tests/test_losses_monai.py);
+# dill: tensorflow_datasets.testing (the catalogue builders' DatasetBuilderTestCase) imports it
+EXTRAS["test"] = ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "setuptools>=65", "wheel", "monai==1.6.1", "dill>=0.3"] \
+    + EXTRAS["nifti"] + EXTRAS["dicom"] + EXTRAS["images"] + EXTRAS["metaimage"] + EXTRAS["torch"]
 EXTRAS["all"] = sorted({r for k, v in EXTRAS.items() if k != "test" for r in v})
 
 setup(

@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_python(code, env=None, python=sys.executable, cwd=None):
     env = {**os.environ, **(env or {})}
     env.pop("TF_USE_LEGACY_KERAS", None)
+    if python != sys.executable:  # another environment (the fresh venv): never this checkout's zoo
+        env.pop("PYTHONPATH", None)
     return subprocess.run([python, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                           env=env, cwd=cwd or ROOT, timeout=300)
 
@@ -71,6 +73,12 @@ def test_wheel_installs_into_fresh_venv_with_registry_inside(tmp_path):
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "zoo/registry.yaml" in names
     assert "zoo/_keras.py" in names and not any(n.startswith("tests/") for n in names)
+    from zoo.datasets._catalog import folders
+    for builder in folders():  # the data-set catalogue inside the package, never as datasets/
+        for part in (f"{builder}_dataset_builder.py", "checksums.tsv", "README.md", "CITATIONS.bib"):
+            assert f"zoo/datasets/builders/{builder}/{part}" in names, (builder, part)
+        assert any(n.startswith(f"zoo/datasets/builders/{builder}/dummy_data/") for n in names), builder
+    assert not any(n.startswith("datasets/") or "__pycache__" in n for n in names)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
@@ -80,8 +88,9 @@ def test_wheel_installs_into_fresh_venv_with_registry_inside(tmp_path):
     site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     Path(site, "outer_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a fresh venv, not this checkout
     res = subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheels[0])],
-                         capture_output=True, text=True, timeout=600)
+                         capture_output=True, text=True, timeout=600, env=clean)
     assert res.returncode == 0, res.stderr[-3000:]
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
@@ -97,6 +106,31 @@ def test_wheel_installs_into_fresh_venv_with_registry_inside(tmp_path):
     from zoo.hub.registry import get_registry
     assert int(res.stdout.strip()) == len(get_registry().names())
     res = subprocess.run([str(venv / "bin" / "zoo"), "list", "--names-only"], capture_output=True,
-                         text=True, cwd=workdir, timeout=300)
+                         text=True, cwd=workdir, timeout=300, env=clean)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.split() == get_registry().names()
+
+    # the catalogue: the installed builders list and load (2D and 3D) from their shipped dummy data
+    import zoo.datasets
+    res = run_python(f"""
+        import json, zoo, zoo.datasets as zd, zoo.datasets.builders as b
+        from pathlib import Path
+        here = Path(zoo.__file__).parent / 'datasets' / 'builders'
+        assert [str(p) for p in b.__path__] == [str(here)], b.__path__
+        counts = {{}}
+        for name in ('isbi2012_em', 'promise12'):
+            ds = zd.load(name, split='train', manual_dir=here / name / 'dummy_data',
+                         data_dir={str(tmp_path / "tfds")!r})
+            counts[name] = [tuple(x.shape) for x, y in ds.as_numpy_iterator()]
+        print(json.dumps({{'names': [r['name'] for r in zd.list()], 'counts': counts}}))
+        """, python=str(py), cwd=workdir)
+    assert res.returncode == 0, res.stderr[-3000:]
+    import json
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert got["names"] == [r["name"] for r in zoo.datasets.list()]
+    assert got["counts"]["isbi2012_em"] == [[32, 32, 1]] * 5
+    assert len(got["counts"]["promise12"]) == 4 and all(len(s) == 4 and s[-1] == 1 for s in got["counts"]["promise12"])
+    res = subprocess.run([str(venv / "bin" / "zoo"), "datasets", "list", "--names-only"], capture_output=True,
+                         text=True, cwd=workdir, timeout=300, env=clean)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.split() == got["names"]

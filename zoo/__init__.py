@@ -14,7 +14,13 @@ __version__ = "0.1.0"
 _LAZY = {"finetune": "zoo.train", "predict": "zoo.inference"}
 
 
+_SUBMODULES = ("datasets",)  # zoo.datasets, the data-set catalogue (TensorFlow-free to import)
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:
+        import importlib
+        return importlib.import_module(f"zoo.{name}")
     if name in _LAZY:
         import importlib
         value = getattr(importlib.import_module(_LAZY[name]), name)
@@ -24,7 +30,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 __all__ = ["load", "load_model", "list_models", "info", "save_weights", "contract", "ZooError", "RegistryError", "UnknownModelError",
            "UnknownArgumentError", "InvalidArgumentError", "WeightsError", "MissingDependencyError",

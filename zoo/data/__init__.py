@@ -9,11 +9,12 @@ import inspect
 from pathlib import Path
 
 from zoo.data._common import DataError
-from zoo.data.arrays import from_arrays, npz, tfds
+from zoo.data.arrays import from_arrays, npz
 from zoo.data.dicom import dicom, holds_series, read_dicom_series
 from zoo.data.folders import IMAGE_SUFFIXES, image_folder, read_image, segmentation_folder
 from zoo.data.patches import fit_patch
 from zoo.data.phantoms import phantom_arrays, phantoms
+from zoo.data.tfds_source import tfds
 from zoo.data.volumes import NIFTI_SUFFIXES, load_nifti, nifti
 from zoo.errors import InvalidArgumentError
 
@@ -122,7 +123,9 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
     """The dataset a data argument names (used by ``zoo.finetune``).
 
     source: ``"phantoms"`` (:func:`phantoms`; ``patch_size`` is the phantom size, per axis);
-    ``"tfds:NAME"`` (options ``split``, ``data_dir``, ...); a ``.npz`` file; or a folder in one
+    ``"tfds:NAME"`` (:func:`tfds`: a catalogue name of ``zoo.datasets``, prepared on first use from
+    ``manual_dir``, or a prepared TFDS data set; options ``split``, ``data_dir``, ``manual_dir``,
+    and for volumes those of NIfTI folders); a ``.npz`` file; or a folder in one
     of these layouts (checked in this order)::
 
       <root>/images/ + <root>/masks/ (or labels/, imagesTr/ + labelsTr/, image/ + mask/):
@@ -155,8 +158,9 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
                        seed=seed if training else seed + 7919)  # validation phantoms differ
         ds = phantoms(**_call(phantoms, generic, options))
     elif isinstance(source, str) and source.startswith("tfds:"):
-        options.setdefault("split", "train" if training else "test")
-        ds = tfds(source[5:], **_call(tfds, dict(num_classes=ncls, in_channels=in_channels), options))
+        generic = dict(num_classes=ncls, in_channels=in_channels, spatial_dims=spatial_dims,
+                       patch_size=patch_size, seed=seed, shuffle=training)
+        ds = tfds(source[5:], **_call(tfds, generic, options))
     elif isinstance(source, (str, Path)):
         generic = dict(spatial_dims=spatial_dims, num_classes=ncls, in_channels=in_channels,
                        patch_size=patch_size, seed=seed, shuffle=training)

@@ -11,7 +11,7 @@ class DataError(ZooError, ValueError):
     """An input file or array cannot be used as training data (the message names it)."""
 
 
-EXTRAS = {"nibabel": "nifti", "pydicom": "dicom", "PIL": "images"}  # optional extras of medzoo
+EXTRAS = {"nibabel": "nifti", "pydicom": "dicom", "PIL": "images", "SimpleITK": "metaimage"}  # medzoo extras
 PIP_NAMES = {"scipy": "scipy", "tensorflow_datasets": "tensorflow-datasets"}  # core dependencies
 
 

@@ -143,7 +143,12 @@ class _Cases:
         check_finite(image, str(src))
         check_channels(image.shape[-1], self.in_channels, str(src))
         label = self.labels[i] if self.labels is not None else None
-        if label is not None and not isinstance(label, (int, np.integer)):
+        if isinstance(label, np.ndarray) and label.ndim == 3:  # a label map in memory (TFDS examples)
+            if label.shape != image.shape[:-1]:
+                raise DataError(f"{src}: image of spatial shape {image.shape[:-1]} but label map of "
+                                f"shape {label.shape}; they must match voxel for voxel.")
+            label = check_labels(label, self.num_classes, f"label of {src}")
+        elif label is not None and not isinstance(label, (int, np.integer)):
             lsrc = label
             label = load_label_volume(lsrc)
             if label.shape != image.shape[:-1]:
@@ -166,7 +171,8 @@ class _Cases:
 def volume_dataset(images, labels=None, *, read, patch_size=None, samples_per_volume=1,
                    fg_fraction=0.5, window=None, normalize="auto", spacing=None, num_classes=None,
                    in_channels=None, shuffle=True, seed=0, cache=True):
-    """tf.data.Dataset over volumes read by ``read(source) -> (data, spacing, affine)``."""
+    """tf.data.Dataset over volumes read by ``read(source) -> (data, spacing, affine)``; ``labels``:
+    label volume files, class ints, or label maps already in memory ((X, Y, Z) int arrays)."""
     check_choice("normalize", normalize, NORMALIZE, "volumes")
     if window is not None and (len(window) != 2 or not float(window[0]) < float(window[1])):
         raise InvalidArgumentError(f"window={window!r} must be (low, high) with low < high, "

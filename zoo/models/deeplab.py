@@ -42,7 +42,8 @@ zoo/models/resnet.py; ``classifier.0.convs.0.{0,1}`` -> ``aspp_conv0_conv/_bn``,
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.models.layers import ResizeLike, check_spatial_dims, conv, conv_norm_act, global_avg_pool
+from zoo.models.layers import (ResizeLike, check_dropout, check_spatial_dims, conv, conv_norm_act,
+                               global_avg_pool)
 from zoo.models.resnet import DEPTHS, LAYOUTS, resnet
 
 L = keras.layers
@@ -120,10 +121,8 @@ def _validate(variant, backbone_depth, backbone_layout, output_stride, norm, num
                 raise InvalidArgumentError(
                     f"{_WHERE}: norm='group' uses 32 groups, so {arg} must be a multiple of 32; got "
                     f"{arg}={value}. Pass {arg}={max(32, value // 32 * 32)} or norm='batch'.")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise InvalidArgumentError(
-            f"{_WHERE}: dropout={dropout!r} must be a number in [0, 1) (dropout after the ASPP "
-            "projection); pass e.g. dropout=0.1, 0.0 for none, or None for the variant's default.")
+    check_dropout(dropout, _WHERE, "it follows the ASPP projection; pass e.g. dropout=0.1, 0.0 for "
+                  "none, or None for the variant's default.")
     if variant == "v2":
         if num_classes == 0:
             raise InvalidArgumentError(

@@ -66,15 +66,28 @@ _KERAS_EPS, _TV_EPS = 1.001e-5, 1e-5
 _KERAS_MOMENTUM, _TV_MOMENTUM = 0.99, 0.9
 
 
-def _stage_blocks(depth, block=None, layout="torchvision"):
-    """Validate depth/block/layout; return (block, blocks per stage)."""
-    check_choice("layout", layout, LAYOUTS, _WHERE)
+def check_depth_layout(depth, layout="torchvision", *, where=_WHERE, prefix="", hint=None):
+    """A ResNet ``depth`` and ``layout`` that fit together (the keras.applications layouts have
+    bottleneck blocks only); returns the depth's (block, blocks per stage). ``prefix`` names the
+    arguments where a model embeds a ResNet (DeepLab's ``backbone_depth``/``backbone_layout``)."""
+    check_choice(f"{prefix}layout", layout, LAYOUTS, where)
     if isinstance(depth, bool) or depth not in DEPTHS:
         raise InvalidArgumentError(
-            f"{_WHERE}: depth={depth!r} is not supported; allowed: "
+            f"{where}: {prefix}depth={depth!r} is not a ResNet depth; allowed: "
             f"{', '.join(str(d) for d in DEPTHS)} (18/34 use basic blocks, 50+ bottleneck blocks). "
-            "Pass e.g. depth=50.")
-    standard, blocks = DEPTHS[depth]
+            + (hint or f"Pass e.g. {prefix}depth=50."))
+    block, blocks = DEPTHS[depth]
+    if layout != "torchvision" and block != "bottleneck":
+        raise InvalidArgumentError(
+            f"{where}: {prefix}layout={layout!r} (keras.applications) has bottleneck blocks only; got "
+            f"{prefix}depth={depth} (basic blocks). Use {prefix}layout='torchvision' for depth 18/34, "
+            f"or {prefix}depth 50, 101, 152 or 200.")
+    return block, blocks
+
+
+def _stage_blocks(depth, block=None, layout="torchvision"):
+    """Validate depth/block/layout; return (block, blocks per stage)."""
+    standard, blocks = check_depth_layout(depth, layout)
     if block is None:
         block = standard
     check_choice("block", block, ("basic", "bottleneck"), _WHERE)
@@ -83,11 +96,6 @@ def _stage_blocks(depth, block=None, layout="torchvision"):
             f"{_WHERE}: block={block!r} does not give a {depth}-layer ResNet; depth={depth} uses "
             f"{standard!r} blocks. Pass block={standard!r} (or block=None), or pick a depth of "
             f"{[d for d, (b, _) in DEPTHS.items() if b == block]}.")
-    if layout != "torchvision" and block != "bottleneck":
-        raise InvalidArgumentError(
-            f"{_WHERE}: layout={layout!r} (keras.applications) has bottleneck blocks only; got "
-            f"depth={depth} (basic blocks). Use layout='torchvision' for depth 18/34, or depth "
-            "50, 101, 152 or 200.")
     return block, blocks
 
 

@@ -164,26 +164,33 @@ VGG_BN_TOTAL = {11: 132_874_344, 13: 133_059_624, 16: 138_374_440, 19: 143_689_2
 CONVS = {11: 8, 13: 10, 16: 13, 19: 16}
 
 
-@pytest.mark.parametrize("depth", [11, 13, 16, 19])
-def test_vgg_counts(depth):
-    m = vgg(depth=depth)
-    assert m.input_shape == (None, 224, 224, 3)
-    assert m.count_params() == VGG_PARAMS[depth] == trainable(m)
-    assert sum(isinstance(l, keras.layers.Conv2D) for l in m.layers) == CONVS[depth]
-    assert m.get_layer("block5_pool").output_shape == (None, 7, 7, 512)
-    assert m.get_layer("flatten").output_shape == (None, 25088)
-    keras.backend.clear_session()
-    m = vgg(depth=depth, batch_norm=True)
-    assert trainable(m) == VGG_BN_TRAINABLE[depth]  # = torchvision vgg{depth}_bn num_params
-    assert m.count_params() == VGG_BN_TOTAL[depth]  # + BN moving mean/variance
+def test_vgg_registry_counts_are_torchvision_numbers():
+    """The registry's counts (which test_registry.test_reference_param_count builds and checks)
+    are torchvision's num_params (= keras.applications' count for VGG16/19); no build here."""
     reg = get_registry()
-    assert reg.get(f"vgg{depth}").params == VGG_PARAMS[depth]
-    assert reg.get(f"vgg{depth}_bn").trainable_params == VGG_BN_TRAINABLE[depth]
-    assert reg.get(f"vgg{depth}_bn").params == VGG_BN_TOTAL[depth]
+    for depth in (11, 13, 16, 19):
+        assert reg.get(f"vgg{depth}").params == reg.get(f"vgg{depth}").trainable_params == VGG_PARAMS[depth]
+        assert reg.get(f"vgg{depth}_bn").trainable_params == VGG_BN_TRAINABLE[depth]
+        assert reg.get(f"vgg{depth}_bn").params == VGG_BN_TOTAL[depth]  # + BN moving mean/variance
+
+
+def test_vgg_structure_of_each_depth():
+    """Conv count per configuration, 224 input by default, 7x7 map at block5_pool, the flatten
+    size; narrow (width 8) since none of these depends on the width but the channel count."""
+    for depth in (11, 13, 16, 19):
+        for batch_norm in (False, True):
+            m = vgg(depth=depth, batch_norm=batch_norm, width=8, fc_units=8)
+            assert m.input_shape == (None, 224, 224, 3)
+            assert sum(isinstance(l, keras.layers.Conv2D) for l in m.layers) == CONVS[depth]
+            assert sum(isinstance(l, keras.layers.BatchNormalization) for l in m.layers) == \
+                (CONVS[depth] if batch_norm else 0)
+            assert m.get_layer("block5_pool").output_shape == (None, 7, 7, 64)  # 8 * 8 filters
+            assert m.get_layer("flatten").output_shape == (None, 7 * 7 * 64)
+            keras.backend.clear_session()
 
 
 def test_vgg_layer_names_and_order():
-    m = vgg(depth=19, dropout=0.5)
+    m = vgg(depth=19, dropout=0.5, width=8, fc_units=8)  # names do not depend on the widths
     names = [l.name for l in m.layers[1:]]
     blocks = []
     for b, n in enumerate((2, 2, 4, 4, 4), start=1):

@@ -29,17 +29,6 @@ def trainable_count(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
-@pytest.mark.parametrize("growth,blocks,total,trainable", [
-    (12, 4, 1_397_963, 1_376_795),   # FC-DenseNet56 (paper: "1.5M")
-    (16, 5, 3_502_923, 3_463_243),   # FC-DenseNet67 (paper: 3.5M)
-])
-def test_param_counts_56_67(growth, blocks, total, trainable):
-    model = fcdensenet(growth_rate=growth, layers_per_block=blocks, input_shape=(224, 224, 3),
-                       num_classes=11)
-    assert model.count_params() == total
-    assert trainable_count(model) == trainable
-
-
 def test_param_count_103(fc103):
     assert fc103.count_params() == 9_425_163     # paper: 9.4M
     assert trainable_count(fc103) == 9_322_091

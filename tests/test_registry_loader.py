@@ -150,3 +150,33 @@ def test_unknown_name_suggests_closest(tmp_path):
         reg.get("resnet05")
     assert reg.get("ResNet50").name == "resnet50"  # case-insensitive fallback
     assert isinstance(UnknownModelError("x"), KeyError)
+
+
+def test_notes_may_be_a_list_shared_through_yaml_anchors(tmp_path):
+    """A family writes its common text once (&anchor) and each entry adds its own deviation."""
+    path = write(tmp_path, """
+        models:
+          a:
+            builder: zoo.models.x:y
+            task: classification
+            spatial_dims: [2]
+            params: 1
+            notes: [Entry a only., &family Shared family text.]
+          b:
+            builder: zoo.models.x:y
+            task: classification
+            spatial_dims: [2]
+            params: 1
+            notes: [Entry b only., *family]
+        """)
+    reg = load_registry([path])
+    assert reg.get("a").notes == "Entry a only. Shared family text."
+    assert reg.get("b").as_dict()["notes"] == "Entry b only. Shared family text."
+
+
+def test_shipped_notes_speak_to_users_not_about_the_test_suite():
+    for entry in get_registry().models.values():
+        text = (entry.notes or "").lower()
+        assert not any(word in text for word in ("sweep", "test_", "tests/")), entry.name
+    vgg16 = zoo.info("vgg16")["notes"]  # the family text reaches every VGG entry
+    assert vgg16.startswith("Configuration D without batch norm") and "block5_pool" in vgg16

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo._progress import Progress
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 
 
@@ -94,7 +95,7 @@ def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, 
     corners = list(itertools.product(*[_starts(s, p, st) for s, p, st in zip(full, patch, steps)]))
     weight = gaussian_importance(patch) if blend == "gaussian" else np.ones(patch, "float32")
     out, norm = None, np.zeros(full, "float32")
-    show = progress if progress is not None else sys.stderr.isatty()
+    bar = Progress("sliding window", unit="patches", enabled=progress)
     for i in range(0, len(corners), batch_size):
         chunk = corners[i:i + batch_size]
         batch = np.stack([padded[tuple(slice(c, c + p) for c, p in zip(corner, patch))] for corner in chunk])
@@ -112,11 +113,8 @@ def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, 
             sl = tuple(slice(c, c + q) for c, q in zip(corner, patch))
             out[sl] += p * weight[..., None]
             norm[sl] += weight
-        if show:
-            done = min(i + batch_size, len(corners))
-            print(f"\rsliding window: {done}/{len(corners)} patches", end="", file=sys.stderr)
-    if show:
-        print(file=sys.stderr)
+        done = min(i + batch_size, len(corners))
+        bar.update(done, len(corners), final=done == len(corners))
     out /= norm[..., None]
     return out[tuple(slice(0, s) for s in spatial)]
 

@@ -8,7 +8,7 @@ package (``zoo.datasets``), as MONAI and timm keep theirs apart.
 import inspect
 from pathlib import Path
 
-from zoo.data._common import DataError
+from zoo.data._common import DataError, check_pairs
 from zoo.data.arrays import from_arrays, npz
 from zoo.data.dicom import dicom, holds_series, read_dicom_series
 from zoo.data.folders import IMAGE_SUFFIXES, image_folder, read_image, segmentation_folder
@@ -119,10 +119,11 @@ def _from_path(path, generic, options):
 
 
 def from_source(source, *, training=True, task=None, spatial_dims=None, num_classes=None,
-                in_channels=None, patch_size=None, seed=0, augment=False, **options):
-    """The dataset a data argument names (used by ``zoo.finetune``).
+                in_channels=None, patch_size=None, seed=0, augment=False, model_name=None, **options):
+    """The dataset a data argument names (``zoo.finetune``'s ``train`` and ``val``).
 
-    source: ``"phantoms"`` (:func:`phantoms`; ``patch_size`` is the phantom size, per axis);
+    source: a ``tf.data.Dataset`` (used as is; batched or not); an ``(images, labels)`` tuple of
+    arrays (:func:`from_arrays`); ``"phantoms"`` (:func:`phantoms`; ``patch_size`` is the phantom size, per axis);
     ``"tfds:NAME"`` (:func:`tfds`: a catalogue name of ``zoo.datasets``, prepared on first use from
     ``manual_dir``, or a prepared TFDS data set; options ``split``, ``data_dir``, ``manual_dir``,
     and for volumes those of NIfTI folders); a ``.npz`` file; or a folder in one
@@ -146,10 +147,20 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
     Training and validation differ by ``training``: random patches and order vs fixed ones
     (phantoms: validation uses other phantoms). ``seed`` makes training reproducible.
     ``augment`` (True or a :class:`zoo.data.augment.Augment`) applies to training data only.
-    ``options`` go to the chosen source function.
+    ``options`` go to the chosen source function (arrays and Datasets take none; they are
+    ignored there, as ``finetune``'s ``data_options`` serve its ``train`` and ``val`` alike).
+    Every source's elements are checked against ``task``, ``spatial_dims`` and ``in_channels``
+    (:func:`zoo.data._common.check_pairs`; ``model_name`` names the model in its messages).
     """
+    from zoo._keras import tf
+    batched = False
     ncls = None if num_classes is None else max(int(num_classes), 1)
-    if isinstance(source, str) and source == "phantoms":
+    if isinstance(source, tf.data.Dataset):
+        ds, batched = source, None
+    elif isinstance(source, tuple) and len(source) == 2 and not isinstance(source[0], tf.data.Dataset):
+        ds = from_arrays(source[0], source[1], spatial_dims=spatial_dims, num_classes=num_classes,
+                         source=f"{'training' if training else 'validation'} arrays")
+    elif isinstance(source, str) and source == "phantoms":
         dims = spatial_dims or (2 if patch_size is None or isinstance(patch_size, int) else len(patch_size))
         options.setdefault("n", 64 if training else 16)
         generic = dict(spatial_dims=dims, task=task or "segmentation",
@@ -168,24 +179,9 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
     else:
         raise InvalidArgumentError(f"data source {source!r} is not supported; pass a tf.data.Dataset, "
                                    "an (x, y) tuple, a path, 'phantoms' or 'tfds:NAME'.")
-    _check_spec(ds, source, task, spatial_dims)
+    check_pairs(ds, source=source, training=training, spatial_dims=spatial_dims, in_channels=in_channels,
+                task=task, model_name=model_name, batched=batched)
     if augment and training:
         from zoo.data.augment import augment_dataset
         ds = augment_dataset(ds, augment, seed=seed)
     return ds
-
-
-def _check_spec(ds, source, task, spatial_dims):
-    spec = ds.element_spec
-    if not isinstance(spec, tuple):
-        return
-    image, label = spec
-    dims = image.shape.rank - 1
-    if spatial_dims is not None and dims != spatial_dims:
-        raise DataError(f"data {source!r} gives {dims}D images {image.shape} but the model is "
-                        f"{spatial_dims}D; pick matching data or model.")
-    if task == "segmentation" and label.shape.rank == 0:
-        raise DataError(f"data {source!r} has one class label per image (classification) but the "
-                        "model segments; use image/mask data.")
-    if task == "classification" and label.shape.rank > 0:
-        raise DataError(f"data {source!r} has label maps (segmentation) but the model classifies.")

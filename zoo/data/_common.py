@@ -4,11 +4,11 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.errors import InvalidArgumentError, MissingDependencyError, ZooError
+from zoo.errors import InvalidArgumentError, MissingDependencyError
 
 
-class DataError(ZooError, ValueError):
-    """An input file or array cannot be used as training data (the message names it)."""
+class DataError(InvalidArgumentError):
+    """An input file, array or dataset cannot be used as training data (the message names it)."""
 
 
 EXTRAS = {"nibabel": "nifti", "pydicom": "dicom", "PIL": "images", "SimpleITK": "metaimage"}  # medzoo extras
@@ -126,3 +126,41 @@ def dataset_from_generator(gen, image_spec, label_spec, **attrs):
 def spec(shape, dtype):
     from zoo._keras import tf
     return tf.TensorSpec(shape=tuple(shape), dtype=dtype)
+
+
+def check_pairs(ds, *, source, training=True, spatial_dims=None, in_channels=None, task=None,
+                model_name=None, batched=False):
+    """The one check that a dataset fits a model (``zoo.data.from_source`` runs it for every
+    source, so ``zoo.finetune`` sees it too): (image, label) pairs; images of ``spatial_dims``
+    spatial axes plus channels, ``in_channels`` of them; labels one class index per image
+    (``task="classification"``) or a label map (``"segmentation"``). ``batched``: False for
+    single pairs; None when unknown (a user's Dataset: batched if its images have one axis
+    more). ``None`` arguments are not checked. Raises DataError naming the fix."""
+    what = f"the {'training' if training else 'validation'} data"
+    data = f"{what} ({source if isinstance(source, (str, Path)) else type(source).__name__})"
+    model = f"model {model_name!r}" if model_name else "the model"
+    spec = ds.element_spec
+    image, label = (spec[0], spec[1]) if isinstance(spec, tuple) and len(spec) == 2 else (spec, None)
+    if label is None:
+        raise DataError(f"{data} has no labels; it must give (image, label) pairs.")
+    rank, d = image.shape.rank, spatial_dims
+    if d is not None and rank not in ((d + 1,) if batched is False else (d + 1, d + 2)):
+        raise DataError(
+            f"{data} gives images of shape {image.shape} but {model} takes {d}D images (spatial..., "
+            f"channels): elements need {d + 1} axes (or batches {d + 2}). Use {d}D data or a model "
+            f"with spatial_dims={rank - 1 if batched is False or rank <= d + 1 else rank - 2}.")
+    have = image.shape[-1]
+    if have is not None and in_channels is not None and have != in_channels:
+        raise DataError(
+            f"{data} has {have} channel(s) but {model} takes {in_channels}. Load the model with "
+            f"in_channels={have} (e.g. zoo.load(name, in_channels={have})) or convert the data to "
+            f"{in_channels} channel(s).")
+    lrank = label.shape.rank - (1 if d is not None and rank == d + 2 else 0)
+    if task == "segmentation" and (lrank not in (d, d + 1) if d is not None else lrank == 0):
+        kind = "one class label per image" if lrank == 0 else f"labels of shape {label.shape}"
+        raise DataError(f"{model} segments, but {data} has {kind}, not label maps; use image/mask "
+                        "data (or a classification model).")
+    if task == "classification" and lrank > 1:
+        raise DataError(f"{model} classifies, but {data} has label maps {label.shape}; use one class "
+                        "index per image (or a segmentation model).")
+    return d is not None and rank == d + 2

@@ -37,7 +37,6 @@ import hashlib
 import http.client
 import json
 import os
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -45,6 +44,7 @@ import urllib.request
 import warnings
 from pathlib import Path
 
+from zoo._progress import Progress
 from zoo.errors import WeightsError
 
 try:
@@ -227,23 +227,6 @@ def _opener(allow_http):
     return urllib.request.build_opener(redirect)
 
 
-class _Progress:
-    def __init__(self, name, enabled):
-        self.name, self.enabled, self.last = name, enabled, 0.0
-        self.start = time.monotonic()
-
-    def __call__(self, done, total, final=False):
-        now = time.monotonic()
-        if not self.enabled or (not final and now - self.last < 0.1):
-            return
-        self.last = now
-        rate = done / max(now - self.start, 1e-6) / 2**20
-        pct = f"{100 * done / total:5.1f}% " if total else ""
-        size = f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB" if total else f"{done / 2**20:.1f} MiB"
-        sys.stderr.write(f"\r{self.name}: {pct}{size} {rate:.1f} MiB/s" + ("\n" if final else ""))
-        sys.stderr.flush()
-
-
 def _transfer(opener, url, part, timeout, progress):
     """One attempt: fetch ``url`` into ``part`` (resuming it). Returns True if it resumed."""
     have = part.stat().st_size if part.exists() else 0
@@ -325,12 +308,12 @@ def fetch(url, *, hash=None, size=None, progress=None, retries=None, timeout=Non
                 f"with network access (expected {what}) and place it at exactly {final} - or unset "
                 "ZOO_OFFLINE.")
         part = final.with_name(final.name + ".part")
-        bar = _Progress(final.name, sys.stderr.isatty() if progress is None else bool(progress))
+        bar = Progress(final.name, unit="bytes", enabled=progress)
         opener = _opener(s["allow_http"])
         attempt, fresh_retry_left = 0, True
         while True:
             try:
-                resumed = _transfer(opener, source, part, timeout, bar)
+                resumed = _transfer(opener, source, part, timeout, bar.update)
             except _Retryable as e:
                 if attempt >= retries:
                     raise WeightsError(

@@ -28,17 +28,15 @@ HDF5 files with soft or external links, virtual datasets, external raw storage o
 non-numeric datasets are refused before any array is read.
 """
 import dataclasses
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from zoo import _h5, _io
 from zoo.errors import WeightsError
 
 FORMATS = ("h5", "weights.h5", "npz", "safetensors")
-_ATTR_LIMIT = 64000  # HDF5 object header limit for one attribute, with margin
 
 
 @dataclasses.dataclass
@@ -257,31 +255,8 @@ def read(path, fmt=None):
 
 
 # --------------------------------------------------------------------------- writing
-def _set_list_attr(group, name, values):
-    data = np.array([v.encode("utf-8") for v in values], dtype="S") if values else np.zeros((0,), "float64")
-    chunks = max(1, -(-data.nbytes // _ATTR_LIMIT))
-    if chunks == 1:
-        group.attrs[name] = data
-    else:  # the Keras convention for long attributes
-        for i, part in enumerate(np.array_split(data, chunks)):
-            group.attrs[f"{name}{i}"] = part
-
-
 def _write_h5(model, fh):
-    import h5py
-
-    from zoo._keras import keras
-
-    with h5py.File(fh, "w") as f:
-        _set_list_attr(f, "layer_names", [layer.name for layer in model.layers])
-        f.attrs["backend"] = "tensorflow"
-        f.attrs["keras_version"] = keras.__version__
-        for layer in model.layers:
-            group = f.create_group(layer.name)
-            names = [w.name for w in layer.weights]
-            _set_list_attr(group, "weight_names", names)
-            for n, w in zip(names, layer.weights):
-                group.create_dataset(n, data=np.asarray(w.numpy()))
+    _h5.write_model_weights(fh, model)
 
 
 def _write_weights_h5(model, fh):
@@ -333,18 +308,12 @@ def write(model, path, fmt=None):
     """Write ``model``'s weights to ``path`` atomically (temp file in the same folder + rename)."""
     path = Path(path).expanduser().resolve()
     fmt = detect_format(path, fmt)
-    path.parent.mkdir(parents=True, exist_ok=True)
     writer = {"h5": _write_h5, "weights.h5": _write_weights_h5, "npz": _write_npz,
               "safetensors": _write_safetensors}[fmt]
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w+b") as fh:
+
+    def write_file(tmp):
+        with open(tmp, "w+b") as fh:  # a file object: np.savez adds no suffix, h5py reads back
             writer(model, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    _io.atomic_write_bytes(path, write_file)
     return path

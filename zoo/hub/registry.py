@@ -245,7 +245,8 @@ def _parse_model(name, data, origin, contracts=()):
         spatial_dims=tuple(dims), weights=_freeze(weights), recipes=tuple(data.get("recipes") or ()),
         config=_freeze(data.get("config") or {}), input=_freeze(data.get("input") or {}),
         reference=_freeze(data.get("reference") or {}), sweep=_freeze(data.get("sweep") or {}),
-        contract=_freeze(check_spec(where, data["contract"], contracts) if "contract" in data else {}))
+        contract=_freeze(check_spec(where, data["contract"], contracts) if "contract" in data else {}),
+        notes=" ".join(map(str, data["notes"])) if isinstance(data.get("notes"), list) else data.get("notes"))
     return ModelEntry(name=name, origin=origin, **fields)
 
 

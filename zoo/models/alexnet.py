@@ -24,8 +24,8 @@ max-pool at 1/32, which is also the headless output), ``head_*`` and ``classifie
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.models.layers import (AdaptiveAveragePooling, LocalResponseNormalization, check_spatial_dims,
-                        conv, max_pool, model_input, zero_pad)
+from zoo.models.layers import (AdaptiveAveragePooling, LocalResponseNormalization, check_dropout,
+                               check_spatial_dims, conv, max_pool, model_input, zero_pad)
 
 L = keras.layers
 VARIANTS = ("torchvision", "paper")
@@ -83,9 +83,7 @@ def alexnet(*, variant="torchvision", spatial_dims=2, in_channels=3, num_classes
     check_positive_int("num_classes", num_classes, where, minimum=0)
     check_positive_int("fc_units", fc_units, where)
     check_choice("classifier_activation", classifier_activation, (None, "softmax", "sigmoid"), where)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise InvalidArgumentError(f"{where}: dropout={dropout!r} must be a number in [0, 1); "
-                                   "pass e.g. dropout=0.5 (paper) or dropout=0.0 to disable it.")
+    check_dropout(dropout, where, "pass e.g. dropout=0.5 (paper) or dropout=0.0 to disable it.")
     default = _DEFAULT_SIZE[variant] if num_classes else None
     inputs = model_input(spatial_dims=spatial_dims, in_channels=in_channels,
                          input_shape=input_shape, default_size=default, where=where)

@@ -42,8 +42,9 @@ zoo/models/resnet.py; ``classifier.0.convs.0.{0,1}`` -> ``aspp_conv0_conv/_bn``,
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.models.layers import ResizeLike, check_spatial_dims, conv, conv_norm_act, global_avg_pool
-from zoo.models.resnet import DEPTHS, LAYOUTS, resnet
+from zoo.models.layers import (ResizeLike, check_dropout, check_spatial_dims, conv, conv_norm_act,
+                               global_avg_pool)
+from zoo.models.resnet import check_depth_layout, resnet
 
 L = keras.layers
 
@@ -89,17 +90,8 @@ def _check_input_size(input_shape, spatial_dims, output_stride):
 def _validate(variant, backbone_depth, backbone_layout, output_stride, norm, num_classes,
               aux_head, head_conv, dropout, filters, low_level_filters, width):
     check_choice("variant", variant, VARIANTS, _WHERE)
-    check_choice("backbone_layout", backbone_layout, LAYOUTS, _WHERE)
-    if isinstance(backbone_depth, bool) or backbone_depth not in DEPTHS:
-        raise InvalidArgumentError(
-            f"{_WHERE}: backbone_depth={backbone_depth!r} is not a ResNet depth; allowed: "
-            f"{', '.join(str(d) for d in DEPTHS)}. DeepLab uses 101 (papers) or 50; pass "
-            "backbone_depth=101.")
-    if backbone_layout != "torchvision" and DEPTHS[backbone_depth][0] != "bottleneck":
-        raise InvalidArgumentError(
-            f"{_WHERE}: backbone_layout={backbone_layout!r} has bottleneck blocks only (depth 50, "
-            f"101, 152, 200); got backbone_depth={backbone_depth}. Use backbone_layout="
-            "'torchvision' for depth 18/34.")
+    check_depth_layout(backbone_depth, backbone_layout, where=_WHERE, prefix="backbone_",
+                       hint="DeepLab uses 101 (papers) or 50; pass backbone_depth=101.")
     allowed = (8,) if variant == "v2" else (8, 16)
     if isinstance(output_stride, bool) or output_stride not in allowed:
         fix = ("DeepLabv2 runs its ResNet at output stride 8 (res4 dilation 2, res5 dilation 4); "
@@ -120,10 +112,8 @@ def _validate(variant, backbone_depth, backbone_layout, output_stride, norm, num
                 raise InvalidArgumentError(
                     f"{_WHERE}: norm='group' uses 32 groups, so {arg} must be a multiple of 32; got "
                     f"{arg}={value}. Pass {arg}={max(32, value // 32 * 32)} or norm='batch'.")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise InvalidArgumentError(
-            f"{_WHERE}: dropout={dropout!r} must be a number in [0, 1) (dropout after the ASPP "
-            "projection); pass e.g. dropout=0.1, 0.0 for none, or None for the variant's default.")
+    check_dropout(dropout, _WHERE, "it follows the ASPP projection; pass e.g. dropout=0.1, 0.0 for "
+                  "none, or None for the variant's default.")
     if variant == "v2":
         if num_classes == 0:
             raise InvalidArgumentError(

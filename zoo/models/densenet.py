@@ -26,7 +26,8 @@ this reproduces the Keras totals 1,397,963 / 3,502,923 / 9,425,163 for FC-DenseN
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.models.layers import check_spatial_dims, conv, conv_transpose, max_pool, model_input, norm_layer
+from zoo.models.layers import (check_dropout, check_spatial_dims, conv, conv_transpose, max_pool,
+                               model_input, norm_layer)
 
 L = keras.layers
 
@@ -71,15 +72,21 @@ def _check_sizes(sizes, input_shape, n_pool):
             "pass input_shape=None for a dynamic size.")
 
 
-def _dense_layer(x, growth_rate, *, spatial_dims, dropout, name):
-    """BN -> ReLU -> 3x3 conv (growth_rate maps) -> dropout."""
+def _norm_act_conv(x, filters, kernel_size, *, spatial_dims, dropout, name):
+    """The pre-activation unit of dense layers and transitions: BN -> ReLU -> conv (with bias)
+    -> dropout, as ``{name}_bn/_relu/_conv/_drop``."""
     x = norm_layer("batch", f"{name}_bn", spatial_dims, epsilon=_BN_EPSILON, momentum=0.9)(x)
     x = L.Activation("relu", name=f"{name}_relu")(x)
-    x = conv(spatial_dims)(growth_rate, 3, padding="same", use_bias=True,
+    x = conv(spatial_dims)(filters, kernel_size, padding="same", use_bias=True,
                            kernel_initializer=_INIT, name=f"{name}_conv")(x)
     if dropout:
         x = L.Dropout(dropout, name=f"{name}_drop")(x)
     return x
+
+
+def _dense_layer(x, growth_rate, *, spatial_dims, dropout, name):
+    """BN -> ReLU -> 3x3 conv (growth_rate maps) -> dropout."""
+    return _norm_act_conv(x, growth_rate, 3, spatial_dims=spatial_dims, dropout=dropout, name=name)
 
 
 def _dense_block(x, layers, growth_rate, *, spatial_dims, dropout, name, out_name=None,
@@ -104,13 +111,7 @@ def _dense_block(x, layers, growth_rate, *, spatial_dims, dropout, name, out_nam
 
 def _transition_down(x, *, spatial_dims, dropout, name):
     """BN -> ReLU -> 1x1 conv (same channel count) -> dropout -> 2x2 max pool."""
-    channels = x.shape[-1]
-    x = norm_layer("batch", f"{name}_bn", spatial_dims, epsilon=_BN_EPSILON, momentum=0.9)(x)
-    x = L.Activation("relu", name=f"{name}_relu")(x)
-    x = conv(spatial_dims)(channels, 1, padding="same", use_bias=True,
-                           kernel_initializer=_INIT, name=f"{name}_conv")(x)
-    if dropout:
-        x = L.Dropout(dropout, name=f"{name}_drop")(x)
+    x = _norm_act_conv(x, x.shape[-1], 1, spatial_dims=spatial_dims, dropout=dropout, name=name)
     return max_pool(spatial_dims)(2, strides=2, name=f"{name}_pool")(x)
 
 
@@ -144,10 +145,7 @@ def fcdensenet(*, growth_rate=16, layers_per_block=(4, 5, 7, 10, 12, 15, 12, 10,
     check_positive_int("first_filters", first_filters, _WHERE)
     check_positive_int("num_classes", num_classes, _WHERE, minimum=0)
     check_choice("classifier_activation", classifier_activation, (None, "softmax", "sigmoid"), _WHERE)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise InvalidArgumentError(
-            f"{_WHERE}: dropout={dropout!r} must be a number in [0, 1); the paper uses 0.2, "
-            "pass dropout=0.0 to disable it.")
+    check_dropout(dropout, _WHERE, "the paper uses 0.2, pass dropout=0.0 to disable it.")
     if not isinstance(name, str) or not name:
         raise InvalidArgumentError(f"{_WHERE}: name={name!r} must be a non-empty string.")
     blocks = _blocks(layers_per_block)

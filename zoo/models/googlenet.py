@@ -30,8 +30,8 @@ last Inception module), ``head_pool``, ``head_dropout``, ``classifier``; aux hea
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import (AdaptiveAveragePooling, LocalResponseNormalization, avg_pool,
-                        check_spatial_dims, classifier_head, conv, global_avg_pool, max_pool,
-                        model_input, norm_layer, zero_pad)
+                               check_dropout, check_spatial_dims, classifier_head, conv_norm_act,
+                               global_avg_pool, max_pool, model_input, zero_pad)
 
 L = keras.layers
 _WHERE = "googlenet"
@@ -55,12 +55,10 @@ DEFAULT_SIZE = 224
 
 def _conv_act(x, filters, kernel_size, *, spatial_dims, bn, name, strides=1, padding="same",
               out_name=None):
-    """Conv -> [BN] -> ReLU as separate layers ``{name}_conv/_bn/_relu`` (or ``out_name``)."""
-    x = conv(spatial_dims)(filters, kernel_size, strides=strides, padding=padding, use_bias=not bn,
-                           kernel_initializer="he_normal", name=f"{name}_conv")(x)
-    if bn:
-        x = norm_layer("batch", f"{name}_bn", spatial_dims, epsilon=BN_EPSILON)(x)
-    return L.Activation("relu", name=out_name or f"{name}_relu")(x)
+    """Conv -> [BN] -> ReLU (layers.conv_norm_act): ``{name}_conv/_bn/_relu`` (or ``out_name``)."""
+    return conv_norm_act(x, filters, kernel_size, spatial_dims=spatial_dims, name=name,
+                         strides=strides, padding=padding, norm="batch" if bn else None,
+                         bn_epsilon=BN_EPSILON, act_name=out_name)
 
 
 def _width(channels, width):
@@ -153,9 +151,7 @@ def googlenet(*, variant="paper", aux_heads=False, spatial_dims=2, in_channels=3
             "the auxiliary classifiers on Inception 4a and 4d.")
     check_spatial_dims(spatial_dims, where=_WHERE)
     check_positive_int("num_classes", num_classes, _WHERE, minimum=0)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise InvalidArgumentError(
-            f"{_WHERE}: dropout={dropout!r} must be a rate in [0, 1); the paper uses dropout=0.4.")
+    check_dropout(dropout, _WHERE, "the paper uses dropout=0.4.")
     check_choice("classifier_activation", classifier_activation, (None, "softmax", "sigmoid"), _WHERE)
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 16:
         raise InvalidArgumentError(

@@ -128,23 +128,35 @@ def norm_layer(norm, name, spatial_dims=2, epsilon=1e-5, momentum=0.9, groups=32
 
 def conv_norm_act(x, filters, kernel_size, *, spatial_dims, name, strides=1, padding="same",
                   dilation_rate=1, groups=1, norm="batch", activation="relu", use_bias=None,
-                  bn_epsilon=1e-5, kernel_initializer="he_normal"):
+                  bn_epsilon=1e-5, bn_momentum=0.9, kernel_initializer="he_normal",
+                  conv_name=None, norm_name=None, act_name=None):
     """Conv (linear) -> Norm -> Activation as separate layers: ``{name}_conv/_bn/_relu``.
 
     This is the QAT-friendly order tfmot can fold. ``use_bias`` defaults to "no bias when
-    a norm follows".
+    a norm follows". ``norm=None`` or ``activation=None`` leave that layer out.
+    ``conv_name``/``norm_name``/``act_name`` replace a default name where a layout has its own
+    (torchvision's ``..._conv1/_bn1/_relu1``, a block's ``..._out``).
     """
     if use_bias is None:
         use_bias = norm is None
     x = conv(spatial_dims)(filters, kernel_size, strides=strides, padding=padding,
                            dilation_rate=dilation_rate, groups=groups, use_bias=use_bias,
-                           kernel_initializer=kernel_initializer, name=f"{name}_conv")(x)
-    layer = norm_layer(norm, f"{name}_bn", spatial_dims, epsilon=bn_epsilon)
+                           kernel_initializer=kernel_initializer, name=conv_name or f"{name}_conv")(x)
+    layer = norm_layer(norm, norm_name or f"{name}_bn", spatial_dims, epsilon=bn_epsilon,
+                       momentum=bn_momentum)
     if layer is not None:
         x = layer(x)
     if activation is not None:
-        x = L.Activation(activation, name=f"{name}_{_act_name(activation)}")(x)
+        x = L.Activation(activation, name=act_name or f"{name}_{_act_name(activation)}")(x)
     return x
+
+
+def check_dropout(dropout, where, hint="pass e.g. dropout=0.2, or dropout=0.0 for none."):
+    """A dropout rate is a number in [0, 1) (not a bool); ``hint`` ends the message with the
+    builder's own example (its paper's rate)."""
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise InvalidArgumentError(f"{where}: dropout={dropout!r} must be a number in [0, 1); {hint}")
+    return dropout
 
 
 def _act_name(activation):

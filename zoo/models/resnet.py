@@ -44,8 +44,9 @@ change. The four stage outputs a decoder picks come from the layer-name contract
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.models.layers import (check_spatial_dims, classifier_head, conv, global_avg_pool, max_pool,
-                        model_input, norm_layer, zero_pad)
+from zoo.models.layers import (check_dropout, check_spatial_dims, classifier_head, conv,
+                               conv_norm_act, global_avg_pool, max_pool, model_input, norm_layer,
+                               zero_pad)
 
 L = keras.layers
 
@@ -65,15 +66,28 @@ _KERAS_EPS, _TV_EPS = 1.001e-5, 1e-5
 _KERAS_MOMENTUM, _TV_MOMENTUM = 0.99, 0.9
 
 
-def _stage_blocks(depth, block=None, layout="torchvision"):
-    """Validate depth/block/layout; return (block, blocks per stage)."""
-    check_choice("layout", layout, LAYOUTS, _WHERE)
+def check_depth_layout(depth, layout="torchvision", *, where=_WHERE, prefix="", hint=None):
+    """A ResNet ``depth`` and ``layout`` that fit together (the keras.applications layouts have
+    bottleneck blocks only); returns the depth's (block, blocks per stage). ``prefix`` names the
+    arguments where a model embeds a ResNet (DeepLab's ``backbone_depth``/``backbone_layout``)."""
+    check_choice(f"{prefix}layout", layout, LAYOUTS, where)
     if isinstance(depth, bool) or depth not in DEPTHS:
         raise InvalidArgumentError(
-            f"{_WHERE}: depth={depth!r} is not supported; allowed: "
+            f"{where}: {prefix}depth={depth!r} is not a ResNet depth; allowed: "
             f"{', '.join(str(d) for d in DEPTHS)} (18/34 use basic blocks, 50+ bottleneck blocks). "
-            "Pass e.g. depth=50.")
-    standard, blocks = DEPTHS[depth]
+            + (hint or f"Pass e.g. {prefix}depth=50."))
+    block, blocks = DEPTHS[depth]
+    if layout != "torchvision" and block != "bottleneck":
+        raise InvalidArgumentError(
+            f"{where}: {prefix}layout={layout!r} (keras.applications) has bottleneck blocks only; got "
+            f"{prefix}depth={depth} (basic blocks). Use {prefix}layout='torchvision' for depth 18/34, "
+            f"or {prefix}depth 50, 101, 152 or 200.")
+    return block, blocks
+
+
+def _stage_blocks(depth, block=None, layout="torchvision"):
+    """Validate depth/block/layout; return (block, blocks per stage)."""
+    standard, blocks = check_depth_layout(depth, layout)
     if block is None:
         block = standard
     check_choice("block", block, ("basic", "bottleneck"), _WHERE)
@@ -82,11 +96,6 @@ def _stage_blocks(depth, block=None, layout="torchvision"):
             f"{_WHERE}: block={block!r} does not give a {depth}-layer ResNet; depth={depth} uses "
             f"{standard!r} blocks. Pass block={standard!r} (or block=None), or pick a depth of "
             f"{[d for d, (b, _) in DEPTHS.items() if b == block]}.")
-    if layout != "torchvision" and block != "bottleneck":
-        raise InvalidArgumentError(
-            f"{_WHERE}: layout={layout!r} (keras.applications) has bottleneck blocks only; got "
-            f"depth={depth} (basic blocks). Use layout='torchvision' for depth 18/34, or depth "
-            "50, 101, 152 or 200.")
     return block, blocks
 
 
@@ -125,6 +134,17 @@ class _Ops:
                                dilation_rate=dilation, use_bias=bias,
                                kernel_initializer=self.init, name=name)(x)
 
+    def cna(self, x, filters, kernel, name, *, act=True, strides=1, dilation=1, padding="same",
+            bias=None, pad_name=None, **names):
+        """Conv -> norm [-> ReLU] (layers.conv_norm_act) with the layout's settings; ``pad_name``
+        puts an explicit symmetric ``dilation``-wide zero padding before a 'valid' conv."""
+        if pad_name:
+            x, padding = self.pad(x, dilation, pad_name), "valid"
+        return conv_norm_act(x, filters, kernel, spatial_dims=self.dims, name=name, strides=strides,
+                             padding=padding, dilation_rate=dilation, norm=self.norm,
+                             activation="relu" if act else None, use_bias=bias, bn_epsilon=self.eps,
+                             bn_momentum=self.momentum, kernel_initializer=self.init, **names)
+
     def bn(self, x, name):
         layer = norm_layer(self.norm, name, self.dims, epsilon=self.eps, momentum=self.momentum)
         return x if layer is None else layer(x)
@@ -137,40 +157,33 @@ class _Ops:
 
 
 # --------------------------------------------------------------------------- torchvision
-def _tv_conv3x3(ops, x, filters, name, stride, dilation, bias):
-    if stride > 1:  # explicit symmetric padding, as PyTorch's padding=dilation
-        x = ops.pad(x, dilation, name.replace("_conv", "_pad"))
-        return ops.conv(x, filters, 3, name, strides=stride, dilation=dilation, padding="valid",
-                        bias=bias)
-    return ops.conv(x, filters, 3, name, dilation=dilation, bias=bias)
+def _tv_cna(ops, x, filters, kernel, name, k, *, act=True, stride=1, dilation=1):
+    """torchvision's ``conv{k}`` -> ``bn{k}`` [-> ``relu{k}``] of block ``name``. A strided 3x3
+    conv gets explicit symmetric padding ``pad{k}`` first, as PyTorch's ``padding=dilation``."""
+    pad = f"{name}_pad{k}" if stride > 1 and kernel == 3 else None
+    return ops.cna(x, filters, kernel, name, act=act, strides=stride, dilation=dilation, pad_name=pad,
+                   conv_name=f"{name}_conv{k}", norm_name=f"{name}_bn{k}", act_name=f"{name}_relu{k}")
 
 
 def _tv_block(ops, x, filters, block, stride, dilation, first, name, out_name):
-    bias = ops.norm is None
     out_ch = filters * (4 if block == "bottleneck" else 1)
     shortcut = x
     if first and (stride != 1 or x.shape[-1] != out_ch):
-        shortcut = ops.conv(x, out_ch, 1, f"{name}_downsample_conv", strides=stride, bias=bias)
-        shortcut = ops.bn(shortcut, f"{name}_downsample_bn")
+        shortcut = ops.cna(x, out_ch, 1, f"{name}_downsample", act=False, strides=stride)
     if block == "basic":
-        x = _tv_conv3x3(ops, x, filters, f"{name}_conv1", stride, dilation, bias)
-        x = ops.relu(ops.bn(x, f"{name}_bn1"), f"{name}_relu1")
-        x = _tv_conv3x3(ops, x, filters, f"{name}_conv2", 1, dilation, bias)
-        x = ops.bn(x, f"{name}_bn2")
+        x = _tv_cna(ops, x, filters, 3, name, 1, stride=stride, dilation=dilation)
+        x = _tv_cna(ops, x, filters, 3, name, 2, act=False, dilation=dilation)
     else:
-        x = ops.relu(ops.bn(ops.conv(x, filters, 1, f"{name}_conv1", bias=bias), f"{name}_bn1"),
-                     f"{name}_relu1")
-        x = _tv_conv3x3(ops, x, filters, f"{name}_conv2", stride, dilation, bias)
-        x = ops.relu(ops.bn(x, f"{name}_bn2"), f"{name}_relu2")
-        x = ops.bn(ops.conv(x, out_ch, 1, f"{name}_conv3", bias=bias), f"{name}_bn3")
+        x = _tv_cna(ops, x, filters, 1, name, 1)
+        x = _tv_cna(ops, x, filters, 3, name, 2, stride=stride, dilation=dilation)
+        x = _tv_cna(ops, x, out_ch, 1, name, 3, act=False)
     x = L.Add(name=f"{name}_add")([shortcut, x])
     return ops.relu(x, out_name)
 
 
 def _torchvision_body(ops, x, width, block, plan):
     x = ops.pad(x, 3, "stem_pad")
-    x = ops.conv(x, width, 7, "stem_conv", strides=2, padding="valid", bias=ops.norm is None)
-    x = ops.relu(ops.bn(x, "stem_bn"), "stem_relu")
+    x = ops.cna(x, width, 7, "stem", strides=2, padding="valid")
     x = ops.pad(x, 1, "stem_pool_pad")  # zero padding == PyTorch's -inf padding after a ReLU
     x = max_pool(ops.dims)(3, strides=2, name="stem_pool")(x)
     for s, stage in enumerate(plan, start=1):
@@ -184,16 +197,13 @@ def _torchvision_body(ops, x, width, block, plan):
 # --------------------------------------------------------------------------- keras v1
 def _keras_v1_block(ops, x, filters, stride, dilation, first, name):
     if first:
-        shortcut = ops.conv(x, 4 * filters, 1, f"{name}_0_conv", strides=stride, bias=True,
-                            padding="valid")
-        shortcut = ops.bn(shortcut, f"{name}_0_bn")
+        shortcut = ops.cna(x, 4 * filters, 1, f"{name}_0", act=False, strides=stride, bias=True,
+                           padding="valid")
     else:
         shortcut = x
-    x = ops.conv(x, filters, 1, f"{name}_1_conv", strides=stride, bias=True, padding="valid")
-    x = ops.relu(ops.bn(x, f"{name}_1_bn"), f"{name}_1_relu")
-    x = ops.conv(x, filters, 3, f"{name}_2_conv", dilation=dilation, bias=True)
-    x = ops.relu(ops.bn(x, f"{name}_2_bn"), f"{name}_2_relu")
-    x = ops.bn(ops.conv(x, 4 * filters, 1, f"{name}_3_conv", bias=True), f"{name}_3_bn")
+    x = ops.cna(x, filters, 1, f"{name}_1", strides=stride, bias=True, padding="valid")
+    x = ops.cna(x, filters, 3, f"{name}_2", dilation=dilation, bias=True)
+    x = ops.cna(x, 4 * filters, 1, f"{name}_3", act=False, bias=True)
     x = L.Add(name=f"{name}_add")([shortcut, x])
     return ops.relu(x, f"{name}_out")
 
@@ -207,22 +217,18 @@ def _keras_v2_block(ops, x, filters, stride, dilation, first, name):
         shortcut = max_pool(ops.dims)(1, strides=stride, name=f"{name}_0_pool")(x)
     else:
         shortcut = x
-    bias = ops.norm is None
-    x = ops.conv(preact, filters, 1, f"{name}_1_conv", bias=bias)
-    x = ops.relu(ops.bn(x, f"{name}_1_bn"), f"{name}_1_relu")
-    x = ops.pad(x, dilation, f"{name}_2_pad")
-    x = ops.conv(x, filters, 3, f"{name}_2_conv", strides=stride, dilation=dilation,
-                 padding="valid", bias=bias)
-    x = ops.relu(ops.bn(x, f"{name}_2_bn"), f"{name}_2_relu")
+    x = ops.cna(preact, filters, 1, f"{name}_1")
+    x = ops.cna(x, filters, 3, f"{name}_2", strides=stride, dilation=dilation, pad_name=f"{name}_2_pad")
     x = ops.conv(x, 4 * filters, 1, f"{name}_3_conv", bias=True)
     return L.Add(name=f"{name}_out")([shortcut, x])
 
 
 def _keras_body(ops, x, width, plan, v2):
     x = ops.pad(x, 3, "conv1_pad")
-    x = ops.conv(x, width, 7, "conv1_conv", strides=2, padding="valid", bias=True)
-    if not v2:
-        x = ops.relu(ops.bn(x, "conv1_bn"), "conv1_relu")
+    if v2:  # pre-activation: the stem conv has no norm of its own
+        x = ops.conv(x, width, 7, "conv1_conv", strides=2, padding="valid", bias=True)
+    else:
+        x = ops.cna(x, width, 7, "conv1", strides=2, padding="valid", bias=True)
     x = ops.pad(x, 1, "pool1_pad")
     x = max_pool(ops.dims)(3, strides=2, name="pool1_pool")(x)
     block_fn = _keras_v2_block if v2 else _keras_v1_block
@@ -262,10 +268,7 @@ def resnet(*, depth, block=None, layout="torchvision", spatial_dims=2, in_channe
                  _WHERE)
     check_positive_int("width", width, _WHERE)
     check_positive_int("num_classes", num_classes, _WHERE, minimum=0)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise InvalidArgumentError(
-            f"{_WHERE}: dropout={dropout!r} must be a number in [0, 1); pass e.g. dropout=0.2, "
-            "or 0.0 for none.")
+    check_dropout(dropout, _WHERE)
     if norm == "group" and width % 32:
         raise InvalidArgumentError(
             f"{_WHERE}: norm='group' uses 32 groups, so width must be a multiple of 32; got "

@@ -162,31 +162,24 @@ def _check_common(where, *, spatial_dims, num_classes, depth, filters, padding, 
         raise InvalidArgumentError(
             f"{where}: activation={activation!r} is not a Keras activation; pass e.g. "
             "activation='relu' (the paper's).") from None
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise InvalidArgumentError(
-            f"{where}: dropout={dropout!r} must be a number in [0, 1); pass e.g. dropout=0.5 "
-            "(the paper's) or dropout=0.0 to disable it.")
+    zl.check_dropout(dropout, where, "pass e.g. dropout=0.5 (the paper's) or dropout=0.0 to disable it.")
 
 
-def _conv_act(x, filters, *, spatial_dims, padding, norm, activation, use_bias, conv_name,
-              bn_name, act_name):
-    x = zl.conv(spatial_dims)(filters, 3, padding=padding, use_bias=use_bias,
-                              kernel_initializer="he_normal", name=conv_name)(x)
-    layer = zl.norm_layer(norm, bn_name, spatial_dims)
-    if layer is not None:
-        x = layer(x)
-    return L.Activation(activation, name=act_name)(x)
-
-
-def _double_conv(x, pair, prefix, *, first_conv_name=None, **kw):
-    act = kw["activation"] if isinstance(kw["activation"], str) else "act"
+def _double_conv(x, pair, prefix, *, first_conv_name=None, spatial_dims, padding, norm, activation,
+                 use_bias):
+    """Two 3x3 conv -> [norm] -> activation steps (layers.conv_norm_act) named
+    ``{prefix}_conv{k}/_bn{k}/_{act}{k}``; the last activation is ``{prefix}_out``, a first conv
+    named ``stem_conv`` comes with ``stem_bn`` and ``stem_{act}``."""
+    act = activation if isinstance(activation, str) else "act"
     for k, f in enumerate(pair, start=1):
         last = k == len(pair)
         conv_name = first_conv_name if (k == 1 and first_conv_name) else f"{prefix}_conv{k}"
-        bn_name = "stem_bn" if conv_name == "stem_conv" else f"{prefix}_bn{k}"
-        act_default = "stem_" + act if conv_name == "stem_conv" else f"{prefix}_{act}{k}"
-        x = _conv_act(x, f, conv_name=conv_name, bn_name=bn_name,
-                      act_name=f"{prefix}_out" if last else act_default, **kw)
+        stem = conv_name == "stem_conv"
+        x = zl.conv_norm_act(x, f, 3, spatial_dims=spatial_dims, name=prefix, padding=padding,
+                             norm=norm, activation=activation, use_bias=use_bias, conv_name=conv_name,
+                             norm_name="stem_bn" if stem else f"{prefix}_bn{k}",
+                             act_name=f"{prefix}_out" if last else
+                             ("stem_" + act if stem else f"{prefix}_{act}{k}"))
     return x
 
 

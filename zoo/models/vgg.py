@@ -23,7 +23,7 @@ classifier ``predictions``; see zoo.hub.contract).
 """
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.models.layers import check_spatial_dims, conv, max_pool, model_input, norm_layer
+from zoo.models.layers import check_dropout, check_spatial_dims, conv, conv_norm_act, max_pool, model_input
 
 L = keras.layers
 # convs per block, configurations A (11), B (13), D (16), E (19)
@@ -84,9 +84,7 @@ def vgg(*, depth, batch_norm=False, spatial_dims=2, in_channels=3, num_classes=1
     check_positive_int("width", width, where)
     check_positive_int("fc_units", fc_units, where)
     check_choice("classifier_activation", classifier_activation, (None, "softmax", "sigmoid"), where)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise InvalidArgumentError(f"{where}: dropout={dropout!r} must be a number in [0, 1); "
-                                   "pass e.g. dropout=0.5 (paper) or dropout=0.0 to disable it.")
+    check_dropout(dropout, where, "pass e.g. dropout=0.5 (paper) or dropout=0.0 to disable it.")
     if name is None:
         name = f"vgg{depth}" + ("_bn" if batch_norm else "")
     inputs = model_input(spatial_dims=spatial_dims, in_channels=in_channels, input_shape=input_shape,
@@ -99,11 +97,9 @@ def vgg(*, depth, batch_norm=False, spatial_dims=2, in_channels=3, num_classes=1
     for b, (n_convs, factor) in enumerate(zip(BLOCKS[depth], WIDTH_FACTORS), start=1):
         for i in range(1, n_convs + 1):
             lname = f"block{b}_conv{i}"
-            if batch_norm:
-                x = Conv(width * factor, 3, padding="same", kernel_initializer="he_normal",
-                         name=lname)(x)
-                x = norm_layer("batch", f"{lname}_bn", spatial_dims)(x)
-                x = L.ReLU(name=f"{lname}_relu")(x)
+            if batch_norm:  # torchvision's vgg*_bn: the conv keeps its bias before BN
+                x = conv_norm_act(x, width * factor, 3, spatial_dims=spatial_dims, name=lname,
+                                  use_bias=True, conv_name=lname)
             else:  # keras.applications: bias + ReLU inside the conv layer
                 x = Conv(width * factor, 3, padding="same", activation="relu",
                          kernel_initializer="he_normal", name=lname)(x)

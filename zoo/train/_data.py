@@ -1,7 +1,5 @@
-"""Data preparation for ``zoo.finetune``: resolve a data argument, check it against the model,
-shuffle/batch/shard for tf.distribute, count steps."""
-from pathlib import Path
-
+"""Data preparation for ``zoo.finetune`` after ``zoo.data.from_source`` resolved and checked a
+data argument: targets for auxiliary heads, shuffle/batch/shard for tf.distribute, count steps."""
 from zoo._keras import tf
 from zoo.errors import InvalidArgumentError, check_positive_int
 
@@ -9,27 +7,6 @@ from zoo.errors import InvalidArgumentError, check_positive_int
 def _spec(ds):
     spec = ds.element_spec
     return (spec[0], spec[1]) if isinstance(spec, tuple) and len(spec) == 2 else (spec, None)
-
-
-def resolve_data(source, *, training, what, task, spatial_dims, num_classes, in_channels, patch_size,
-                 seed, augment, **options):
-    """``(dataset, unbatched)`` for a user data argument; ``unbatched`` is None when unknown (a
-    user's tf.data.Dataset: batched if its elements have the batch rank)."""
-    if isinstance(source, tuple) and len(source) == 2 and not isinstance(source[0], tf.data.Dataset):
-        from zoo.data import from_arrays
-        ds, unbatched = from_arrays(source[0], source[1], spatial_dims=spatial_dims,
-                                    num_classes=num_classes, source=f"{what} arrays"), True
-    elif isinstance(source, tf.data.Dataset):
-        ds, unbatched = source, None
-    else:
-        from zoo.data import from_source
-        return from_source(source, training=training, task=task, spatial_dims=spatial_dims,
-                           num_classes=num_classes, in_channels=in_channels, patch_size=patch_size,
-                           seed=seed, augment=augment, **options), True
-    if augment and training:
-        from zoo.data.augment import augment_dataset
-        ds = augment_dataset(ds, augment, seed=seed)
-    return ds, unbatched
 
 
 def main_output_shape(model):
@@ -43,42 +20,6 @@ def with_aux_targets(ds, n_outputs):
     if n_outputs == 1:
         return ds
     return ds.map(lambda image, label: (image, (label,) * n_outputs), num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def check_data(ds, model, what, source, unbatched=None):
-    """The data's image rank/channels and label kind fit ``model``; else name the fix.
-    Returns whether the dataset is already batched."""
-    image, label = _spec(ds)
-    dims = len(model.input_shape) - 2
-    rank = image.shape.rank
-    src = source if isinstance(source, (str, Path)) else type(source).__name__
-    if rank not in ((dims + 1,) if unbatched else (dims + 1, dims + 2)):
-        raise InvalidArgumentError(
-            f"finetune: the {what} data ({src}) gives images of shape {image.shape} but model "
-            f"{model.name!r} takes {dims}D images (spatial..., channels): elements need {dims + 1} "
-            f"axes (or batches {dims + 2}). Use {dims}D data or a model with spatial_dims="
-            f"{rank - 1 if unbatched or rank <= dims + 1 else rank - 2}.")
-    have, want = image.shape[-1], model.input_shape[-1]
-    if have is not None and want is not None and have != want:
-        raise InvalidArgumentError(
-            f"finetune: the {what} data ({src}) has {have} channel(s) but model {model.name!r} takes "
-            f"{want}. Load the model with in_channels={have} (e.g. zoo.load(name, in_channels={have}))"
-            f" or convert the data to {want} channel(s).")
-    if label is None:
-        raise InvalidArgumentError(f"finetune: the {what} data ({src}) has no labels; it must give "
-                                   "(image, label) pairs.")
-    batched = rank == dims + 2
-    seg = len(main_output_shape(model)) > 2
-    lrank = label.shape.rank - (1 if batched else 0)
-    if seg and lrank not in (dims, dims + 1):
-        raise InvalidArgumentError(
-            f"finetune: model {model.name!r} segments, but the {what} data ({src}) has labels of "
-            f"shape {label.shape}, not label maps; use image/mask data (or a classification model).")
-    if not seg and lrank > 1:
-        raise InvalidArgumentError(
-            f"finetune: model {model.name!r} classifies, but the {what} data ({src}) has label maps "
-            f"{label.shape}; use one class index per image (or a segmentation model).")
-    return batched
 
 
 def _shuffle_buffer(ds, budget=256 * 2 ** 20):

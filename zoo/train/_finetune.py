@@ -18,24 +18,24 @@ scope, and trains with:
 
 Only the chief (worker 0) writes files; other workers take part in the collective reads.
 """
+import dataclasses
 import sys
 from pathlib import Path
 
 from zoo._keras import keras, tf
 from zoo import _io
+from zoo.train._compile import Recipe, aux_weight, build_in_scope, initial_learning_rate, metric_names
 from zoo.train._runs import (SNAPSHOT, RunState, _check_resume, load_run, read_snapshot,
-                       read_state, restore_snapshot)
-from zoo.train._data import (_spec, _steps, as_batched_dataset, check_data, main_output_shape, resolve_data,
-                              with_aux_targets)
-from zoo.data import fit_patch
-from zoo.errors import InvalidArgumentError, ZooError, check_choice, check_positive_int
-from zoo.train.strategy import (STRATEGIES, _LOST_PEER_ERRORS, _broadcast_weights, _is_chief, _lost_worker,
-                                _multi_process, _strategy_name, get_strategy)
+                             read_state, restore_snapshot)
+from zoo.train._data import _spec, _steps, as_batched_dataset, main_output_shape, with_aux_targets
+from zoo.data import fit_patch, from_source
+from zoo.errors import InvalidArgumentError, ZooError, check_positive_int
+from zoo.train.strategy import (STRATEGIES, _LOST_PEER_ERRORS, _is_chief, _lost_worker, _multi_process,
+                                _strategy_name, get_strategy)
 
 __all__ = ["finetune", "get_strategy", "load_run", "read_state", "encoder_layers", "STRATEGIES"]
 
 
-# --------------------------------------------------------------------------- model helpers
 def encoder_layers(model, names_from=None):
     """The encoder's layers with weights (the layer-name contract: every layer the deepest stage
     output depends on). ``names_from``: the model whose contract names them (``model`` is then a
@@ -49,73 +49,205 @@ def encoder_layers(model, names_from=None):
     return [model.get_layer(n) for n in parts.encoder]
 
 
-def _mixed_precision_clone(model):
-    config = model.get_config()
-    out_names = {o[0] for o in config.get("output_layers", [])}
-    for layer in config["layers"]:
-        if layer["class_name"] != "InputLayer":  # logits stay float32 for a stable loss
-            layer["config"]["dtype"] = "float32" if layer["config"].get("name") in out_names \
-                else "mixed_float16"
-    clone = model.__class__.from_config(config)
-    clone.set_weights(model.get_weights())
-    return clone
+# --------------------------------------------------------------------------- the steps of a run
+def _check_options(epochs, batch_size, freeze_encoder_epochs):
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise InvalidArgumentError(f"finetune: epochs={epochs!r} must be a positive integer.")
+    check_positive_int("batch_size", batch_size, "finetune")
+    if isinstance(freeze_encoder_epochs, bool) or not isinstance(freeze_encoder_epochs, int) \
+            or not 0 <= freeze_encoder_epochs < epochs:
+        raise InvalidArgumentError(
+            f"finetune: freeze_encoder_epochs={freeze_encoder_epochs!r} must be an integer in "
+            f"[0, epochs={epochs}).")
 
 
-def _clone(model, mixed_precision):
-    if mixed_precision:
-        return _mixed_precision_clone(model)
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
+def _resolve_model(model):
+    if isinstance(model, str):
+        from zoo.hub import load
+        return load(model)
+    if not isinstance(model, keras.Model):
+        raise InvalidArgumentError(f"finetune: model must be a keras.Model or a registry name; got "
+                                   f"{type(model).__name__}.")
+    return model
 
 
-def _optimizer(spec, learning_rate, weight_decay):
-    """A fresh optimizer (an instance is copied from its config: every phase and strategy
-    scope needs its own, built for the current trainable variables)."""
-    if isinstance(spec, keras.optimizers.Optimizer):
-        config = spec.get_config()
-        config["learning_rate"] = learning_rate
-        return spec.__class__.from_config(config)
-    check_choice("optimizer", spec, ("adam", "adamw", "sgd"), "finetune")
-    if spec == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if spec == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay or 1e-4)
-    return keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True)
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What the model takes and predicts, read once from it: the data must fit this."""
+    task: str
+    spatial_dims: int
+    in_channels: int
+    num_classes: int
+    n_outputs: int
+    output_shape: tuple
+    patch: tuple  # the training patch size (None: the data's own size)
+
+    @classmethod
+    def of(cls, model, patch_size=None):
+        from zoo.data._common import check_size
+        out_shape = main_output_shape(model)
+        dims = len(model.input_shape) - 2
+        task = getattr(model, "zoo_task", None) or ("classification" if len(out_shape) == 2 else "segmentation")
+        if patch_size is None and all(s is not None for s in model.input_shape[1:-1]):
+            patch_size = tuple(model.input_shape[1:-1])
+        return cls(task, dims, model.input_shape[-1], out_shape[-1], len(model.outputs), out_shape,
+                   check_size(patch_size, dims))
 
 
-def _learning_rate(lr, schedule, total_steps):
-    check_choice("lr_schedule", schedule, (None, "constant", "cosine"), "finetune")
-    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
-        return lr.__class__.from_config(lr.get_config())
-    if schedule == "cosine" and total_steps:
-        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total_steps, alpha=0.01)
-    return lr
+def _prepare_data(model, target, train, val, *, global_batch, seed, augment, options, steps_per_epoch,
+                  validation_steps):
+    """``{"training": (dataset, steps), "validation": ...}``: each source resolved and checked
+    (zoo.data.from_source), fitted to the patch, shuffled, batched and sharded for the strategy."""
+    datasets = {}
+    for what, source in (("training", train), ("validation", val)):
+        if source is None:
+            continue
+        training = what == "training"
+        ds = from_source(source, training=training, task=target.task, spatial_dims=target.spatial_dims,
+                         num_classes=target.num_classes, in_channels=target.in_channels,
+                         patch_size=target.patch, seed=seed, augment=augment, model_name=model.name,
+                         **options)
+        batched = _spec(ds)[0].shape.rank == target.spatial_dims + 2
+        shape = _spec(ds)[0].shape[:-1] if not batched else None
+        if target.patch and target.task == "segmentation" and shape is not None and tuple(shape) != target.patch:
+            ds = fit_patch(ds, target.patch, random=training, seed=seed)
+        ds = with_aux_targets(as_batched_dataset(ds, global_batch=global_batch, training=training,
+                                                 batched=batched, seed=seed), target.n_outputs)
+        n = _steps(ds, steps_per_epoch if training else validation_steps, what)
+        finite = int(tf.data.experimental.cardinality(ds)) >= 0
+        if training and steps_per_epoch and finite:
+            ds = ds.repeat()  # a fixed number of steps per epoch draws across the epoch boundary
+        datasets[what] = (ds, n)
+    return datasets
 
 
-def _metric_names(metrics, val, output_names=None):
-    """The keys finetune's history will have (None when a metric has no known name). With
-    several outputs, also each output's own loss (``<output>_loss``)."""
-    names = ["loss"] + [f"{o}_loss" for o in output_names or []]
-    for m in metrics:
-        names.append(m if isinstance(m, str) else getattr(m, "name", None))
-    if None in names:
-        return None
-    return names + [f"val_{n}" for n in names] if val else names
+def _check_input_size(model, train_ds):
+    """The training images' spatial shape; a size the model cannot take fails here, not mid-trace."""
+    image_shape = _spec(train_ds)[0].shape[1:-1]
+    if image_shape.is_fully_defined():
+        try:
+            model(tf.zeros((1, *image_shape, model.input_shape[-1])), training=False)
+        except Exception as e:  # noqa: BLE001 - Keras raises many kinds here
+            raise InvalidArgumentError(
+                f"finetune: model {model.name!r} cannot take {tuple(image_shape)} inputs ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:200]}). Pass a patch_size it accepts (e.g. sizes divisible"
+                f" by 2**depth for a U-Net) or data_options that resize the images.") from None
+    return image_shape
 
 
-AUX_LOSS_WEIGHTS = {"classification": 0.3, "segmentation": 0.5}
+def _run_config(model, target, strat, image_shape, *, train, options, batch_size, steps, epochs,
+                freeze_encoder_epochs, mixed_precision):
+    """The run's record in state.json (and ``model.zoo_run``): what a resume must match and what
+    ``zoo.predict`` takes as its defaults (patch size, intensity preprocessing)."""
+    return dict(model=getattr(model, "zoo_name", None) or model.name, task=target.task,
+                spatial_dims=target.spatial_dims, in_channels=target.in_channels,
+                num_classes=target.num_classes,
+                patch_size=[int(v) for v in image_shape] if image_shape.is_fully_defined()
+                else (list(target.patch) if target.patch else None), batch_size=batch_size,
+                global_batch_size=batch_size * strat.num_replicas_in_sync,
+                replicas=strat.num_replicas_in_sync, strategy=_strategy_name(strat),
+                steps_per_epoch=steps, epochs=epochs, params=int(model.count_params()),
+                input_shape=list(model.input_shape), output_shape=list(target.output_shape),
+                train=train if isinstance(train, str) else type(train).__name__,
+                preprocessing={k: options[k] for k in ("window", "normalize", "spacing") if k in options},
+                freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=bool(mixed_precision))
 
 
-def _aux_loss_weight(weight, task):
-    """The weight of each auxiliary output's loss: GoogLeNet's paper uses 0.3, torchvision's
-    DeepLab/FCN recipe 0.5 - the defaults for classification and segmentation models."""
-    if weight is None:
-        return AUX_LOSS_WEIGHTS.get(task, 0.5)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-        raise InvalidArgumentError(f"finetune: aux_loss_weight={weight!r} must be a number >= 0 (the "
-                                   "weight of each auxiliary output's loss, e.g. 0.3; 0 ignores them).")
-    return float(weight)
+def _check_monitor(monitor, metrics, has_val, model):
+    names = metric_names(metrics, has_val, model.output_names if len(model.outputs) > 1 else None)
+    if names is not None and monitor not in names:
+        raise InvalidArgumentError(f"finetune: monitor={monitor!r} is not a logged value; choose one of "
+                                   f"{', '.join(names)}.")
+
+
+def _history_renames(model, metrics):
+    """Keras logs the first output's metrics of a multi-output model as ``<output>_<metric>``: the
+    renames that drop the prefix (none for one output)."""
+    if len(model.outputs) == 1:
+        return {}
+    main, keys = model.output_names[0], (metric_names(metrics, False) or ["loss"])[1:]
+    return {f"{v}{main}_{m}": f"{v}{m}" for m in keys for v in ("", "val_")}
+
+
+def _open_run_folder(out_dir, model, state, verbose):
+    """Every check passed: from here on the run folder is written (by the chief only)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _io.atomic_write_bytes(out_dir / "model.json", lambda t: Path(t).write_text(model.to_json()))
+    if state and verbose:
+        print(f"finetune: resuming {out_dir} after epoch {state.get('epochs_completed')} (best "
+              f"{state.get('monitor')} {state.get('best')} at epoch {state.get('best_epoch')})",
+              file=sys.stderr)
+
+
+def _fit(net, strat, run_state, out_dir, **fit_kwargs):
+    """One ``net.fit`` call; a lost peer or a NaN/Inf loss becomes a ZooError naming the way on."""
+    try:
+        net.fit(**fit_kwargs)
+    except _LOST_PEER_ERRORS as e:
+        if _multi_process(strat):
+            raise _lost_worker(e, out_dir, run_state) from e
+        raise
+    if run_state.nan is not None:
+        epoch, batch, value = run_state.nan
+        where = f"epoch {epoch + 1}" + (f", batch {batch + 1}" if batch is not None else "")
+        raise ZooError(
+            f"finetune: the loss became {value} at {where}; training stopped. The last good "
+            f"checkpoints in {out_dir} were kept (best.h5, last.h5). Lower the "
+            "learning rate, check the data for NaN/Inf, or disable mixed precision.")
+
+
+def _fit_phases(net, strat, recipe, run_state, *, phases, encoder, snapshot, steps, out_dir, **fit_kwargs):
+    """Train phase by phase (``phases``: ``[(last epoch, encoder trainable)]``), each compiled
+    afresh by ``recipe``; a phase a resumed run completed before is skipped, the phase it stopped
+    in restarts from ``snapshot``. Returns the snapshot if every epoch was done before the restart."""
+    done = snapshot["epochs_done"] if snapshot else 0
+    start = 0
+    for phase, (end, trainable) in enumerate(phases):
+        if snapshot is not None and done >= end:  # this phase was completed before the restart
+            start = end
+            continue
+        with strat.scope():
+            for layer, flag in encoder:
+                layer.trainable = flag and trainable
+            recipe.compile(net, steps and steps * (end - start), trainable)  # frozen phase: constant lr
+            if snapshot is not None:  # resume: weights (and this phase's optimizer state)
+                restore_snapshot(net, snapshot, phase)
+                start, snapshot = max(start, done), None
+        run_state.phase = phase
+        _fit(net, strat, run_state, out_dir, epochs=end, initial_epoch=start, steps_per_epoch=steps,
+             **fit_kwargs)
+        if run_state.stopped_early:
+            break
+        start = end
+    return snapshot
+
+
+def _finish(model, net, run_state, snapshot, *, out_dir, restore_best, chief, config):
+    """The model gets the best (or last) weights and ``model.zoo_run``; the run is marked finished."""
+    if snapshot is not None:  # every epoch was done before the restart
+        restore_snapshot(net, snapshot)
+    if net is not model:
+        model.set_weights(net.get_weights())
+    best = out_dir / "best.h5"
+    if restore_best and best.exists():
+        model.load_weights(str(best))
+    if chief:
+        run_state.write_state(finished=True)
+        (out_dir / SNAPSHOT).unlink(missing_ok=True)
+    # zoo.predict(model, ...) then uses the training patch size and intensity preprocessing
+    object.__setattr__(model, "zoo_run", {"dir": str(out_dir), **config})  # untracked by Keras
+
+
+def _history(model, run_state, *, out_dir, chief, epochs, steps, verbose):
+    """A Keras History of every epoch of the run, including those before a resume."""
+    history = keras.callbacks.History()
+    history.set_model(model)
+    history.epoch = [r["epoch"] - 1 for r in run_state.rows]
+    history.history = {k: [r.get(k) for r in run_state.rows] for k in run_state.rows[0] if k != "epoch"} \
+        if run_state.rows else {}
+    history.params = {"epochs": epochs, "steps": steps, "verbose": verbose}
+    history.zoo_state = read_state(out_dir) if chief else None
+    return history
 
 
 def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patch_size=None,
@@ -154,178 +286,53 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     segmentation as in torchvision's DeepLab recipe); metrics and predictions use the first
     output. The history then also has ``<output>_loss`` per output (e.g. ``out_loss``, ``aux_loss``).
     """
-    from zoo import losses as _losses
-    from zoo import metrics as _metrics
-    from zoo.data._common import check_size
-
+    # 1. options, before any work: a refused run touches nothing
     out_dir = Path(out_dir)
     state = read_state(out_dir)
-    _check_resume(out_dir, state, resume)  # before any work: nothing is touched on refusal
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise InvalidArgumentError(f"finetune: epochs={epochs!r} must be a positive integer.")
-    check_positive_int("batch_size", batch_size, "finetune")
-    if isinstance(freeze_encoder_epochs, bool) or not isinstance(freeze_encoder_epochs, int) \
-            or not 0 <= freeze_encoder_epochs < epochs:
-        raise InvalidArgumentError(
-            f"finetune: freeze_encoder_epochs={freeze_encoder_epochs!r} must be an integer in "
-            f"[0, epochs={epochs}).")
-    lr0 = 1e-3 if learning_rate is None else learning_rate
-    if learning_rate is None and isinstance(optimizer, keras.optimizers.Optimizer):
-        lr0 = optimizer.get_config()["learning_rate"]  # an optimizer instance keeps its own rate
-        lr0 = keras.optimizers.schedules.deserialize(lr0) if isinstance(lr0, dict) else lr0
+    _check_resume(out_dir, state, resume)
+    _check_options(epochs, batch_size, freeze_encoder_epochs)
+    lr0 = initial_learning_rate(learning_rate, optimizer)
     strat = get_strategy(strategy, devices)  # first: a multi-worker strategy must precede all ops
-    if isinstance(model, str):
-        from zoo.hub import load
-        model = load(model)
-    elif not isinstance(model, keras.Model):
-        raise InvalidArgumentError(f"finetune: model must be a keras.Model or a registry name; got "
-                                   f"{type(model).__name__}.")
-    replicas = strat.num_replicas_in_sync
-    out_shape = main_output_shape(model)
-    n_outputs = len(model.outputs)
-    task = getattr(model, "zoo_task", None) or ("classification" if len(out_shape) == 2 else "segmentation")
-    dims = len(model.input_shape) - 2
-    num_classes = out_shape[-1]
-    aux_w = _aux_loss_weight(aux_loss_weight, task)
-    if patch_size is None and all(s is not None for s in model.input_shape[1:-1]):
-        patch_size = tuple(model.input_shape[1:-1])
-    patch = check_size(patch_size, dims)
+    # 2. the model and what it predicts
+    model = _resolve_model(model)
+    target = Target.of(model, patch_size)
+    aux_w = aux_weight(aux_loss_weight, target.task)
+    # 3. the data, checked against the model and batched for the strategy
     options = dict(data_options or {})
-    kw = dict(task=task, spatial_dims=dims, num_classes=num_classes, in_channels=model.input_shape[-1],
-              patch_size=patch, seed=seed, augment=augment)
-    global_batch = batch_size * replicas
-    datasets = {}
-    for what, source in (("training", train), ("validation", val)):
-        if source is None:
-            continue
-        training = what == "training"
-        ds, unbatched = resolve_data(source, training=training, what=what, **kw, **options)
-        batched = check_data(ds, model, what, source, unbatched)
-        shape = _spec(ds)[0].shape[:-1] if not batched else None
-        if patch and task == "segmentation" and shape is not None and tuple(shape) != patch:
-            ds = fit_patch(ds, patch, random=training, seed=seed)
-        ds = with_aux_targets(as_batched_dataset(ds, global_batch=global_batch, training=training,
-                                                 batched=batched, seed=seed), n_outputs)
-        n = _steps(ds, steps_per_epoch if training else validation_steps, what)
-        finite = int(tf.data.experimental.cardinality(ds)) >= 0
-        if training and steps_per_epoch and finite:
-            ds = ds.repeat()  # a fixed number of steps per epoch draws across the epoch boundary
-        datasets[what] = (ds, n)
-    train_ds, steps = datasets["training"]
-    val_ds, vsteps = datasets.get("validation", (None, None))
-    image_shape = _spec(train_ds)[0].shape[1:-1]
-    if image_shape.is_fully_defined():  # a size the model cannot take fails here, not mid-trace
-        try:
-            model(tf.zeros((1, *image_shape, model.input_shape[-1])), training=False)
-        except Exception as e:  # noqa: BLE001 - Keras raises many kinds here
-            raise InvalidArgumentError(
-                f"finetune: model {model.name!r} cannot take {tuple(image_shape)} inputs ({type(e).__name__}: "
-                f"{' '.join(str(e).split())[:200]}). Pass a patch_size it accepts (e.g. sizes divisible"
-                f" by 2**depth for a U-Net) or data_options that resize the images.") from None
+    data = _prepare_data(model, target, train, val, global_batch=batch_size * strat.num_replicas_in_sync,
+                         seed=seed, augment=augment, options=options, steps_per_epoch=steps_per_epoch,
+                         validation_steps=validation_steps)
+    train_ds, steps = data["training"]
+    val_ds, vsteps = data.get("validation", (None, None))
+    image_shape = _check_input_size(model, train_ds)
     if val_ds is None and monitor.startswith("val_"):
         monitor = monitor[4:]
-    config = dict(model=getattr(model, "zoo_name", None) or model.name, task=task, spatial_dims=dims,
-                  in_channels=model.input_shape[-1], num_classes=num_classes,
-                  patch_size=[int(v) for v in image_shape] if image_shape.is_fully_defined()
-                  else (list(patch) if patch else None), batch_size=batch_size,
-                  global_batch_size=global_batch, replicas=replicas, strategy=_strategy_name(strat),
-                  steps_per_epoch=steps, epochs=epochs, params=int(model.count_params()),
-                  input_shape=list(model.input_shape), output_shape=list(out_shape),
-                  train=train if isinstance(train, str) else type(train).__name__,
-                  preprocessing={k: options[k] for k in ("window", "normalize", "spacing") if k in options},
-                  freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=bool(mixed_precision))
+    # 4. the run's configuration; a resumed run must be the same model
+    config = _run_config(model, target, strat, image_shape, train=train, options=options,
+                         batch_size=batch_size, steps=steps, epochs=epochs,
+                         freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=mixed_precision)
     _check_resume(out_dir, state, resume, config)
     chief = _is_chief(strat)
     verbose = (1 if sys.stderr.isatty() else 2) if verbose == "auto" else verbose
-
-    cloned = mixed_precision or strat is not tf.distribute.get_strategy()  # (outside the scope!)
-    with strat.scope():
-        net = _clone(model, mixed_precision) if cloned else model
-        loss_fn = _losses.get_loss(loss or ("dice_ce" if task == "segmentation" else "ce"))
-        metric_objs = ([m if isinstance(m, str) else m.__class__.from_config(m.get_config())
-                        for m in metrics] if metrics is not None
-                       else _metrics.get_metrics(task, num_classes))
-    if isinstance(strat, tf.distribute.MultiWorkerMirroredStrategy):
-        _broadcast_weights(strat, net)
-    names = _metric_names(metric_objs, val_ds is not None, model.output_names if n_outputs > 1 else None)
-    if names is not None and monitor not in names:
-        raise InvalidArgumentError(f"finetune: monitor={monitor!r} is not a logged value; choose one of "
-                                   f"{', '.join(names)}.")
+    # 5. the network, loss and metrics in the strategy's scope
+    net, loss_fn, metric_objs = build_in_scope(strat, model, task=target.task, num_classes=target.num_classes,
+                                               loss=loss, metrics=metrics, mixed_precision=mixed_precision)
+    _check_monitor(monitor, metric_objs, val_ds is not None, model)
     encoder = [(layer, layer.trainable) for layer in encoder_layers(net, model)] if freeze_encoder_epochs else []
-    if chief:  # every check passed: from here on the run folder is written
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _io.atomic_write_bytes(out_dir / "model.json", lambda t: Path(t).write_text(model.to_json()))
-        if state and verbose:
-            print(f"finetune: resuming {out_dir} after epoch {state.get('epochs_completed')} (best "
-                  f"{state.get('monitor')} {state.get('best')} at epoch {state.get('best_epoch')})",
-                  file=sys.stderr)
-    # Keras logs the first output's metrics of a multi-output model as "<output>_<metric>": drop the prefix
-    main, metric_keys = model.output_names[0], (_metric_names(metric_objs, False) or ["loss"])[1:]
-    rename = {f"{v}{main}_{m}": f"{v}{m}" for m in metric_keys for v in ("", "val_")} if n_outputs > 1 else {}
-    run_state = RunState(out_dir, monitor=monitor, chief=chief, verbose=bool(verbose),
-                         patience=early_stopping, config=config, rename=rename)
+    recipe = Recipe(optimizer, lr0, lr_schedule, weight_decay, loss_fn, metric_objs, n_outputs=target.n_outputs,
+                    aux_weight=aux_w, mixed_precision=mixed_precision, jit_compile=jit_compile)
+    # 6. fit the phases (frozen encoder, then all layers), writing the run folder each epoch
+    if chief:
+        _open_run_folder(out_dir, model, state, verbose)
+    run_state = RunState(out_dir, monitor=monitor, chief=chief, verbose=bool(verbose), patience=early_stopping,
+                         config=config, rename=_history_renames(model, metric_objs))
     extra = [keras.callbacks.TensorBoard(str(out_dir / "logs"))] if chief and tensorboard else []
     phases = [(freeze_encoder_epochs, False), (epochs, True)] if freeze_encoder_epochs else [(epochs, True)]
-    snapshot = read_snapshot(out_dir / SNAPSHOT) if state else None
-    done = snapshot["epochs_done"] if snapshot else 0
-    start = 0
-    for phase, (end, trainable) in enumerate(phases):
-        if snapshot is not None and done >= end:  # this phase was completed before the restart
-            start = end
-            continue
-        with strat.scope():
-            for layer, flag in encoder:
-                layer.trainable = flag and trainable
-            lr = _learning_rate(lr0, lr_schedule if trainable else "constant",  # frozen phase: constant
-                                steps and steps * (end - start))
-            opt = _optimizer(optimizer, lr, weight_decay)
-            if mixed_precision:
-                opt = keras.mixed_precision.LossScaleOptimizer(opt)
-            if n_outputs > 1:  # auxiliary heads: the same loss, weighted; metrics on the prediction only
-                net.compile(optimizer=opt, loss=[loss_fn] * n_outputs, jit_compile=jit_compile,
-                            loss_weights=[1.0] + [aux_w] * (n_outputs - 1),
-                            metrics=[list(metric_objs)] + [[] for _ in range(n_outputs - 1)])
-            else:
-                net.compile(optimizer=opt, loss=loss_fn, metrics=list(metric_objs), jit_compile=jit_compile)
-            if snapshot is not None:  # resume: weights (and this phase's optimizer state)
-                restore_snapshot(net, snapshot, phase)
-                start, snapshot = max(start, done), None
-        run_state.phase = phase
-        try:
-            net.fit(train_ds, validation_data=val_ds, epochs=end, initial_epoch=start, steps_per_epoch=steps,
-                    validation_steps=vsteps, callbacks=[run_state, *extra, *(callbacks or [])],
-                    verbose=verbose)
-        except _LOST_PEER_ERRORS as e:
-            if _multi_process(strat):
-                raise _lost_worker(e, out_dir, run_state) from e
-            raise
-        if run_state.nan is not None:
-            epoch, batch, value = run_state.nan
-            where = f"epoch {epoch + 1}" + (f", batch {batch + 1}" if batch is not None else "")
-            raise ZooError(
-                f"finetune: the loss became {value} at {where}; training stopped. The last good "
-                f"checkpoints in {out_dir} were kept (best.h5, last.h5). Lower the "
-                "learning rate, check the data for NaN/Inf, or disable mixed precision.")
-        if run_state.stopped_early:
-            break
-        start = end
-    if snapshot is not None:  # every epoch was done before the restart
-        restore_snapshot(net, snapshot)
-    if net is not model:
-        model.set_weights(net.get_weights())
-    best = out_dir / "best.h5"
-    if restore_best and best.exists():
-        model.load_weights(str(best))
-    if chief:
-        run_state.write_state(finished=True)
-        (out_dir / SNAPSHOT).unlink(missing_ok=True)
-    # zoo.predict(model, ...) then uses the training patch size and intensity preprocessing
-    object.__setattr__(model, "zoo_run", {"dir": str(out_dir), **config})  # untracked by Keras
-    history = keras.callbacks.History()
-    history.set_model(model)
-    history.epoch = [r["epoch"] - 1 for r in run_state.rows]
-    history.history = {k: [r.get(k) for r in run_state.rows] for k in run_state.rows[0] if k != "epoch"} \
-        if run_state.rows else {}
-    history.params = {"epochs": epochs, "steps": steps, "verbose": verbose}
-    history.zoo_state = read_state(out_dir) if chief else None
-    return history
+    snapshot = _fit_phases(net, strat, recipe, run_state, phases=phases, encoder=encoder,
+                           snapshot=read_snapshot(out_dir / SNAPSHOT) if state else None, steps=steps,
+                           out_dir=out_dir, x=train_ds, validation_data=val_ds, validation_steps=vsteps,
+                           callbacks=[run_state, *extra, *(callbacks or [])], verbose=verbose)
+    # 7. finish: best weights into the model, the run marked finished, the history
+    _finish(model, net, run_state, snapshot, out_dir=out_dir, restore_best=restore_best, chief=chief,
+            config=config)
+    return _history(model, run_state, out_dir=out_dir, chief=chief, epochs=epochs, steps=steps, verbose=verbose)

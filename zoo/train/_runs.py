@@ -16,6 +16,7 @@ import numpy as np
 
 from zoo._keras import keras, tf
 from zoo import _io
+from zoo._h5 import weight_layout, write_weights
 from zoo.errors import InvalidArgumentError, ZooError
 
 
@@ -100,7 +101,8 @@ class RunState(keras.callbacks.Callback):
         # leaves a state that the next run repairs (best) or redoes (the epoch). Each file is
         # fsynced before its rename; the folder once at the end (the renames' durability).
         _io.atomic_write_bytes(self.out_dir / "last.h5",
-                           lambda tmp: write_h5_weights(tmp, layout, values, epoch + 1), False)
+                               lambda tmp: write_weights(tmp, layout, values, {"zoo_epoch": epoch + 1}),
+                               False)
         _io.write_csv(self.out_dir / "history.csv", self.rows, False)
         self.write_state(sync_dir=False)
         if improved:  # the same bytes as last.h5: a hard link (a copy where links fail)
@@ -135,50 +137,6 @@ class RunState(keras.callbacks.Callback):
 
 
 SNAPSHOT = "resume.npz"
-
-
-def weight_layout(model):
-    """``([(layer name, [weight names])], variables)`` in Keras 2 HDF5 order: each layer's
-    trainable then non-trainable weights (sub-layers included), layers in model order."""
-    layout, variables = [], []
-    for layer in model.layers:
-        weights = layer.trainable_weights + layer.non_trainable_weights
-        layout.append((layer.name, [w.name for w in weights]))
-        variables += weights
-    return layout, variables
-
-
-def _set_names_attr(group, name, names):
-    """A list-of-names attribute, split as Keras does beyond the 64 KB HDF5 header limit."""
-    data = np.asarray([n.encode("utf8") for n in names]) if names else np.asarray([])
-    chunks = [data]
-    while any(c.nbytes > 64512 for c in chunks):
-        chunks = np.array_split(data, len(chunks) + 1)
-    if len(chunks) == 1:
-        group.attrs[name] = data
-    else:
-        for i, chunk in enumerate(chunks):
-            group.attrs[f"{name}{i}"] = chunk
-
-
-def write_h5_weights(path, layout, values, epoch=None):
-    """A Keras 2 HDF5 weights file (what ``model.save_weights("x.h5")`` writes) from values
-    read beforehand: model weights only, loadable with ``model.load_weights`` (compiled or
-    not) and by layer name with ``zoo.load(name, weights=path)``; ``zoo_epoch`` records the
-    epoch. About 3x faster than Keras' ``.weights.h5`` writer, which walks the optimizer too."""
-    import h5py
-    values = iter(values)
-    with h5py.File(path, "w") as f:
-        _set_names_attr(f, "layer_names", [name for name, _ in layout])
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = str(keras.__version__).encode("utf8")
-        if epoch is not None:
-            f.attrs["zoo_epoch"] = int(epoch)
-        for name, weight_names in layout:
-            group = f.create_group(name)
-            _set_names_attr(group, "weight_names", weight_names)
-            for weight_name in weight_names:
-                group.create_dataset(weight_name, data=np.asarray(next(values)))
 
 
 def h5_epoch(path):

@@ -28,6 +28,7 @@ last Inception module), ``head_pool``, ``head_dropout``, ``classifier``; aux hea
 ``aux{1,2}_...`` with outputs ``aux1``, ``aux2`` after ``classifier``.
 """
 from zoo._keras import keras
+from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import (AdaptiveAveragePooling, LocalResponseNormalization, avg_pool,
                         check_spatial_dims, classifier_head, conv, global_avg_pool, max_pool,
@@ -127,6 +128,7 @@ def _check_aux_input(input_shape, spatial_dims, in_channels):
         "or aux_heads=False (the main head pools globally and takes any size).")
 
 
+@register_builder
 def googlenet(*, variant="paper", aux_heads=False, spatial_dims=2, in_channels=3, num_classes=1000,
               input_shape=None, width=1.0, dropout=0.4, classifier_activation=None,
               name="googlenet"):
@@ -152,7 +154,7 @@ def googlenet(*, variant="paper", aux_heads=False, spatial_dims=2, in_channels=3
             f"{_WHERE}: aux_heads={aux_heads!r} must be True or False; pass aux_heads=True to add "
             "the auxiliary classifiers on Inception 4a and 4d.")
     check_spatial_dims(spatial_dims, where=_WHERE)
-    check_positive_int("num_classes", num_classes, _WHERE, minimum=0)
+    check_positive_int("num_classes", num_classes, _WHERE, minimum=0, maximum=100_000)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise InvalidArgumentError(
             f"{_WHERE}: dropout={dropout!r} must be a rate in [0, 1); the paper uses dropout=0.4.")

@@ -43,6 +43,7 @@ change. The four stage outputs a decoder picks come from the layer-name contract
 ``stage{i}_out`` in the torchvision layout, the registry's ``keras_resnet``/``keras_resnet_v2`` specs otherwise.
 """
 from zoo._keras import keras
+from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import (check_spatial_dims, classifier_head, conv, global_avg_pool, max_pool,
                         model_input, norm_layer, zero_pad)
@@ -68,7 +69,7 @@ _KERAS_MOMENTUM, _TV_MOMENTUM = 0.99, 0.9
 def _stage_blocks(depth, block=None, layout="torchvision"):
     """Validate depth/block/layout; return (block, blocks per stage)."""
     check_choice("layout", layout, LAYOUTS, _WHERE)
-    if isinstance(depth, bool) or depth not in DEPTHS:
+    if isinstance(depth, bool) or depth not in tuple(DEPTHS):
         raise InvalidArgumentError(
             f"{_WHERE}: depth={depth!r} is not supported; allowed: "
             f"{', '.join(str(d) for d in DEPTHS)} (18/34 use basic blocks, 50+ bottleneck blocks). "
@@ -236,6 +237,7 @@ def _keras_body(ops, x, width, plan, v2):
 
 
 # --------------------------------------------------------------------------- builder
+@register_builder
 def resnet(*, depth, block=None, layout="torchvision", spatial_dims=2, in_channels=3,
            num_classes=1000, input_shape=None, width=64, norm="batch", dropout=0.0,
            output_stride=32, classifier_activation=None, name="resnet"):
@@ -260,8 +262,8 @@ def resnet(*, depth, block=None, layout="torchvision", spatial_dims=2, in_channe
     check_choice("norm", norm, ("batch", "group", "instance", "layer", None), _WHERE)
     check_choice("classifier_activation", classifier_activation, (None, "softmax", "sigmoid"),
                  _WHERE)
-    check_positive_int("width", width, _WHERE)
-    check_positive_int("num_classes", num_classes, _WHERE, minimum=0)
+    check_positive_int("width", width, _WHERE, maximum=1024)
+    check_positive_int("num_classes", num_classes, _WHERE, minimum=0, maximum=100_000)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise InvalidArgumentError(
             f"{_WHERE}: dropout={dropout!r} must be a number in [0, 1); pass e.g. dropout=0.2, "

@@ -44,6 +44,17 @@ def check_spacing(spacing, source, what="voxel size"):
     return tuple(values)
 
 
+def quiet_nibabel(nib, fn, *args):
+    """``fn(*args)`` with nibabel's logger off (it prints its header repairs to stderr)."""
+    logger = nib.imageglobals.logger
+    was = logger.disabled
+    logger.disabled = True
+    try:
+        return fn(*args)
+    finally:
+        logger.disabled = was
+
+
 def read_nifti_header(nib, path):
     """The NIfTI-1/-2 header of ``path`` as stored (no repairs), or DataError."""
     from nibabel.openers import ImageOpener

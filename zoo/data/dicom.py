@@ -82,7 +82,9 @@ def _numbers(ds, path, name, n=1, *, required=True, positive=False, default=None
     """Tag ``name`` as ``n`` finite floats (one float when ``n == 1``); DataError when it is malformed
     (non-numeric text, the wrong count of values, NaN/Inf, or a non-positive value where a size is meant)."""
     try:
-        value = ds.get(name)
+        with warnings.catch_warnings():  # pydicom warns, then hands over the raw text: judged below
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
+            value = ds.get(name)
     except Exception as e:  # a DS/IS string pydicom cannot convert
         raise DataError(f"{path}: the DICOM tag {name} cannot be read ({describe(e)}).") from None
     if value is None or value == "":
@@ -134,10 +136,11 @@ def read_dicom_series(source, *, series_uid=None):
         raise DataError(f"{source} mixes {len(groups)} DICOM series: {listing}. Put each series in its "
                         "own folder or pass series_uid=...")
     first, ds0 = slices[0]
-    frames = _numbers(ds0, first, "NumberOfFrames", required=False, default=1.0)
-    if frames != 1:
-        raise DataError(f"{first}: a multi-frame (enhanced) DICOM object ({frames:g} frames); only one-slice-per-"
-                        "file series are supported. Convert it (e.g. dcm2niix) and use zoo.data.nifti.")
+    for f, ds in slices:
+        frames = _numbers(ds, f, "NumberOfFrames", required=False, default=1.0)
+        if frames != 1:
+            raise DataError(f"{f}: a multi-frame (enhanced) DICOM object ({frames:g} frames); only one-slice-"
+                            "per-file series are supported. Convert it (e.g. dcm2niix) and use zoo.data.nifti.")
     orient = _orientation(ds0, first)
     others = [(f, o) for f, o in ((f, _orientation(ds, f)) for f, ds in slices[1:]) if np.abs(o - orient).max() > 1e-3]
     if others:
@@ -160,10 +163,17 @@ def read_dicom_series(source, *, series_uid=None):
     slices.sort(key=lambda item: positions[item[0]])
     proj = np.array([positions[f] for f, _ in slices])
     row_spacing, col_spacing = _numbers(ds0, first, "PixelSpacing", 2, positive=True)
+    for f, ds in slices:
+        other = _numbers(ds, f, "PixelSpacing", 2, positive=True)
+        if not np.allclose(other, (row_spacing, col_spacing), rtol=1e-4):
+            raise DataError(f"{source}: the slices have different PixelSpacing ({Path(first).name}: "
+                            f"{row_spacing:g}\\{col_spacing:g}, {Path(f).name}: {other[0]:g}\\{other[1]:g}); "
+                            "they are not one volume. Keep one series per folder.")
+        thick = _numbers(ds, f, "SliceThickness", required=False)
+        if thick is not None and thick < 0:
+            raise DataError(f"{f}: SliceThickness is {thick:g} mm; a thickness cannot be negative - the "
+                            "header is damaged.")
     thickness = _numbers(ds0, first, "SliceThickness", required=False)
-    if thickness is not None and thickness < 0:
-        raise DataError(f"{first}: SliceThickness is {thickness:g} mm; a thickness cannot be negative - the "
-                        "header is damaged.")
     if len(slices) > 1:
         gaps = np.diff(proj)
         dz = float(np.median(gaps))
@@ -183,9 +193,14 @@ def read_dicom_series(source, *, series_uid=None):
         if pixels.ndim != 2 or (expected is not None and pixels.shape != expected) or not pixels.size:
             raise DataError(f"{f}: slice of shape {pixels.shape} does not fit the series "
                             f"({expected or 'one 2D grayscale plane expected'}).")
-        slope = _numbers(ds, f, "RescaleSlope", required=False) or 1.0
+        slope = _numbers(ds, f, "RescaleSlope", required=False, default=1.0)
         intercept = _numbers(ds, f, "RescaleIntercept", required=False, default=0.0)
-        planes.append(pixels.astype(np.float32) * slope + intercept)
+        with np.errstate(over="ignore", invalid="ignore"):
+            plane = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        if slope == 0 or not np.all(np.isfinite(plane)):
+            raise DataError(f"{f}: RescaleSlope {slope:g} / RescaleIntercept {intercept:g} turn the pixels into "
+                            f"{'zeros' if slope == 0 else 'NaN/Inf'}; the header is damaged. Fix or remove the file.")
+        planes.append(plane)
     volume = np.stack(planes, axis=-1).transpose(1, 0, 2)[..., None]  # (cols, rows, slices, 1)
     affine = np.eye(4)
     affine[:3, 0] = row_dir * col_spacing

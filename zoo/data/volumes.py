@@ -16,7 +16,7 @@ import numpy as np
 
 from zoo.data._common import (DataError, check_channels, check_finite, check_labels, check_size,
                                   dataset_from_generator, describe, list_files, require, spec, stem)
-from zoo.data._geometry import check_affine, check_nifti_header, check_spacing
+from zoo.data._geometry import check_affine, check_nifti_header, check_spacing, quiet_nibabel
 from zoo.errors import InvalidArgumentError, check_choice
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -28,8 +28,7 @@ def load_nifti(path):
     nib = require("nibabel", "Reading NIfTI files")
     check_nifti_header(nib, path)  # as stored: nibabel would silently repair some fields
     try:
-        with nib.imageglobals.LoggingOutputSuppressor():  # our own checks speak; nibabel's repairs stay quiet
-            img = nib.load(str(path))
+        img = quiet_nibabel(nib, nib.load, str(path))  # our checks speak; nibabel's repair notes stay quiet
         data = np.asarray(img.get_fdata(dtype=np.float32))
         spacing = tuple(float(z) for z in img.header.get_zooms()[:3])
         affine = np.asarray(img.affine, np.float64)

@@ -154,8 +154,9 @@ def read_yaml(path, what="YAML file", hint="check the path"):
         line = raw[:e.start].count(b"\n") + 1
         raise RegistryError(f"{what} {name!r} is not UTF-8 text: byte {raw[e.start]:#04x} at line {line} "
                             f"(offset {e.start}) cannot be decoded. Save the file as UTF-8.") from None
-    loader = _UniqueKeyLoader(text, name)
+    loader = None
     try:
+        loader = _UniqueKeyLoader(text, name)  # the reader already refuses NUL and other control characters
         node = loader.get_single_node()
         if node is not None:
             _check_expansion(node, name)
@@ -163,10 +164,12 @@ def read_yaml(path, what="YAML file", hint="check the path"):
     except ZooError:
         raise
     except yaml.YAMLError as e:
-        raise RegistryError(f"{what} {name!r} is not valid YAML: {e}") from None
+        detail = str(e).replace('"<unicode string>"', repr(name)).replace("<unicode string>", name)
+        raise RegistryError(f"{what} {name!r} is not valid YAML: {detail}") from None
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as e:  # e.g. a 5000-digit int
         raise RegistryError(f"{what} {name!r} is not valid YAML: {type(e).__name__}: "
                             f"{' '.join(str(e).split())[:300]}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data

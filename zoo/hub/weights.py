@@ -250,7 +250,8 @@ def plan_transfer(model, wf, *, inflate=False, entry=None, allow_non_finite=Fals
             file_shapes = [tuple(a.shape) for _, a in file_layers[key]]
             model_shapes = [tuple(v.shape) for v in variables]
             if id(layer) in heads and len(file_shapes) == len(model_shapes) and all(
-                    len(f) == len(m) and f[:-1] == m[:-1] for f, m in zip(file_shapes, model_shapes)):
+                    len(f) == len(m) and f[:-1] == m[:-1] for f, m in zip(file_shapes, model_shapes)) \
+                    and len({f[-1] for f in file_shapes if f}) == 1:  # the file's head agrees with itself
                 reinit[layer.name] = f"{file_shapes[0][-1]} outputs in the file, {model_shapes[0][-1]} in the model"
                 continue
             hint = ""

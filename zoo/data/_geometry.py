@@ -12,6 +12,7 @@ import numpy as np
 from zoo.data._common import DataError, describe
 
 MAX_VOXEL_SIZE = 1e5   # in the file's units (mm, or um/m per xyzt_units): 100 m per voxel is not an image
+MAX_OFFSET = 1e7       # an origin 10 km (in mm) from the scanner's is no patient position
 _XFORM_CODES = range(0, 6)  # unknown, scanner, aligned, Talairach, MNI-152, template (NIfTI-1 / -2)
 
 
@@ -21,6 +22,10 @@ def check_affine(affine, source, what="affine"):
     if affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         raise DataError(f"{source}: the {what} holds NaN/Inf values ({_rows(affine)}); the image has no valid "
                         "position in space. Fix the header (e.g. re-export the image) before using it.")
+    if np.abs(affine[:3, 3]).max() > MAX_OFFSET:
+        raise DataError(f"{source}: the {what} puts the image origin {np.abs(affine[:3, 3]).max():.3g} units from "
+                        f"the scanner origin (more than {MAX_OFFSET:g}); the header is damaged. Fix it or re-export "
+                        "the image.")
     sv = np.linalg.svd(affine[:3, :3], compute_uv=False)
     if not sv[0] > 0 or sv[-1] <= 1e-6 * sv[0]:
         raise DataError(f"{source}: the {what} is singular ({_rows(affine)}): its voxel axes do not span 3D "

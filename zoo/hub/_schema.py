@@ -274,6 +274,33 @@ def builder_string():
                          "package (e.g. 'zoo.models.resnet:resnet'); a registry cannot name other code")
 
 
+class Number(Check):
+    expected = "a finite number"
+
+    def __call__(self, where, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            fail(where, value, self.expected)
+        return value
+
+
+NUMBERS = ListOf(Number(), 1, MAX_CHANNELS, what="a list of finite numbers, one per channel")
+
+
+class Preprocessing(Check):
+    """A mapping of string keys; the keys the zoo reads are typed, others (new ones) are plain data."""
+    expected = "a mapping such as {mode: caffe, size: 224}"
+    known = {"size": Int(1, MAX_SIZE), "mode": Text(64, prose=False), "channel_order": Choice("RGB", "BGR"),
+             "mean": Optional(NUMBERS), "std": Optional(NUMBERS),
+             "input_range": ListOf(Number(), 2, 2, what="[low, high], two finite numbers")}
+
+    def __call__(self, where, value):
+        DictOf(KEYWORD, PLAIN, 200, self.expected)(where, value)
+        for key, check in self.known.items():
+            if key in value:
+                check(f"{where}.{key}", value[key])
+        return value
+
+
 def weight_fields(formats):
     return {
         "url": (Text(4096, prose=False), "https://, file:// or a path relative to the registry file"),
@@ -284,8 +311,7 @@ def weight_fields(formats):
         "num_classes": (Int(0, INT32_MAX), "classes of the classifier in the file (0 = headless)"),
         "spatial_dims": (DIMS, "2 or 3: the dimensionality the weights were trained in"),
         "config": (KWARGS, "builder keyword arguments the file was saved from"),
-        "preprocessing": (DictOf(KEYWORD, PLAIN, 200, "a mapping such as {mode: caffe, size: 224}"),
-                          "how inputs must be prepared: {mode | mean/std, size, channel_order}"),
+        "preprocessing": (Preprocessing(), "how inputs must be prepared: {mode | mean/std, size, channel_order}"),
         "labels": (AnyOf(Text(), ListOf(Text(1000), 1, 1_000_000), expected="a string or a list of class names"),
                    "class names, or where to find them"),
         "license": (Text(), "licence of the weights"),
@@ -355,4 +381,8 @@ class Contract(Check):
             fail(where, value, self.expected)
         if "base" in value:
             NAME(f"{where}: base", value["base"])
+        for key, item in value.items():  # layer names and patterns: no invisible characters
+            for i, text in enumerate(item if isinstance(item, list) else [item]):
+                if isinstance(text, str) and _bad_char(text, prose=False) is not None:
+                    Text(prose=False)(f"{where}.{key}" + (f"[{i}]" if isinstance(item, list) else ""), text)
         return value

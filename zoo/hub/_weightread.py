@@ -325,3 +325,43 @@ def read(path, fmt=None):
         raise WeightsError(f"cannot read {path} as {fmt} weights ({_describe(e)}); the file is damaged.") from None
     wf.closer = f.close
     return wf
+
+
+# --------------------------------------------------------------------------- values for the model
+_FLOATS = ("float16", "float32", "float64")
+
+
+def check_dtype(wf, label, kind, arr, var):
+    """Only float16/32/64 may change width on the way into a variable; anything else (integers,
+    booleans, complex numbers into float variables) means the file does not hold these weights."""
+    want = np.dtype(var.dtype.as_numpy_dtype)
+    if arr.dtype == want or (arr.dtype.name in _FLOATS and want.name in _FLOATS):
+        return
+    raise WeightsError(
+        f"weights file {wf.path}: layer {label} {kind} is {arr.dtype} in the file but {want} in the model; "
+        "only float16, float32 and float64 are converted into each other. Convert the array to float32 "
+        "(e.g. array.astype('float32')) and save the file again.")
+
+
+def variable_values(wf, label, steps, inflate, adapt_channels, allow_non_finite=False):
+    """Read the planned arrays of one layer (their shapes matched), inflate/adapt them as planned
+    (``steps``: ``(variable, Array, [(op, arg)])``), cast them to the variables' dtypes, and refuse
+    NaN/Inf values (also those a narrowing cast makes) unless ``allow_non_finite``."""
+    pairs = []
+    for var, arr, ops in steps:
+        value = arr.read() if hasattr(arr, "read") else np.asarray(arr)
+        for op, arg in ops:
+            value = inflate(value, arg) if op == "inflate" else adapt_channels(value, arg)
+        dtype = np.dtype(var.dtype.as_numpy_dtype)
+        if dtype.kind == "f":
+            with np.errstate(over="ignore", invalid="ignore"):
+                value = value.astype(dtype, copy=False)
+            bad = int(value.size - np.count_nonzero(np.isfinite(value)))
+            if bad and not allow_non_finite:
+                raise WeightsError(
+                    f"weights file {wf.path}: layer {label} {short_name(var.name)} holds {bad} NaN/Inf "
+                    f"value(s) of {value.size}{' after the cast to ' + dtype.name if arr.dtype != dtype else ''}; "
+                    "such weights make every output NaN or constant. Use another file, or pass "
+                    "allow_non_finite=True if you really mean to load them.")
+        pairs.append((var, value))
+    return pairs

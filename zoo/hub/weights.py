@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.hub import _fetch, _weightfile
+from zoo.hub import _fetch, _weightfile, _weightread
 from zoo.errors import InvalidArgumentError, WeightsError, did_you_mean
 from zoo.hub.contract import class_heads, contract, kernel_of
 
@@ -244,7 +244,7 @@ def plan_transfer(model, wf, *, inflate=False, entry=None, allow_non_finite=Fals
             if shape != target:
                 steps = None
                 break
-            _check_dtype(wf, label, kind, arr, var)
+            _weightread.check_dtype(wf, label, kind, arr, var)
             steps.append((var, arr, ops))
         if steps is None:
             file_shapes = [tuple(a.shape) for _, a in file_layers[key]]
@@ -278,47 +278,10 @@ def plan_transfer(model, wf, *, inflate=False, entry=None, allow_non_finite=Fals
             raise WeightsError(
                 f"weights file {wf.path} has layer {key!r} which the model lacks - the file was saved "
                 f"from a different architecture or configuration.{context}")
-    values = [(layer, variables_and_values(wf, label, steps, allow_non_finite)) for layer, label, steps in plan]
+    values = [(layer, _weightread.variable_values(wf, label, steps, _inflate, _adapt_channels, allow_non_finite))
+              for layer, label, steps in plan]
     return ([(layer, [v for v, _ in pairs], [x for _, x in pairs]) for layer, pairs in values],
             {"loaded": loaded, "adapted": adapted, "reinitialised": reinit, "skipped": skipped})
-
-
-_FLOATS = ("float16", "float32", "float64")
-
-
-def _check_dtype(wf, label, kind, arr, var):
-    """Only float16/32/64 may change width on the way into a variable; anything else (integers,
-    booleans, complex numbers into float variables) means the file does not hold these weights."""
-    want = np.dtype(var.dtype.as_numpy_dtype)
-    if arr.dtype == want or (arr.dtype.name in _FLOATS and want.name in _FLOATS):
-        return
-    raise WeightsError(
-        f"weights file {wf.path}: layer {label} {kind} is {arr.dtype} in the file but {want} in the model; "
-        "only float16, float32 and float64 are converted into each other. Convert the array to float32 "
-        "(e.g. array.astype('float32')) and save the file again.")
-
-
-def variables_and_values(wf, label, steps, allow_non_finite=False):
-    """Read the planned arrays of one layer (the shapes matched), cast and adapt them, and refuse
-    NaN/Inf values (also those a narrowing cast makes) unless ``allow_non_finite``."""
-    pairs = []
-    for var, arr, ops in steps:
-        value = arr.read() if hasattr(arr, "read") else np.asarray(arr)
-        for op, arg in ops:
-            value = _inflate(value, arg) if op == "inflate" else _adapt_channels(value, arg)
-        dtype = np.dtype(var.dtype.as_numpy_dtype)
-        if dtype.kind == "f":
-            with np.errstate(over="ignore", invalid="ignore"):
-                value = value.astype(dtype, copy=False)
-            bad = int(value.size - np.count_nonzero(np.isfinite(value)))
-            if bad and not allow_non_finite:
-                raise WeightsError(
-                    f"weights file {wf.path}: layer {label} {_weightfile.short_name(var.name)} holds {bad} NaN/Inf "
-                    f"value(s) of {value.size}{' after the cast to ' + dtype.name if arr.dtype != dtype else ''}; "
-                    "such weights make every output NaN or constant. Use another file, or pass "
-                    "allow_non_finite=True if you really mean to load them.")
-        pairs.append((var, value))
-    return pairs
 
 
 def _model_dims(model):

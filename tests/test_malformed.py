@@ -99,7 +99,7 @@ def test_5_huge_depth_is_refused_before_building(tmp_path):
     path = registry(tmp_path, text=ENTRY.format(extra="").replace("depth: 2", "depth: 1000000"))
     code = ("import zoo\ntry:\n    zoo.load('mynet')\nexcept zoo.ZooError as e:\n    print('ZooError', e)")
     proc, _ = _run(code, {"ZOO_REGISTRY": str(path)})
-    assert "ZooError unet: depth=1000000 must be an integer from 1 to 10" in proc.stdout, proc.stderr
+    assert "ZooError unet: depth=1000000 must be an integer >= 1 and <= 10" in proc.stdout, proc.stderr
     for name, kw, arg in [("unet", {"filters": 10 ** 9}, "filters"), ("resnet18", {"num_classes": 10 ** 12}, "num_classes"),
                           ("wgan", {"image_size": 2 ** 40}, "image_size"), ("unet3d", {"filters": 2048}, "channels wide")]:
         with pytest.raises(ZooError, match=arg):
@@ -140,7 +140,7 @@ def test_5_deep_nesting_is_refused(tmp_path):
     ("- 1\n", r"reg.yaml is a list of 1 item\(s\); expected a mapping with keys models"),
     (ENTRY.format(extra="").replace("mynet", "123"), r"line 3: the key 123 is not a string"),
     ("models:\n  ? [1, 2]\n  : x\n", r"line 2: the key a list is not a string"),
-    (ENTRY.format(extra="    weights: {w: {url: 5, hash: '%s'}}" % HASH), r"url .* is 5; expected a string"),
+    (ENTRY.format(extra="    weights: {w: {url: 5, hash: '%s'}}" % HASH), r"url .* is 5; expected a non-empty string"),
     (ENTRY.format(extra="    reference: {filters: 99999999999999999999999}"), r"reference.filters is an integer of about 24 digits, beyond \+-2147483647"),
     (ENTRY.format(extra="    reference: {filters: 1%s}" % ("0" * 5000)), r"line 9: an integer of 5001 digits"),
 ])
@@ -177,8 +177,8 @@ def test_8_bad_size_is_refused_and_leaves_no_partial_download(tmp_path, size, is
     ("input: {size: -32}", r"input: size \(reference input size per spatial axis\) is -32; expected an integer from 1"),
     (f"weights: {{w: {{url: w.npz, hash: '{HASH}', preprocessing: zscore}}}}", r"preprocessing .* is the string 'zscore'; expected a mapping"),
     (f"weights: {{w: {{url: w.npz, hash: '{HASH}', in_channels: 0}}}}", r"in_channels .* is 0; expected an integer from 1"),
-    ("paper: 2015", r"paper .* is 2015; expected a string"),
-    (f"weights: {{w: {{url: w.npz, hash: '{HASH}', license: [a]}}}}", r"license .* is a list of 1 item\(s\); expected a string"),
+    ("paper: 2015", r"paper .* is 2015; expected a non-empty string"),
+    (f"weights: {{w: {{url: w.npz, hash: '{HASH}', license: [a]}}}}", r"license .* is a list of 1 item\(s\); expected a non-empty string"),
     ("notes: {a: b}", r"notes .* is a mapping of 1 key\(s\); expected a string or a list of strings"),
 ])
 def test_9_fields_are_typed(tmp_path, extra, match):

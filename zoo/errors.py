@@ -64,7 +64,7 @@ def check_positive_int(arg, value, where="", minimum=1, maximum=None):
     loc = f"{where}: " if where else ""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum or \
             (maximum is not None and value > maximum):
-        bound = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+        bound = f">= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
         shown = repr(value) if not isinstance(value, int) or value.bit_length() < 64 else "a huge integer"
         raise InvalidArgumentError(
             f"{loc}{arg}={shown} must be an integer {bound}; pass e.g. {arg}={max(minimum, 1)}.")

@@ -103,12 +103,12 @@ class Choice(Check):
 class Text(Check):
     """A string; ``prose`` allows newlines and tabs; ``pattern`` must match all of it."""
 
-    def __init__(self, max_len=MAX_TEXT, *, prose=True, pattern=None, expected=None):
-        self.max_len, self.prose, self.pattern = max_len, prose, pattern
-        self.expected = expected or f"a string of at most {max_len} characters"
+    def __init__(self, max_len=MAX_TEXT, *, prose=True, pattern=None, expected=None, empty=False):
+        self.max_len, self.prose, self.pattern, self.empty = max_len, prose, pattern, empty
+        self.expected = expected or f"a {'' if empty else 'non-empty '}string of at most {max_len} characters"
 
     def __call__(self, where, value):
-        if not isinstance(value, str) or not value or len(value) > self.max_len:
+        if not isinstance(value, str) or not (value or self.empty) or len(value) > self.max_len:
             fail(where, value, self.expected)
         bad = _bad_char(value, self.prose)
         if bad is not None:
@@ -173,7 +173,7 @@ class Plain(Check):
                 fail(where, value, "a finite number (not .nan or .inf)")
             return value
         if isinstance(value, str):
-            return Text(MAX_TEXT)(where, value)
+            return Text(MAX_TEXT, empty=True)(where, value)
         if isinstance(value, list):
             if len(value) > MAX_ITEMS:
                 fail(where, value, f"at most {MAX_ITEMS} items")
@@ -190,6 +190,16 @@ class Plain(Check):
 
 
 PLAIN = Plain()
+
+
+class Anything(Check):
+    expected = "any value"
+
+    def __call__(self, where, value):
+        return value
+
+
+ANY = Anything()
 
 
 class Optional(Check):

@@ -1,10 +1,11 @@
 """Read and validate ``registry.yaml`` into frozen dataclasses; resolve names.
 
-The registry is data: it names a builder inside the ``zoo`` package, the builder's
-keyword arguments, the reference parameter count, the paper, the weights and the
-compression recipes. Extra registry files can be named in ``ZOO_REGISTRY``
-(``os.pathsep``-separated); they may add entries and weights, never replace them, and
-their builders must live inside the ``zoo`` package too.
+The registry is data: it names a builder registered in ``zoo.models`` (see
+``zoo.models.register_builder``), the builder's keyword arguments, the reference parameter
+count, the paper, the weights and the compression recipes. Extra registry files can be named in
+``ZOO_REGISTRY`` (``os.pathsep``-separated); they may add entries and weights, never replace
+them, and name registered builders only. Files are read by ``zoo.hub._yaml`` (bounded, strict
+YAML) and checked field by field against the typed schema of ``zoo.hub._schema``.
 """
 import dataclasses
 import fnmatch
@@ -14,9 +15,9 @@ import os
 import types
 from pathlib import Path
 
-
 from zoo.errors import RegistryError, UnknownModelError, did_you_mean
 from zoo.hub import _schema, _yaml
+from zoo.hub._weightfile import FORMATS
 from zoo.hub.contract import SPEC_KEYS, check_spec
 
 TASKS = ("classification", "segmentation", "generation")
@@ -25,19 +26,13 @@ _RECIPE_KINDS = ("prune", "qat", "cluster", "ptq")
 _SECTIONS = ("models", "recipes", "weights", "contracts")
 
 
-def _weight_schema():
-    from zoo.hub._weightfile import FORMATS
-    return _schema.Fields(_schema.weight_fields(FORMATS), required=("url", "hash"), what="a weight spec")
-
-
-_WEIGHT = _weight_schema()
+_WEIGHT = _schema.Fields(_schema.weight_fields(FORMATS), required=("url", "hash"), what="a weight spec")
 _MODEL = _schema.Fields(_schema.model_fields(_WEIGHT, _schema.Contract(), TASKS),
                         required=("builder", "task", "spatial_dims", "params"), first=("builder",),
                         what="a model entry")
 _RECIPE = _schema.Recipe(_RECIPE_KINDS)
-# key -> meaning, for documentation and messages
-_MODEL_KEYS = {k: meaning for k, (_, meaning) in _MODEL.fields.items()}
-_WEIGHT_KEYS = {k: meaning for k, (_, meaning) in _WEIGHT.fields.items()}
+_TOP = _schema.Fields({k: (_schema.Optional(_schema.DictOf(_schema.NAME, _schema.ANY, what="a mapping of names to specs")),
+                           f"the {k}: section") for k in _SECTIONS}, what="a mapping")
 
 
 def _freeze(value):
@@ -197,21 +192,6 @@ def _parse_model(name, data, origin, contracts=()):
     return ModelEntry(name=name, origin=origin, **fields)
 
 
-class _Anything(_schema.Check):
-    expected = "any value"
-
-    def __call__(self, where, value):
-        return value
-
-
-_ANY = _Anything()
-
-
-_TOP = _schema.Fields({k: (_schema.Optional(_schema.DictOf(_schema.NAME, _ANY, what="a mapping of names to specs")),
-                           f"the {k}: section")
-                       for k in _SECTIONS}, what="a mapping")
-
-
 def _read_yaml(path):
     data = _yaml.read_yaml(path, "registry file", f"check the path (and {ENV_VAR} if you set it)")
     if data is None:
@@ -302,7 +282,7 @@ def load_registry(paths=None):
             if name not in models:
                 raise RegistryError(f"{origin}: weights for unknown model {name!r}."
                                     f"{did_you_mean(name, models)}")
-            _schema.DictOf(_schema.NAME, _ANY, what="a mapping of weight tags to weight specs")(
+            _schema.DictOf(_schema.NAME, _schema.ANY, what="a mapping of weight tags to weight specs")(
                 f"{origin}: weights of {name!r}", tags)
             entry = models[name]
             merged = dict(entry.weights)

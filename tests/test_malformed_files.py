@@ -14,7 +14,7 @@ import zoo
 from zoo.data import DataError, load_nifti, read_dicom_series
 from zoo.errors import WeightsError
 from zoo.hub import weights as W
-from _fuzz_mutate import set_dicom_element
+from _fuzz_images import set_dicom_element
 from test_datasets import _series
 from test_weights import randomize, snapshot, tiny
 

@@ -92,7 +92,7 @@ def _numbers(ds, path, name, n=1, *, required=True, positive=False, default=None
             raise DataError(f"{path}: the DICOM tag {name} is missing; it is needed to build a volume from "
                             "the series.")
         return default
-    values = list(value) if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
+    values = list(value) if hasattr(value, "__len__") and not isinstance(value, (str, bytes)) else [value]  # MultiValue
     try:
         floats = [float(v) for v in values]
     except (TypeError, ValueError):

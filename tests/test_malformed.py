@@ -101,7 +101,7 @@ def test_5_huge_depth_is_refused_before_building(tmp_path):
     proc, _ = _run(code, {"ZOO_REGISTRY": str(path)})
     assert "ZooError unet: depth=1000000 must be an integer >= 1 and <= 10" in proc.stdout, proc.stderr
     for name, kw, arg in [("unet", {"filters": 10 ** 9}, "filters"), ("resnet18", {"num_classes": 10 ** 12}, "num_classes"),
-                          ("wgan", {"image_size": 2 ** 40}, "image_size"), ("unet3d", {"filters": 2048}, "channels wide")]:
+                          ("wgan", {"image_size": 2 ** 40}, "image_size"), ("unet3d", {"filters": 2048}, "too wide")]:
         with pytest.raises(ZooError, match=arg):
             zoo.load(name, **kw)
 

@@ -154,9 +154,9 @@ def _check_common(where, *, spatial_dims, num_classes, depth, filters, padding, 
     check_positive_int("depth", depth, where, maximum=10)  # 2**10: inputs of at least 1024 per axis
     check_positive_int("filters", filters, where, maximum=4096)
     check_positive_int("num_classes", num_classes, where, minimum=0, maximum=100_000)
-    if filters * 2 ** (depth + 1) > 4096:  # the widest level (unet3d: filters * 2**(depth + 1))
-        raise InvalidArgumentError(f"{where}: filters={filters} with depth={depth} makes levels up to "
-                                   f"{filters * 2 ** (depth + 1)} channels wide (at most 4096); lower one.")
+    if filters * 2 ** (depth + 1) > 4096:  # bounds the widest level: filters * 2**depth (unet3d: * 2**(depth + 1))
+        raise InvalidArgumentError(f"{where}: filters={filters} with depth={depth} is too wide: filters * "
+                                   f"2**(depth + 1) = {filters * 2 ** (depth + 1)} > 4096; lower filters or depth.")
     check_choice("padding", padding, PADDINGS, where)
     check_choice("classifier_activation", classifier_activation, CLASSIFIER_ACTIVATIONS, where)
     check_choice("norm", norm, ("batch", "instance", "group", "layer", None), where)

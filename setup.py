@@ -36,6 +36,7 @@ INSTALL_REQUIRES = [
     "pyyaml>=6.0,<7",
     "scipy>=1.11,<2",
     "tensorboard>=2.20,<3",
+    "safetensors>=0.5,<1",  # reads/writes .safetensors weights with validated headers and offsets
 ]
 
 EXTRAS = {

@@ -173,10 +173,10 @@ def test_damaged_safetensors_is_refused(tmp_path):
     zoo.save_weights(tiny(), tmp_path / "m.safetensors", verbose=False)
     data = bytearray((tmp_path / "m.safetensors").read_bytes())
     (tmp_path / "cut.safetensors").write_bytes(bytes(data[:-8]))  # last tensor runs past the end
-    with pytest.raises(WeightsError, match="offsets outside the file"):
+    with pytest.raises(WeightsError, match="cut.safetensors is not a valid safetensors file .*not fully covered"):
         W.load_weights_into(tiny(), weights=tmp_path / "cut.safetensors")
     (tmp_path / "junk.safetensors").write_bytes(b"\xff" * 64)
-    with pytest.raises(WeightsError, match="not a safetensors file"):
+    with pytest.raises(WeightsError, match="junk.safetensors is not a valid safetensors file .*header too large"):
         W.load_weights_into(tiny(), weights=tmp_path / "junk.safetensors")
 
 

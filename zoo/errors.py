@@ -58,9 +58,14 @@ def check_choice(arg, value, allowed, where=""):
     return value
 
 
-def check_positive_int(arg, value, where="", minimum=1):
+def check_positive_int(arg, value, where="", minimum=1, maximum=None):
+    """``value`` must be an int in [minimum, maximum]; a builder passes ``maximum`` so that a
+    registry or caller cannot make it build for ever (``depth=1000000``) or exhaust memory."""
     loc = f"{where}: " if where else ""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or \
+            (maximum is not None and value > maximum):
+        bound = f">= {minimum}" + ("" if maximum is None else f" and <= {maximum}")
+        shown = repr(value) if not isinstance(value, int) or value.bit_length() < 64 else "a huge integer"
         raise InvalidArgumentError(
-            f"{loc}{arg}={value!r} must be an integer >= {minimum}; pass e.g. {arg}={max(minimum, 1)}.")
+            f"{loc}{arg}={shown} must be an integer {bound}; pass e.g. {arg}={max(minimum, 1)}.")
     return value

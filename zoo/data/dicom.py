@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.data._common import DataError, as_path, describe, require
+from zoo.data._geometry import check_affine, check_spacing
 from zoo.data.volumes import match_labels, volume_dataset
 
 SKIP_NAMES = {"dicomdir"}
@@ -64,22 +65,61 @@ def _series_files(source):
 
 def _read(pydicom, path):
     try:
-        return pydicom.dcmread(str(path))
+        with warnings.catch_warnings():  # pydicom's value warnings: the checks below say what matters
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
+            ds = pydicom.dcmread(str(path))
     except Exception as e:  # InvalidDicomError, EOFError, struct errors on truncated headers ...
         raise DataError(f"{path}: cannot be read as DICOM ({describe(e)}); the file is not "
                         "DICOM, or it is truncated. Remove or replace it.") from None
+    if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        size = Path(path).stat().st_size
+        raise DataError(f"{path}: holds no pixel data ({size} bytes, {len(ds)} element(s) read): the file is "
+                        "truncated, or it is not an image slice (a report, a DICOMDIR). Remove or replace it.")
+    return ds
 
 
-def _tag(ds, path, name, n=None):
-    value = getattr(ds, name, None)
-    if value is None or (n is not None and len(value) != n):
-        raise DataError(f"{path}: the DICOM tag {name} is missing or malformed ({value!r}); it is "
-                        "needed to build a volume from the series.")
-    return [float(v) for v in value] if n is not None else value
+def _numbers(ds, path, name, n=1, *, required=True, positive=False, default=None):
+    """Tag ``name`` as ``n`` finite floats (one float when ``n == 1``); DataError when it is malformed
+    (non-numeric text, the wrong count of values, NaN/Inf, or a non-positive value where a size is meant)."""
+    try:
+        with warnings.catch_warnings():  # pydicom warns, then hands over the raw text: judged below
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom\.")
+            value = ds.get(name)
+    except Exception as e:  # a DS/IS string pydicom cannot convert
+        raise DataError(f"{path}: the DICOM tag {name} cannot be read ({describe(e)}).") from None
+    if value is None or value == "":
+        if required:
+            raise DataError(f"{path}: the DICOM tag {name} is missing; it is needed to build a volume from "
+                            "the series.")
+        return default
+    values = list(value) if hasattr(value, "__len__") and not isinstance(value, (str, bytes)) else [value]  # MultiValue
+    try:
+        floats = [float(v) for v in values]
+    except (TypeError, ValueError):
+        floats = None
+    if floats is None or len(floats) != n or not all(np.isfinite(floats)) or \
+            (positive and not all(f > 0 for f in floats)):
+        kind = f"{n if n > 1 else 'a'} {'positive ' if positive else ''}finite number{'s' if n > 1 else ''}"
+        raise DataError(f"{path}: the DICOM tag {name} is {str(value)!r}, not {kind}; the header is damaged. "
+                        "Fix or remove the file.")
+    return floats if n > 1 else floats[0]
+
+
+def _orientation(ds, path):
+    orient = np.asarray(_numbers(ds, path, "ImageOrientationPatient", 6))
+    row, col = orient[:3], orient[3:]
+    if abs(np.linalg.norm(row) - 1) > 0.01 or abs(np.linalg.norm(col) - 1) > 0.01 or abs(row @ col) > 0.01:
+        raise DataError(f"{path}: ImageOrientationPatient {orient.tolist()} is not two orthogonal unit vectors; "
+                        "the header is damaged.")
+    return orient
 
 
 def read_dicom_series(source, *, series_uid=None):
-    """Read one DICOM series (a folder or a list of files): ``(volume, spacing, affine)``."""
+    """Read one DICOM series (a folder or a list of files): ``(volume, spacing, affine)``.
+
+    Refused: files without pixel data (truncated), several series (unless ``series_uid``), slices
+    of different orientations, duplicate positions, and malformed geometry (non-numeric or
+    non-finite positions, one-value or non-positive PixelSpacing, negative SliceThickness)."""
     pydicom = require("pydicom", "Reading DICOM series")
     files = _series_files(source)
     slices = [(f, _read(pydicom, f)) for f in files]
@@ -96,15 +136,25 @@ def read_dicom_series(source, *, series_uid=None):
         raise DataError(f"{source} mixes {len(groups)} DICOM series: {listing}. Put each series in its "
                         "own folder or pass series_uid=...")
     first, ds0 = slices[0]
-    if int(getattr(ds0, "NumberOfFrames", 1) or 1) > 1:
-        raise DataError(f"{first}: a multi-frame (enhanced) DICOM object; only one-slice-per-file "
-                        "series are supported. Convert it (e.g. dcm2niix) and use zoo.data.nifti.")
-    orient = np.asarray(_tag(ds0, first, "ImageOrientationPatient", 6))
+    for f, ds in slices:
+        frames = _numbers(ds, f, "NumberOfFrames", required=False, default=1.0)
+        if frames != 1:
+            raise DataError(f"{f}: a multi-frame (enhanced) DICOM object ({frames:g} frames); only one-slice-"
+                            "per-file series are supported. Convert it (e.g. dcm2niix) and use zoo.data.nifti.")
+    orient = _orientation(ds0, first)
+    others = [(f, o) for f, o in ((f, _orientation(ds, f)) for f, ds in slices[1:]) if np.abs(o - orient).max() > 1e-3]
+    if others:
+        shown = "; ".join(f"{Path(f).name} {np.round(o, 4).tolist()}" for f, o in others[:4])
+        raise DataError(f"{source}: the slices have different orientations (ImageOrientationPatient): "
+                        f"{Path(first).name} has {np.round(orient, 4).tolist()}, but {shown}"
+                        f"{' ...' if len(others) > 4 else ''} ({len(others)} of {len(slices)} files differ). "
+                        "They cannot be stacked into one volume (a localiser or a radial acquisition); keep "
+                        "one orientation per folder.")
     row_dir, col_dir = orient[:3], orient[3:]
     normal = np.cross(row_dir, col_dir)
     positions = {}
     for f, ds in slices:
-        pos = float(np.dot(_tag(ds, f, "ImagePositionPatient", 3), normal))
+        pos = float(np.dot(_numbers(ds, f, "ImagePositionPatient", 3), normal))
         other = next((g for g, p in positions.items() if abs(p - pos) < 1e-4), None)
         if other is not None:
             raise DataError(f"{f} and {other} sit at the same slice position ({pos:.3f} mm along the "
@@ -112,7 +162,18 @@ def read_dicom_series(source, *, series_uid=None):
         positions[f] = pos
     slices.sort(key=lambda item: positions[item[0]])
     proj = np.array([positions[f] for f, _ in slices])
-    row_spacing, col_spacing = _tag(ds0, first, "PixelSpacing", 2)
+    row_spacing, col_spacing = _numbers(ds0, first, "PixelSpacing", 2, positive=True)
+    for f, ds in slices:
+        other = _numbers(ds, f, "PixelSpacing", 2, positive=True)
+        if not np.allclose(other, (row_spacing, col_spacing), rtol=1e-4):
+            raise DataError(f"{source}: the slices have different PixelSpacing ({Path(first).name}: "
+                            f"{row_spacing:g}\\{col_spacing:g}, {Path(f).name}: {other[0]:g}\\{other[1]:g}); "
+                            "they are not one volume. Keep one series per folder.")
+        thick = _numbers(ds, f, "SliceThickness", required=False)
+        if thick is not None and thick < 0:
+            raise DataError(f"{f}: SliceThickness is {thick:g} mm; a thickness cannot be negative - the "
+                            "header is damaged.")
+    thickness = _numbers(ds0, first, "SliceThickness", required=False)
     if len(slices) > 1:
         gaps = np.diff(proj)
         dz = float(np.median(gaps))
@@ -120,7 +181,7 @@ def read_dicom_series(source, *, series_uid=None):
             warnings.warn(f"{source}: uneven slice spacing ({gaps.min():.3f}..{gaps.max():.3f} mm; a "
                           f"missing slice?); using the median {dz:.3f} mm.", stacklevel=2)
     else:
-        dz = float(getattr(ds0, "SliceThickness", 1.0) or 1.0)
+        dz = thickness or 1.0
     planes = []
     for f, ds in slices:
         try:
@@ -129,19 +190,25 @@ def read_dicom_series(source, *, series_uid=None):
             raise DataError(f"{f}: the DICOM pixel data cannot be decoded ({describe(e)}); the "
                             "file is truncated, or compressed without the decoder installed.") from None
         expected = planes[0].shape if planes else None
-        if pixels.ndim != 2 or (expected is not None and pixels.shape != expected):
+        if pixels.ndim != 2 or (expected is not None and pixels.shape != expected) or not pixels.size:
             raise DataError(f"{f}: slice of shape {pixels.shape} does not fit the series "
                             f"({expected or 'one 2D grayscale plane expected'}).")
-        slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-        intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
-        planes.append(pixels.astype(np.float32) * slope + intercept)
+        slope = _numbers(ds, f, "RescaleSlope", required=False, default=1.0)
+        intercept = _numbers(ds, f, "RescaleIntercept", required=False, default=0.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            plane = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
+        if slope == 0 or not np.all(np.isfinite(plane)):
+            raise DataError(f"{f}: RescaleSlope {slope:g} / RescaleIntercept {intercept:g} turn the pixels into "
+                            f"{'zeros' if slope == 0 else 'NaN/Inf'}; the header is damaged. Fix or remove the file.")
+        planes.append(plane)
     volume = np.stack(planes, axis=-1).transpose(1, 0, 2)[..., None]  # (cols, rows, slices, 1)
     affine = np.eye(4)
     affine[:3, 0] = row_dir * col_spacing
     affine[:3, 1] = col_dir * row_spacing
     affine[:3, 2] = normal * dz
-    affine[:3, 3] = _tag(slices[0][1], slices[0][0], "ImagePositionPatient", 3)
-    return volume, (float(col_spacing), float(row_spacing), dz), affine
+    affine[:3, 3] = _numbers(slices[0][1], slices[0][0], "ImagePositionPatient", 3)
+    spacing = check_spacing((col_spacing, row_spacing, dz), source)
+    return volume, spacing, check_affine(affine, source)
 
 
 def _series_list(series):

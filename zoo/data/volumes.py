@@ -16,6 +16,7 @@ import numpy as np
 
 from zoo.data._common import (DataError, check_channels, check_finite, check_labels, check_size,
                                   dataset_from_generator, describe, list_files, require, spec, stem)
+from zoo.data._geometry import check_affine, check_nifti_header, check_spacing, quiet_nibabel
 from zoo.errors import InvalidArgumentError, check_choice
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -25,8 +26,9 @@ NORMALIZE = ("auto", "zscore", None)
 def load_nifti(path):
     """Read a NIfTI file: ``(data float32 (X, Y, Z, C), spacing (3,), affine (4, 4))``."""
     nib = require("nibabel", "Reading NIfTI files")
+    check_nifti_header(nib, path)  # as stored: nibabel would silently repair some fields
     try:
-        img = nib.load(str(path))
+        img = quiet_nibabel(nib, nib.load, str(path))  # our checks speak; nibabel's repair notes stay quiet
         data = np.asarray(img.get_fdata(dtype=np.float32))
         spacing = tuple(float(z) for z in img.header.get_zooms()[:3])
         affine = np.asarray(img.affine, np.float64)
@@ -42,8 +44,10 @@ def load_nifti(path):
     if data.ndim != 4:
         raise DataError(f"{path}: a {data.ndim}D NIfTI image of shape {data.shape} is not a volume; "
                         "expected (X, Y, Z) or (X, Y, Z, channels).")
-    spacing = spacing + (1.0,) * (3 - len(spacing))
-    return data, spacing, affine
+    if data.size == 0:
+        raise DataError(f"{path}: the image has shape {data.shape}, with no voxels; the file is damaged.")
+    spacing = check_spacing(spacing + (1.0,) * (3 - len(spacing)), path, "voxel size")
+    return data, spacing, check_affine(affine, path)
 
 
 def load_label_volume(path):

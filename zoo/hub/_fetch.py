@@ -292,6 +292,9 @@ def fetch(url, *, hash=None, size=None, progress=None, retries=None, timeout=Non
     backoff = s["backoff"] if backoff is None else backoff
     progress = s["progress"] if progress is None else progress
     algo, expected = parse_hash(hash) if hash else (None, None)
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise WeightsError(f"size={size!r} for {url} must be a byte count (an integer >= 0) or None; fix the "
+                           "registry's 'size:' or leave it out.")  # checked before anything is downloaded
     source = apply_mirror(url, s["mirror"])
     scheme = check_scheme(source, s["allow_http"])
     final = cache_path(url, hash, s["home"])
@@ -327,7 +330,7 @@ def fetch(url, *, hash=None, size=None, progress=None, retries=None, timeout=Non
             digests = hash_file(part, {algo or "sha256", "sha256"})
             got_size = part.stat().st_size
             bad_hash = expected is not None and digests[algo] != expected
-            bad_size = size is not None and got_size != int(size)
+            bad_size = size is not None and got_size != size
             if (bad_hash or bad_size) and resumed and fresh_retry_left:
                 part.unlink()  # the resumed prefix may be stale: one full retry
                 fresh_retry_left = False

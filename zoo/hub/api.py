@@ -55,8 +55,8 @@ def build_kwargs(entry, overrides, weight_spec=None):
     if "spatial_dims" in valid:
         kwargs["spatial_dims"] = dims
     shape = overrides.get("input_shape")
-    if shape is not None and "in_channels" not in overrides and "in_channels" in valid \
-            and len(shape) == dims + 1 and shape[-1] is not None:
+    if isinstance(shape, (list, tuple)) and "in_channels" not in overrides and "in_channels" in valid \
+            and len(shape) == dims + 1 and isinstance(shape[-1], int):
         kwargs["in_channels"] = int(shape[-1])
     return builder, kwargs
 
@@ -74,13 +74,14 @@ def _weight_defaults(spec, valid):
     return {k: v for k, v in defaults.items() if k in valid}
 
 
-def load(name, *, weights=None, **overrides):
+def load(name, *, weights=None, allow_non_finite=False, **overrides):
     """Build registry model ``name``; optionally load ``weights``.
 
     Any builder keyword may be overridden (``num_classes=2, in_channels=1, spatial_dims=3,
     input_shape=(64, 64, 64, 1)``, ``dropout=0.0`` ...). ``weights`` is a tag from the
     entry's ``weights:`` (e.g. ``"imagenet"``), a local file path, or a URL; the report of
-    what was loaded, adapted and re-initialised is at ``model.zoo_load_report``.
+    what was loaded, adapted and re-initialised is at ``model.zoo_load_report``. Weights
+    holding NaN/Inf values are refused unless ``allow_non_finite=True``.
     """
     entry = get_registry().get(name)
     spec = None
@@ -91,7 +92,8 @@ def load(name, *, weights=None, **overrides):
     model = builder(**kwargs)
     model.zoo_name, model.zoo_task = entry.name, entry.task
     if weights is not None:
-        report = _weights.load_weights_into(model, entry=entry, weights=weights, build_kwargs=kwargs)
+        report = _weights.load_weights_into(model, entry=entry, weights=weights, build_kwargs=kwargs,
+                                            allow_non_finite=allow_non_finite)
         try:
             model.zoo_load_report = report
         except AttributeError:  # pragma: no cover - models that refuse attributes

@@ -1,81 +1,38 @@
 """Read and validate ``registry.yaml`` into frozen dataclasses; resolve names.
 
-The registry is data: it names a builder inside the ``zoo`` package, the builder's
-keyword arguments, the reference parameter count, the paper, the weights and the
-compression recipes. Extra registry files can be named in ``ZOO_REGISTRY``
-(``os.pathsep``-separated); they may add entries and weights, never replace them, and
-their builders must live inside the ``zoo`` package too.
+The registry is data: it names a builder registered in ``zoo.models`` (see
+``zoo.models.register_builder``), the builder's keyword arguments, the reference parameter
+count, the paper, the weights and the compression recipes. Extra registry files can be named in
+``ZOO_REGISTRY`` (``os.pathsep``-separated); they may add entries and weights, never replace
+them, and name registered builders only. Files are read by ``zoo.hub._yaml`` (bounded, strict
+YAML) and checked field by field against the typed schema of ``zoo.hub._schema``.
 """
 import dataclasses
 import fnmatch
 import importlib
+import inspect
 import os
 import types
 from pathlib import Path
 
-import yaml
-
 from zoo.errors import RegistryError, UnknownModelError, did_you_mean
+from zoo.hub import _schema, _yaml
+from zoo.hub._weightfile import FORMATS
 from zoo.hub.contract import SPEC_KEYS, check_spec
 
 TASKS = ("classification", "segmentation", "generation")
 ENV_VAR = "ZOO_REGISTRY"
-
-_MODEL_KEYS = {
-    "builder": "module:function inside the zoo package (required)",
-    "config": "builder keyword arguments of this variant",
-    "task": f"one of {', '.join(TASKS)} (required)",
-    "spatial_dims": "list of supported spatial dims, e.g. [2, 3] (required)",
-    "input": "{channels, size, min_size}: reference input and smallest usable size",
-    "params": "Keras total parameter count at the reference config (required)",
-    "trainable_params": "Keras trainable parameter count at the reference config",
-    "reference": "builder keyword overrides that define the reference config",
-    "sweep": "{size, config}: what the generic test sweep builds",
-    "paper": "citation of the architecture's paper",
-    "notes": "how the entry deviates from the paper and why",
-    "mirrors": "the model of another library whose layout and weights this entry matches",
-    "weights": "{tag: weight spec}",
-    "recipes": "names of compression recipes that apply",
-    "contract": "the layer-name contract: a name from contracts: or {base, first_conv, classifier, "
-                "stage_outputs, aux} (zoo/hub/contract.py)",
-}
-_INPUT_KEYS = {"channels", "size", "min_size"}
-_SWEEP_KEYS = {"size", "config", "dims"}
-_WEIGHT_KEYS = {
-    "url": "https://, file:// or a path relative to the registry file (required)",
-    "hash": "'sha256:<hex>' or 'md5:<hex>' (required)",
-    "size": "file size in bytes",
-    "format": "h5 | weights.h5 | npz | safetensors (default: from the URL's suffix)",
-    "in_channels": "input channels the weights were trained with",
-    "num_classes": "classes of the classifier in the file (0 = headless)",
-    "spatial_dims": "2 or 3",
-    "config": "builder keyword arguments the file was saved from",
-    "preprocessing": "how inputs must be prepared: {mode | mean/std, size, channel_order}",
-    "labels": "class names, or where to find them",
-    "license": "license of the weights",
-    "source": "where the weights come from (paper, project, training run)",
-    "notes": "anything else a user must know",
-}
 _RECIPE_KINDS = ("prune", "qat", "cluster", "ptq")
+_SECTIONS = ("models", "recipes", "weights", "contracts")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
-
-
-def _construct_mapping(loader, node, deep=False):
-    seen = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise RegistryError(
-                f"{node.start_mark.name}: duplicate key {key!r} at line {key_node.start_mark.line + 1}"
-                f" (first at line {seen[key] + 1}); each key may appear once - remove one of them.")
-        seen[key] = key_node.start_mark.line
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_WEIGHT = _schema.Fields(_schema.weight_fields(FORMATS), required=("url", "hash"), what="a weight spec")
+_MODEL = _schema.Fields(_schema.model_fields(_WEIGHT, _schema.Contract(), TASKS),
+                        required=("builder", "task", "spatial_dims", "params"), first=("builder",),
+                        what="a model entry")
+_RECIPE = _schema.Recipe(_RECIPE_KINDS)
+_TOP = _schema.Fields({k: (_schema.Optional(_schema.DictOf(_schema.NAME, _schema.ANY, what="a mapping of names to specs")),
+                           f"the {k}: section") for k in _SECTIONS}, what="a mapping")
 
 
 def _freeze(value):
@@ -150,15 +107,44 @@ class ModelEntry:
     origin: str = None
 
     def resolve_builder(self):
-        """Import and return the builder function (only from inside the zoo package)."""
-        module_name, func_name = self.builder.split(":")
-        module = importlib.import_module(module_name)
+        """The builder function, which must be registered with ``zoo.models.register_builder``;
+        the entry's keyword arguments (config, reference, sweep, weights' config) must be its own."""
+        from zoo import models
+        module_name = self.builder.split(":")[0]
+        where = f"{self.origin}: entry {self.name!r}: builder {self.builder!r}"
         try:
-            return getattr(module, func_name)
-        except AttributeError:
+            importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if not e.name or not (module_name == e.name or module_name.startswith(e.name + ".")):
+                raise
+            raise RegistryError(f"{where}: the zoo has no module {module_name}; registered builders: "
+                                f"{', '.join(sorted(models.registered_builders()))}.") from None
+        builder = models.BUILDERS.get(self.builder)
+        if builder is None:
+            known = models.registered_builders()
             raise RegistryError(
-                f"{self.origin}: entry {self.name!r}: builder {self.builder!r} names no function "
-                f"{func_name!r} in {module_name}; fix the builder string.") from None
+                f"{where} is not a registered builder (only functions decorated with "
+                f"@zoo.models.register_builder may be named); registered builders: {', '.join(sorted(known))}."
+                f"{did_you_mean(self.builder, known)}")
+        self.check_keywords(builder)
+        return builder
+
+    def check_keywords(self, builder):
+        """Every keyword the entry passes to ``builder`` must be one of its arguments."""
+        params = inspect.signature(builder).parameters.values()
+        if any(p.kind is p.VAR_KEYWORD for p in params):
+            return
+        valid = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        sources = [("config", self.config), ("reference", self.reference),
+                   ("sweep.config", self.sweep.get("config", {}))]
+        sources += [(f"weights {tag!r} config", spec.config) for tag, spec in self.weights.items()]
+        for label, kwargs in sources:
+            unknown = [k for k in kwargs if k not in valid]
+            if unknown:
+                raise RegistryError(
+                    f"{self.origin}: entry {self.name!r}: {label} has {unknown[0]!r}, which is not a keyword "
+                    f"argument of {self.builder}.{did_you_mean(unknown[0], valid)} Its keywords: "
+                    f"{', '.join(valid)}.")
 
     def reference_kwargs(self):
         """Builder kwargs of the reference config, where ``params`` is counted."""
@@ -180,89 +166,37 @@ class ModelEntry:
         return {k: v for k, v in d.items() if v not in (None, {}, (), [])}
 
 
-def _check_keys(where, data, allowed):
-    if not isinstance(data, dict):
-        raise RegistryError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}.")
-    unknown = sorted(set(data) - set(allowed))
-    if unknown:
-        raise RegistryError(
-            f"{where}: unknown key(s) {', '.join(repr(u) for u in unknown)}; allowed keys: "
-            f"{', '.join(sorted(allowed))}.{did_you_mean(unknown[0], allowed)}")
-
-
-def _check_builder(where, builder):
-    if not isinstance(builder, str) or builder.count(":") != 1:
-        raise RegistryError(f"{where}: builder {builder!r} must look like 'zoo.models.resnet:resnet'.")
-    module, func = builder.split(":")
-    if not (module == "zoo" or module.startswith("zoo.")) or not func.isidentifier() or \
-            not all(part.isidentifier() for part in module.split(".")):
-        raise RegistryError(
-            f"{where}: builder {builder!r} is outside the zoo package; a registry may only name "
-            "builders in zoo.* (write a builder in zoo/models/ or use an existing one with config:).")
-
-
 def _parse_weight(where, tag, data, origin):
-    _check_keys(f"{where}: weights {tag!r}", data, _WEIGHT_KEYS)
-    for required in ("url", "hash"):
-        if required not in data:
-            raise RegistryError(f"{where}: weights {tag!r} lacks {required!r} ({_WEIGHT_KEYS[required]}).")
-    algo, _, digest = str(data["hash"]).partition(":")
-    if algo not in ("sha256", "md5") or not digest or any(c not in "0123456789abcdefABCDEF" for c in digest) \
-            or len(digest) != {"sha256": 64, "md5": 32}[algo]:
-        raise RegistryError(
-            f"{where}: weights {tag!r} hash {data['hash']!r} must be 'sha256:<64 hex>' or 'md5:<32 hex>'.")
-    fields = dict(data)
+    fields = dict(_WEIGHT(f"{where}: weights {tag!r}", data))
     for key in ("config", "preprocessing"):
         fields[key] = _freeze(fields.get(key) or {})
+    for key in ("labels", "notes"):
+        if isinstance(fields.get(key), list):
+            fields[key] = _freeze(fields[key])
     return WeightSpec(tag=tag, origin=origin, **fields)
 
 
 def _parse_model(name, data, origin, contracts=()):
     where = f"{origin}: entry {name!r}"
-    _check_keys(where, data, _MODEL_KEYS)
-    for required in ("builder", "task", "spatial_dims", "params"):
-        if required not in data:
-            raise RegistryError(f"{where}: missing required key {required!r} ({_MODEL_KEYS[required]}).")
-    _check_builder(where, data["builder"])
-    if data["task"] not in TASKS:
-        raise RegistryError(f"{where}: task {data['task']!r} must be one of {', '.join(TASKS)}.")
-    dims = data["spatial_dims"]
-    if not isinstance(dims, list) or not dims or any(d not in (1, 2, 3) for d in dims):
-        raise RegistryError(f"{where}: spatial_dims {dims!r} must be a non-empty list of 1, 2, 3.")
-    for key in ("params", "trainable_params"):
-        if key in data and (not isinstance(data[key], int) or data[key] < 0):
-            raise RegistryError(f"{where}: {key} {data[key]!r} must be a non-negative integer.")
-    if "input" in data:
-        _check_keys(f"{where}: input", data["input"], _INPUT_KEYS)
-    if "sweep" in data:
-        _check_keys(f"{where}: sweep", data["sweep"], _SWEEP_KEYS)
-    for key in ("config", "reference"):
-        if key in data and not isinstance(data[key], dict):
-            raise RegistryError(f"{where}: {key} must be a mapping of builder keyword arguments.")
+    _MODEL(where, data)
+    contract = data.get("contract")
     weights = {tag: _parse_weight(where, tag, spec, origin) for tag, spec in (data.get("weights") or {}).items()}
     fields = dict(data)
     fields.update(
-        spatial_dims=tuple(dims), weights=_freeze(weights), recipes=tuple(data.get("recipes") or ()),
+        spatial_dims=tuple(data["spatial_dims"]), weights=_freeze(weights), recipes=tuple(data.get("recipes") or ()),
         config=_freeze(data.get("config") or {}), input=_freeze(data.get("input") or {}),
         reference=_freeze(data.get("reference") or {}), sweep=_freeze(data.get("sweep") or {}),
-        contract=_freeze(check_spec(where, data["contract"], contracts) if "contract" in data else {}),
+        contract=_freeze(check_spec(where, contract, contracts) if "contract" in data else {}),
         notes=" ".join(map(str, data["notes"])) if isinstance(data.get("notes"), list) else data.get("notes"))
     return ModelEntry(name=name, origin=origin, **fields)
 
 
 def _read_yaml(path):
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise RegistryError(f"registry file {str(path)!r} cannot be read ({e.strerror}); "
-                            f"check the path (and {ENV_VAR} if you set it).") from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as e:
-        raise RegistryError(f"registry file {str(path)!r} is not valid YAML: {e}") from None
-    data = data or {}
-    _check_keys(str(path), data, {"models", "recipes", "weights", "contracts"})
-    return data
+    data = _yaml.read_yaml(path, "registry file", f"check the path (and {ENV_VAR} if you set it)")
+    if data is None:
+        return {}
+    _TOP(str(path), data)
+    return {k: v for k, v in data.items() if v is not None}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -316,29 +250,27 @@ def load_registry(paths=None):
     if paths is None:
         extra = [p for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p.strip()]
         paths = [default_path(), *extra]
-    models, recipes, contracts = {}, {}, {}
+    models, recipes, contracts, recipe_origin = {}, {}, {}, {}
     for path in paths:
         path = Path(path)
         data = _read_yaml(path)
         origin = str(path)
-        section = data.get("contracts") or {}
-        if not isinstance(section, dict):
-            raise RegistryError(f"{origin}: contracts: must be a mapping of names to contract specs.")
-        for cname, cspec in section.items():
+        for cname, cspec in (data.get("contracts") or {}).items():
+            where = f"{origin}: contract {cname!r}"
             if cname in contracts:
-                raise RegistryError(f"{origin}: contract {cname!r} is already defined; choose another name.")
+                raise RegistryError(f"{where} is already defined; choose another name.")
             if not isinstance(cspec, dict):
-                raise RegistryError(f"{origin}: contract {cname!r} must be a mapping of "
+                raise RegistryError(f"{where} is {_schema.show(cspec)}; expected a mapping of "
                                     f"{', '.join(sorted(SPEC_KEYS))}.")
-            contracts[cname] = check_spec(f"{origin}: contract {cname!r}", cspec, contracts)
+            _schema.Contract()(where, cspec)
+            contracts[cname] = check_spec(where, cspec, contracts)
         for rname, spec in (data.get("recipes") or {}).items():
             if rname in recipes:
-                raise RegistryError(f"{origin}: recipe {rname!r} is already defined in "
-                                    f"{recipes[rname].options.get('_origin', 'another file')}; rename it.")
-            if not isinstance(spec, dict) or spec.get("kind") not in _RECIPE_KINDS:
-                raise RegistryError(f"{origin}: recipe {rname!r} kind {spec.get('kind')!r} must be one "
-                                    f"of {', '.join(_RECIPE_KINDS)}.")
+                raise RegistryError(f"{origin}: recipe {rname!r} is already defined in {recipe_origin[rname]}; "
+                                    "rename it.")
+            _RECIPE(f"{origin}: recipe {rname!r}", spec)
             recipes[rname] = Recipe(rname, spec["kind"], _freeze({k: v for k, v in spec.items() if k != "kind"}))
+            recipe_origin[rname] = origin
         for name, spec in (data.get("models") or {}).items():
             if name in models:
                 raise RegistryError(
@@ -349,6 +281,8 @@ def load_registry(paths=None):
             if name not in models:
                 raise RegistryError(f"{origin}: weights for unknown model {name!r}."
                                     f"{did_you_mean(name, models)}")
+            _schema.DictOf(_schema.NAME, _schema.ANY, what="a mapping of weight tags to weight specs")(
+                f"{origin}: weights of {name!r}", tags)
             entry = models[name]
             merged = dict(entry.weights)
             for tag, wspec in tags.items():

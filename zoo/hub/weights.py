@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.hub import _fetch, _weightfile
+from zoo.hub import _fetch, _weightfile, _weightread
 from zoo.errors import InvalidArgumentError, WeightsError, did_you_mean
 from zoo.hub.contract import class_heads, contract, kernel_of
 
@@ -189,9 +189,10 @@ def _adapt_channels(kernel, cin):
     return np.concatenate([kernel] * reps, axis=-2)[..., :cin, :] * (have / cin)
 
 
-def plan_transfer(model, wf, *, inflate=False, entry=None):
+def plan_transfer(model, wf, *, inflate=False, entry=None, allow_non_finite=False):
     """Check ``wf`` against ``model``; return ``(assignments, report parts)``; assign nothing.
-    The first conv, class heads and auxiliary heads come from the model's contract."""
+    The first conv, class heads and auxiliary heads come from the model's contract. Every shape
+    and dtype is checked before any array data is read; values are checked (finite) after."""
     layers = [layer for layer in model.layers if layer.weights]
     parts = contract(model, entry)
     stem = model.get_layer(parts.first_conv) if parts.first_conv else None
@@ -224,30 +225,33 @@ def plan_transfer(model, wf, *, inflate=False, entry=None):
         variables = layer._trainable_weights + layer._non_trainable_weights if wf.format == "weights.h5" \
             else layer.weights
         arrays = _match_arrays(layer, file_layers[key], variables, wf)
-        values, how = [], []
-        for var, arr in zip(variables, arrays):
-            target = tuple(var.shape)
+        steps, how = [], []
+        for var, arr in zip(variables, arrays):  # shapes only: no array data is read here
+            target, shape = tuple(var.shape), tuple(arr.shape)
             kind = _weightfile.short_name(var.name)
-            if inflate and arr.ndim == len(target) - 1 and kind in ("kernel", "depthwise_kernel") \
-                    and arr.ndim >= 3 and arr.shape == target[1:]:
-                arr = _inflate(arr, target)
+            ops = []
+            if inflate and len(shape) == len(target) - 1 and kind in ("kernel", "depthwise_kernel") \
+                    and len(shape) >= 3 and shape == target[1:]:
+                ops.append(("inflate", target))
+                shape = target
                 how.append("inflated")
-            if arr.shape != target and layer is stem and kind == "kernel" and arr.ndim == len(target) \
-                    and arr.shape[:-2] == target[:-2] and arr.shape[-1] == target[-1] \
-                    and target[-2] == in_channels:
-                arr_channels = arr.shape[-2]
-                arr = _adapt_channels(arr, target[-2])
-                how.append(f"in_channels {arr_channels} -> {target[-2]} "
+            if shape != target and layer is stem and kind == "kernel" and len(shape) == len(target) \
+                    and shape[:-2] == target[:-2] and shape[-1] == target[-1] and target[-2] == in_channels:
+                ops.append(("channels", target[-2]))
+                how.append(f"in_channels {shape[-2]} -> {target[-2]} "
                            + ("(summed)" if target[-2] == 1 else "(tiled and rescaled)"))
-            if arr.shape != target:
-                values = None
+                shape = target
+            if shape != target:
+                steps = None
                 break
-            values.append(arr.astype(var.dtype.as_numpy_dtype, copy=False))
-        if values is None:
+            _weightread.check_dtype(wf, label, kind, arr, var)
+            steps.append((var, arr, ops))
+        if steps is None:
             file_shapes = [tuple(a.shape) for _, a in file_layers[key]]
             model_shapes = [tuple(v.shape) for v in variables]
             if id(layer) in heads and len(file_shapes) == len(model_shapes) and all(
-                    len(f) == len(m) and f[:-1] == m[:-1] for f, m in zip(file_shapes, model_shapes)):
+                    len(f) == len(m) and f[:-1] == m[:-1] for f, m in zip(file_shapes, model_shapes)) \
+                    and len({f[-1] for f in file_shapes if f}) == 1:  # the file's head agrees with itself
                 reinit[layer.name] = f"{file_shapes[0][-1]} outputs in the file, {model_shapes[0][-1]} in the model"
                 continue
             hint = ""
@@ -257,7 +261,7 @@ def plan_transfer(model, wf, *, inflate=False, entry=None):
                 f"weights file {wf.path}: layer {label} has shapes {file_shapes} in the file but "
                 f"{model_shapes} in the model. Only the class heads (num_classes) and the first conv "
                 f"(in_channels) may differ.{hint}{context}")
-        plan.append((layer, variables, values))
+        plan.append((layer, label, steps))
         changes = [h for h in how if h != "inflated"]
         if changes:
             adapted[layer.name] = "; ".join(changes)
@@ -274,7 +278,10 @@ def plan_transfer(model, wf, *, inflate=False, entry=None):
             raise WeightsError(
                 f"weights file {wf.path} has layer {key!r} which the model lacks - the file was saved "
                 f"from a different architecture or configuration.{context}")
-    return plan, {"loaded": loaded, "adapted": adapted, "reinitialised": reinit, "skipped": skipped}
+    values = [(layer, _weightread.variable_values(wf, label, steps, _inflate, _adapt_channels, allow_non_finite))
+              for layer, label, steps in plan]
+    return ([(layer, [v for v, _ in pairs], [x for _, x in pairs]) for layer, pairs in values],
+            {"loaded": loaded, "adapted": adapted, "reinitialised": reinit, "skipped": skipped})
 
 
 def _model_dims(model):
@@ -296,10 +303,13 @@ def _check_config(spec, build_kwargs, name):
                 f"{key}={value!r} or pick other weights.")
 
 
-def load_weights_into(model, *, weights, entry=None, build_kwargs=None, inflate=None, progress=None):
+def load_weights_into(model, *, weights, entry=None, build_kwargs=None, inflate=None, progress=None,
+                      allow_non_finite=False):
     """Fetch ``weights`` and transfer them into ``model`` (strict; see the module docstring).
 
-    ``inflate``: None = only for a ``-inflated`` tag; True/False to force. Returns a LoadReport.
+    ``inflate``: None = only for a ``-inflated`` tag; True/False to force. A file whose arrays hold
+    NaN or Inf is refused (naming the layer and the count) unless ``allow_non_finite=True``.
+    Returns a LoadReport.
     """
     local, spec, tag_inflate, tag, source, expected = fetch_weights(weights, entry, progress)
     inflate = tag_inflate if inflate is None else bool(inflate)
@@ -316,8 +326,8 @@ def load_weights_into(model, *, weights, entry=None, build_kwargs=None, inflate=
                else "")
         raise WeightsError(f"weights {tag!r} of {name} are {file_dims}D but the model is {dims}D.{fix}")
     _check_config(spec, build_kwargs, name)
-    wf = _weightfile.read(local, spec.format if spec is not None else None)
-    plan, parts = plan_transfer(model, wf, inflate=inflate, entry=entry)
+    with _weightfile.read(local, spec.format if spec is not None else None) as wf:
+        plan, parts = plan_transfer(model, wf, inflate=inflate, entry=entry, allow_non_finite=allow_non_finite)
     for _, variables, values in plan:  # everything checked: now assign
         for var, value in zip(variables, values):
             var.assign(value)

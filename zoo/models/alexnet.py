@@ -23,6 +23,7 @@ each resolution stage: stage 1 = 1/4, stage 2 = 1/8, stage 3 = 1/16 and stage 4 
 max-pool at 1/32, which is also the headless output), ``head_*`` and ``classifier``.
 """
 from zoo._keras import keras
+from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import (AdaptiveAveragePooling, LocalResponseNormalization, check_dropout,
                                check_spatial_dims, conv, max_pool, model_input, zero_pad)
@@ -62,6 +63,7 @@ def _check_size(input_shape, spatial_dims, variant, where):
                 f"{224 if variant == 'torchvision' else 227}), or resize/pad the input.")
 
 
+@register_builder
 def alexnet(*, variant="torchvision", spatial_dims=2, in_channels=3, num_classes=1000,
             input_shape=None, dropout=0.5, fc_units=4096, classifier_activation=None,
             name="alexnet"):
@@ -80,8 +82,8 @@ def alexnet(*, variant="torchvision", spatial_dims=2, in_channels=3, num_classes
     where = "alexnet"
     check_choice("variant", variant, VARIANTS, where)
     check_spatial_dims(spatial_dims, where=where)
-    check_positive_int("num_classes", num_classes, where, minimum=0)
-    check_positive_int("fc_units", fc_units, where)
+    check_positive_int("num_classes", num_classes, where, minimum=0, maximum=100_000)
+    check_positive_int("fc_units", fc_units, where, maximum=16384)
     check_choice("classifier_activation", classifier_activation, (None, "softmax", "sigmoid"), where)
     check_dropout(dropout, where, "pass e.g. dropout=0.5 (paper) or dropout=0.0 to disable it.")
     default = _DEFAULT_SIZE[variant] if num_classes else None

@@ -41,6 +41,7 @@ zoo/models/resnet.py; ``classifier.0.convs.0.{0,1}`` -> ``aspp_conv0_conv/_bn``,
 ``classifier``, ``aux_classifier.{0,1,4}`` -> ``aux_conv``, ``aux_bn``, ``aux_classifier``.
 """
 from zoo._keras import keras
+from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import (ResizeLike, check_dropout, check_spatial_dims, conv, conv_norm_act,
                                global_avg_pool)
@@ -63,8 +64,8 @@ def default_rates(variant, output_stride):
 
 
 def _check_rates(atrous_rates):
-    ok = isinstance(atrous_rates, (list, tuple)) and len(atrous_rates) > 0 and all(
-        isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in atrous_rates)
+    ok = isinstance(atrous_rates, (list, tuple)) and 0 < len(atrous_rates) <= 16 and all(
+        isinstance(r, int) and not isinstance(r, bool) and 1 <= r <= 1024 for r in atrous_rates)
     if not ok:
         raise InvalidArgumentError(
             f"{_WHERE}: atrous_rates={atrous_rates!r} must be a non-empty list of positive integers "
@@ -101,10 +102,10 @@ def _validate(variant, backbone_depth, backbone_layout, output_stride, norm, num
             f"{_WHERE}: output_stride={output_stride!r} is not supported for variant={variant!r}; "
             f"allowed: {', '.join(str(a) for a in allowed)}. {fix}")
     check_choice("norm", norm, NORMS, _WHERE)
-    check_positive_int("num_classes", num_classes, _WHERE, minimum=0)
+    check_positive_int("num_classes", num_classes, _WHERE, minimum=0, maximum=100_000)
     for arg, value in (("filters", filters), ("low_level_filters", low_level_filters),
                        ("width", width)):
-        check_positive_int(arg, value, _WHERE)
+        check_positive_int(arg, value, _WHERE, maximum=4096)
     if norm == "group":
         for arg, value in (("filters", filters), ("low_level_filters", low_level_filters),
                            ("width", width)):
@@ -171,6 +172,7 @@ def _output(x, ref, name, classifier_activation):
     return L.Activation(classifier_activation, name=name)(x)
 
 
+@register_builder
 def deeplab(*, variant="v3plus", backbone_depth=101, backbone_layout="torchvision",
             output_stride=16, atrous_rates=None, head_conv=False, aux_head=False,
             spatial_dims=2, in_channels=3, num_classes=21, input_shape=None, width=64,

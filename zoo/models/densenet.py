@@ -25,6 +25,7 @@ this reproduces the Keras totals 1,397,963 / 3,502,923 / 9,425,163 for FC-DenseN
 ``BatchNormLayer`` defaults) and convs He-uniform initialisation, as in the reference code.
 """
 from zoo._keras import keras
+from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import (check_dropout, check_spatial_dims, conv, conv_transpose, max_pool,
                                model_input, norm_layer)
@@ -41,12 +42,12 @@ def _blocks(layers_per_block):
     if isinstance(layers_per_block, bool):
         layers_per_block = None  # rejected below
     if isinstance(layers_per_block, int):
-        check_positive_int("layers_per_block", layers_per_block, _WHERE)
+        check_positive_int("layers_per_block", layers_per_block, _WHERE, maximum=256)
         return [layers_per_block] * 11
     if isinstance(layers_per_block, (list, tuple)):
         blocks = list(layers_per_block)
-        ok = len(blocks) >= 3 and len(blocks) % 2 == 1 and all(
-            isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in blocks)
+        ok = 3 <= len(blocks) <= 25 and len(blocks) % 2 == 1 and all(
+            isinstance(b, int) and not isinstance(b, bool) and 1 <= b <= 256 for b in blocks)
         if ok:
             return blocks
     raise InvalidArgumentError(
@@ -123,6 +124,7 @@ def _transition_up(new_maps, skip, *, spatial_dims, name):
     return L.Concatenate(axis=-1, name=f"{name}_concat")([x, skip])
 
 
+@register_builder
 def fcdensenet(*, growth_rate=16, layers_per_block=(4, 5, 7, 10, 12, 15, 12, 10, 7, 5, 4),
                first_filters=48, dropout=0.2, spatial_dims=2, in_channels=3, num_classes=11,
                input_shape=None, classifier_activation=None, name="fcdensenet"):
@@ -141,9 +143,9 @@ def fcdensenet(*, growth_rate=16, layers_per_block=(4, 5, 7, 10, 12, 15, 12, 10,
     classifier_activation: None (logits), "softmax" or "sigmoid".
     """
     check_spatial_dims(spatial_dims, where=_WHERE)
-    check_positive_int("growth_rate", growth_rate, _WHERE)
-    check_positive_int("first_filters", first_filters, _WHERE)
-    check_positive_int("num_classes", num_classes, _WHERE, minimum=0)
+    check_positive_int("growth_rate", growth_rate, _WHERE, maximum=1024)
+    check_positive_int("first_filters", first_filters, _WHERE, maximum=4096)
+    check_positive_int("num_classes", num_classes, _WHERE, minimum=0, maximum=100_000)
     check_choice("classifier_activation", classifier_activation, (None, "softmax", "sigmoid"), _WHERE)
     check_dropout(dropout, _WHERE, "the paper uses 0.2, pass dropout=0.0 to disable it.")
     if not isinstance(name, str) or not name:

@@ -28,6 +28,7 @@ last Inception module), ``head_pool``, ``head_dropout``, ``classifier``; aux hea
 ``aux{1,2}_...`` with outputs ``aux1``, ``aux2`` after ``classifier``.
 """
 from zoo._keras import keras
+from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import (AdaptiveAveragePooling, LocalResponseNormalization, avg_pool,
                                check_dropout, check_spatial_dims, classifier_head, conv_norm_act,
@@ -125,6 +126,7 @@ def _check_aux_input(input_shape, spatial_dims, in_channels):
         "or aux_heads=False (the main head pools globally and takes any size).")
 
 
+@register_builder
 def googlenet(*, variant="paper", aux_heads=False, spatial_dims=2, in_channels=3, num_classes=1000,
               input_shape=None, width=1.0, dropout=0.4, classifier_activation=None,
               name="googlenet"):
@@ -150,7 +152,7 @@ def googlenet(*, variant="paper", aux_heads=False, spatial_dims=2, in_channels=3
             f"{_WHERE}: aux_heads={aux_heads!r} must be True or False; pass aux_heads=True to add "
             "the auxiliary classifiers on Inception 4a and 4d.")
     check_spatial_dims(spatial_dims, where=_WHERE)
-    check_positive_int("num_classes", num_classes, _WHERE, minimum=0)
+    check_positive_int("num_classes", num_classes, _WHERE, minimum=0, maximum=100_000)
     check_dropout(dropout, _WHERE, "the paper uses dropout=0.4.")
     check_choice("classifier_activation", classifier_activation, (None, "softmax", "sigmoid"), _WHERE)
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not 0 < width <= 16:

@@ -7,6 +7,8 @@ so one code path builds the 2D and the 3D variant, and the export step can swap 
 Custom layers are registered as serializable under the package name ``zoo`` and
 implement ``get_config``; none wraps a Python lambda.
 """
+import operator
+
 from zoo._keras import keras, tf
 from zoo.errors import InvalidArgumentError, check_choice
 
@@ -86,14 +88,21 @@ def model_input(*, spatial_dims, in_channels, input_shape=None, default_size=Non
     ``default_size`` is None too.
     """
     check_spatial_dims(spatial_dims, where=where)
-    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or not 1 <= in_channels <= 4096:
         raise InvalidArgumentError(
-            f"{where}: in_channels={in_channels!r} must be a positive integer (1 for grayscale "
+            f"{where}: in_channels={in_channels!r} must be a positive integer up to 4096 (1 for grayscale "
             "CT/MR, 3 for RGB).")
     if input_shape is None:
         shape = (default_size,) * spatial_dims + (in_channels,)
     else:
-        shape = tuple(None if s is None else int(s) for s in input_shape)
+        try:
+            shape = tuple(None if s is None else operator.index(s) for s in input_shape)
+        except TypeError:
+            shape = None
+        if shape is None or isinstance(input_shape, str) or any(s is not None and s >= 2 ** 31 for s in shape):
+            raise InvalidArgumentError(
+                f"{where}: input_shape={input_shape!r} must be a tuple of sizes (int or None), e.g. "
+                f"{(64,) * spatial_dims + (in_channels,)}.")
         if len(shape) == spatial_dims:
             shape = shape + (in_channels,)
         if len(shape) != spatial_dims + 1:

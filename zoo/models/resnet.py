@@ -43,6 +43,7 @@ change. The four stage outputs a decoder picks come from the layer-name contract
 ``stage{i}_out`` in the torchvision layout, the registry's ``keras_resnet``/``keras_resnet_v2`` specs otherwise.
 """
 from zoo._keras import keras
+from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import (check_dropout, check_spatial_dims, classifier_head, conv,
                                conv_norm_act, global_avg_pool, max_pool, model_input, norm_layer,
@@ -71,7 +72,7 @@ def check_depth_layout(depth, layout="torchvision", *, where=_WHERE, prefix="", 
     bottleneck blocks only); returns the depth's (block, blocks per stage). ``prefix`` names the
     arguments where a model embeds a ResNet (DeepLab's ``backbone_depth``/``backbone_layout``)."""
     check_choice(f"{prefix}layout", layout, LAYOUTS, where)
-    if isinstance(depth, bool) or depth not in DEPTHS:
+    if isinstance(depth, bool) or depth not in tuple(DEPTHS):
         raise InvalidArgumentError(
             f"{where}: {prefix}depth={depth!r} is not a ResNet depth; allowed: "
             f"{', '.join(str(d) for d in DEPTHS)} (18/34 use basic blocks, 50+ bottleneck blocks). "
@@ -242,6 +243,7 @@ def _keras_body(ops, x, width, plan, v2):
 
 
 # --------------------------------------------------------------------------- builder
+@register_builder
 def resnet(*, depth, block=None, layout="torchvision", spatial_dims=2, in_channels=3,
            num_classes=1000, input_shape=None, width=64, norm="batch", dropout=0.0,
            output_stride=32, classifier_activation=None, name="resnet"):
@@ -266,8 +268,8 @@ def resnet(*, depth, block=None, layout="torchvision", spatial_dims=2, in_channe
     check_choice("norm", norm, ("batch", "group", "instance", "layer", None), _WHERE)
     check_choice("classifier_activation", classifier_activation, (None, "softmax", "sigmoid"),
                  _WHERE)
-    check_positive_int("width", width, _WHERE)
-    check_positive_int("num_classes", num_classes, _WHERE, minimum=0)
+    check_positive_int("width", width, _WHERE, maximum=1024)
+    check_positive_int("num_classes", num_classes, _WHERE, minimum=0, maximum=100_000)
     check_dropout(dropout, _WHERE)
     if norm == "group" and width % 32:
         raise InvalidArgumentError(

@@ -18,6 +18,7 @@ level i), decoder ``up{i}_upconv``, ``up{i}_crop`` (valid padding), ``up{i}_conc
 ``classifier`` (the 1x1 output conv).
 """
 from zoo._keras import keras
+from zoo.models import register_builder
 from zoo.models import layers as zl
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 
@@ -150,9 +151,12 @@ def _checked_input(where, *, spatial_dims, in_channels, input_shape, depth, padd
 def _check_common(where, *, spatial_dims, num_classes, depth, filters, padding, dropout,
                   classifier_activation, norm, activation):
     zl.check_spatial_dims(spatial_dims, where=where)
-    check_positive_int("depth", depth, where)
-    check_positive_int("filters", filters, where)
-    check_positive_int("num_classes", num_classes, where, minimum=0)
+    check_positive_int("depth", depth, where, maximum=10)  # 2**10: inputs of at least 1024 per axis
+    check_positive_int("filters", filters, where, maximum=4096)
+    check_positive_int("num_classes", num_classes, where, minimum=0, maximum=100_000)
+    if filters * 2 ** (depth + 1) > 4096:  # bounds the widest level: filters * 2**depth (unet3d: * 2**(depth + 1))
+        raise InvalidArgumentError(f"{where}: filters={filters} with depth={depth} is too wide: filters * "
+                                   f"2**(depth + 1) = {filters * 2 ** (depth + 1)} > 4096; lower filters or depth.")
     check_choice("padding", padding, PADDINGS, where)
     check_choice("classifier_activation", classifier_activation, CLASSIFIER_ACTIVATIONS, where)
     check_choice("norm", norm, ("batch", "instance", "group", "layer", None), where)
@@ -217,6 +221,7 @@ def build_unet_graph(x, *, spatial_dims, encoder, decoder, num_classes, padding,
     return x
 
 
+@register_builder
 def unet(*, spatial_dims=2, in_channels=1, num_classes=2, input_shape=None, padding="same",
          filters=64, depth=4, norm=None, activation="relu", dropout=0.5,
          classifier_activation=None, name="unet"):

@@ -20,12 +20,14 @@ exactly the up-convs' biases). Dropping the synthesis convs' biases instead woul
 give 896, but would treat the convs of the two paths differently for no reason.
 """
 from zoo._keras import keras
+from zoo.models import register_builder
 from zoo.models.unet import (_checked_input, build_unet_graph,
                              nearest_valid_sizes, output_size, paper_param_count, valid_sizes)
 
 __all__ = ["unet3d", "paper_param_count", "output_size", "valid_sizes", "nearest_valid_sizes"]
 
 
+@register_builder
 def unet3d(*, spatial_dims=3, in_channels=1, num_classes=2, input_shape=None, padding="same",
            filters=32, depth=3, norm="batch", activation="relu", dropout=0.0,
            classifier_activation=None, name="unet3d"):

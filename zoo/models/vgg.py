@@ -22,6 +22,7 @@ classifier ``predictions``; see zoo.hub.contract).
   axis. ``num_classes=0`` returns ``block5_pool`` (conv features) and accepts any size.
 """
 from zoo._keras import keras
+from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import check_dropout, check_spatial_dims, conv, conv_norm_act, max_pool, model_input
 
@@ -33,7 +34,7 @@ STRIDE = 2 ** len(WIDTH_FACTORS)  # five 2x2 max-pools
 
 
 def _check_depth(depth, where):
-    if isinstance(depth, bool) or depth not in BLOCKS:
+    if isinstance(depth, bool) or depth not in tuple(BLOCKS):
         allowed = ", ".join(str(d) for d in BLOCKS)
         raise InvalidArgumentError(
             f"{where}: depth={depth!r} is not a VGG configuration; allowed: {allowed} "
@@ -60,6 +61,7 @@ def _check_size(shape, spatial_dims, num_classes, input_shape, where):
             f"{STRIDE}. Use {near} (or resize/pad the input).")
 
 
+@register_builder
 def vgg(*, depth, batch_norm=False, spatial_dims=2, in_channels=3, num_classes=1000,
         input_shape=None, width=64, dropout=0.5, fc_units=4096, classifier_activation=None,
         name=None):
@@ -80,9 +82,9 @@ def vgg(*, depth, batch_norm=False, spatial_dims=2, in_channels=3, num_classes=1
     if not isinstance(batch_norm, bool):
         raise InvalidArgumentError(f"{where}: batch_norm={batch_norm!r} must be True or False.")
     check_spatial_dims(spatial_dims, where=where)
-    check_positive_int("num_classes", num_classes, where, minimum=0)
-    check_positive_int("width", width, where)
-    check_positive_int("fc_units", fc_units, where)
+    check_positive_int("num_classes", num_classes, where, minimum=0, maximum=100_000)
+    check_positive_int("width", width, where, maximum=1024)
+    check_positive_int("fc_units", fc_units, where, maximum=16384)
     check_choice("classifier_activation", classifier_activation, (None, "softmax", "sigmoid"), where)
     check_dropout(dropout, where, "pass e.g. dropout=0.5 (paper) or dropout=0.0 to disable it.")
     if name is None:

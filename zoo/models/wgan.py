@@ -40,6 +40,7 @@ Layer names. Generator: ``stem_reshape``, ``stem_conv``, ``stem_bn``, ``stage0_o
 ``(batch, 1)``).
 """
 from zoo._keras import keras
+from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import check_spatial_dims, conv, conv_transpose
 
@@ -100,7 +101,7 @@ def valid_sizes(size):
 
 
 def _check_size(size, arg, where):
-    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIZE or size & (size - 1):
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIZE <= size <= 4096 or size & (size - 1):
         if isinstance(size, bool) or not isinstance(size, (int, float)):
             near = [64]
         else:
@@ -146,7 +147,7 @@ def _resolve_image(image_size, channels, in_channels, input_shape, spatial_dims,
             channels = shape[-1]
     image_size = 64 if image_size is None else _check_size(image_size, "image_size", where)
     channels = 3 if channels is None else channels
-    check_positive_int("channels", channels, where)
+    check_positive_int("channels", channels, where, maximum=4096)
     return image_size, channels
 
 
@@ -212,6 +213,7 @@ def build_critic(*, image_size, channels, filters, norm, spatial_dims, name="cri
     return keras.Model(image, x, name=name)
 
 
+@register_builder
 def wgan(*, image_size=None, channels=None, z_dim=100, filters=64, batch_norm=True,
          critic_norm="batch", spatial_dims=2, in_channels=None, input_shape=None, name="wgan"):
     """WGAN generator + critic as one :class:`WGAN` model (``z -> critic(generator(z))``).
@@ -235,8 +237,8 @@ def wgan(*, image_size=None, channels=None, z_dim=100, filters=64, batch_norm=Tr
     check_spatial_dims(spatial_dims, (2, 3), where)
     image_size, channels = _resolve_image(image_size, channels, in_channels, input_shape,
                                           spatial_dims, where)
-    check_positive_int("z_dim", z_dim, where)
-    check_positive_int("filters", filters, where)
+    check_positive_int("z_dim", z_dim, where, maximum=16384)
+    check_positive_int("filters", filters, where, maximum=4096)
     if not isinstance(batch_norm, bool):
         raise InvalidArgumentError(f"{where}: batch_norm={batch_norm!r} must be True or False.")
     check_choice("critic_norm", critic_norm, CRITIC_NORMS, where)

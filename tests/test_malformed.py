@@ -208,7 +208,7 @@ def test_9_valid_variants_still_load(tmp_path):
           w.v1: {{url: w.npz, hash: '{HASH}', size: 10, labels: [a, b], preprocessing: {{mode: zscore}}}}
         """)
     entry = load_registry([default_path(), path]).models["mynet"]
-    assert entry.notes == ("first line", "second line") and entry.weights["w.v1"].size == 10
+    assert entry.notes == "first line second line" and entry.weights["w.v1"].size == 10
     merged = registry(tmp_path, name="merge.yaml", text="""
 models:
   base_net: &base

@@ -1,0 +1,1 @@
+"""Compression recipes with tfmot (placeholder while the package is assembled)."""

@@ -31,8 +31,10 @@ from tensorflow_model_optimization.python.core.quantization.keras import quant_o
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_wrapper
 from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
     cluster_preserve_quantize_registry as _cqat)
+from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+    default_8bit_cluster_preserve_quantize_scheme as _cqat_scheme)
 from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
-    prune_preserve_quantize_registry as _pqat)
+    default_8bit_prune_preserve_quantize_scheme as _pqat_scheme, prune_preserve_quantize_registry as _pqat)
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_configs as _configs8, default_8bit_quantize_registry as _registry8,
     default_8bit_quantizers as _quantizers8)
@@ -117,12 +119,15 @@ class PreserveConvTransposeQuantizer(_quantizers8.Default8BitConvTransposeWeight
         return out
 
     @staticmethod
-    def preserved(inputs, weights, sparsity, clusters):
+    def preserved(inputs, weights, sparsity, clusters, exact=False):
+        """The kernel snapped to its initial values and masked (``exact``: the values themselves,
+        else with a straight-through gradient)."""
         w = inputs
         centroids = weights["zoo_centroids"]
         if clusters and centroids.shape[0]:
             index = tf.argmin(tf.abs(w[..., None] - centroids), axis=-1)
-            w = w + tf.stop_gradient(tf.gather(centroids, index) - w)
+            snapped = tf.gather(centroids, index)
+            w = snapped if exact else w + tf.stop_gradient(snapped - w)
         if sparsity:
             w = w * weights["zoo_mask"]
         return w
@@ -154,14 +159,32 @@ CUSTOM_OBJECTS = {"zoo>PreserveConvTransposeQuantizer": PreserveConvTransposeQua
 
 
 # --------------------------------------------------------------------------- apply
+class _FreshClusterPreserveRegistry(_cqat.Default8bitClusterPreserveQuantizeRegistry):
+    """tfmot's cluster-preserving registry hands every layer the *same* weight quantizer, and that
+    quantizer turns its ``preserve_sparsity`` off for good at the first layer without zeros (e.g.
+    an excluded first conv): every later layer would then lose its zeros. One quantizer per layer."""
+
+    def __init__(self, preserve_sparsity):
+        super().__init__(preserve_sparsity)
+        self._zoo_preserve_sparsity = preserve_sparsity
+
+    def get_quantize_config(self, layer):
+        return _cqat.Default8bitClusterPreserveQuantizeRegistry(self._zoo_preserve_sparsity).get_quantize_config(layer)
+
+
+class _ClusterPreserveScheme(_cqat_scheme.Default8BitClusterPreserveQuantizeScheme):
+    def get_quantize_registry(self):
+        return _FreshClusterPreserveRegistry(self.preserve_sparsity)
+
+
 def scheme(preserve=()):
     """tfmot's scheme for what earlier chain steps left: () plain 8-bit, {"prune"} PQAT,
     {"cluster"} CQAT, {"prune", "cluster"} PCQAT."""
     preserve = set(preserve)
     if "cluster" in preserve:
-        return Q.collab_opts.Default8BitClusterPreserveQuantizeScheme(preserve_sparsity="prune" in preserve)
+        return _ClusterPreserveScheme(preserve_sparsity="prune" in preserve)
     if "prune" in preserve:
-        return Q.collab_opts.Default8BitPrunePreserveQuantizeScheme()
+        return _pqat_scheme.Default8BitPrunePreserveQuantizeScheme()
     return Q.default_8bit.Default8BitQuantizeScheme()
 
 
@@ -191,7 +214,29 @@ def quantize(model, exclude=(), preserve=()):
         for layer in model.layers:  # excluded layers were rebuilt: give them their weights back
             if layer.name in exclude and layer.weights:
                 annotated.get_layer(layer.name).set_weights(layer.get_weights())
-        return Q.quantize_apply(annotated, scheme(preserve))
+        chosen = scheme(preserve)
+        return _quantize_relu_inputs(Q.quantize_apply(annotated, chosen), chosen.get_quantize_registry())
+
+
+def _quantize_relu_inputs(model, registry):
+    """Work around tfmot 0.8's LayerReLUQuantize: for a Conv2D/DepthwiseConv2D/Dense followed by
+    a ReLU it sets NoOpQuantizeConfig, which leaves the *weights* unquantized during QAT (meant:
+    no output quantizer between the layer and its ReLU). Such wrappers get the scheme's own
+    config (its preserving quantizers included) without activation or output quantizers."""
+    broken = {layer.name for layer in _wrappers(model)
+              if type(layer.layer).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense")
+              and isinstance(layer.quantize_config, NoOpConfig)}
+    if not broken:
+        return model
+
+    def clone(layer):
+        if layer.name not in broken:
+            return layer  # reused as is: its quantizer state stays
+        config = registry.get_quantize_config(layer.layer)
+        config.activation_attrs, config.quantize_output = [], False
+        return quantize_wrapper.QuantizeWrapperV2(layer.layer, config)
+
+    return keras.models.clone_model(model, clone_function=clone)
 
 
 def copy_model(model):
@@ -206,13 +251,13 @@ def _wrappers(model):
 
 
 def preserved_kernel(wrapper):
-    """``{weight variable: value}``: the weights a preserving quantizer trains through (kernel *
+    """``[(weight variable, value)]``: the weights a preserving quantizer trains through (kernel *
     mask for PQAT, the clustered kernel for (P)CQAT, snapped and masked for transposed convs)."""
-    out = {}
+    out = []
     for weight, quantizer, qvars in wrapper._weight_vars:
         if isinstance(quantizer, PreserveConvTransposeQuantizer):
-            out[weight] = PreserveConvTransposeQuantizer.preserved(
-                tf.convert_to_tensor(weight), qvars, quantizer.sparsity, quantizer.clusters)
+            out.append((weight, PreserveConvTransposeQuantizer.preserved(
+                tf.convert_to_tensor(weight), qvars, quantizer.sparsity, quantizer.clusters, exact=True)))
         elif isinstance(quantizer, _cqat.ClusterPreserveDefaultWeightsQuantizer) \
                 and _cqat.CLUSTER_CENTROIDS in qvars:
             impl = qvars[_cqat.CLUSTERING_IMPL]
@@ -222,19 +267,23 @@ def preserved_kernel(wrapper):
                 original = original * qvars[_cqat.SPARSITY_MASK]
                 centroids = centroids * qvars[_cqat.CENTROIDS_MASK]
                 impl.cluster_centroids.assign(centroids)
-            out[weight] = impl.get_clustered_weight(impl.get_pulling_indices(original), original)
+            out.append((weight, impl.get_clustered_weight(impl.get_pulling_indices(original), original)))
         elif isinstance(quantizer, (_pqat.PrunePreserveDefaultWeightsQuantizer,
                                     _cqat.ClusterPreserveDefaultWeightsQuantizer)) and "sparsity_mask" in qvars:
-            out[weight] = tf.convert_to_tensor(weight) * qvars["sparsity_mask"]
+            out.append((weight, tf.convert_to_tensor(weight) * qvars["sparsity_mask"]))
     return out
 
 
 def _short(variable, layer):
+    """A variable's name inside its layer, without the layer's (possibly uniquified) name."""
     name = variable.name.split(":")[0]
-    for prefix in (layer.name + "/", layer.layer.name + "/" if hasattr(layer, "layer") else None):
-        if prefix and name.startswith(prefix):
-            return name[len(prefix):]
-    return name.split("/")[-1]
+    for prefix in (layer.name, getattr(getattr(layer, "layer", None), "name", None)):
+        if prefix and name.startswith(prefix + "/"):
+            name = name[len(prefix) + 1:]
+            break
+    else:
+        name = name.split("/")[-1]
+    return name[len(layer.name) + 1:] if name.startswith(layer.name + "_") else name
 
 
 def finalize(qat_model, float_model, exclude=(), preserve=()):
@@ -244,13 +293,13 @@ def finalize(qat_model, float_model, exclude=(), preserve=()):
         return qat_model
     kernels = {}
     for wrapper in _wrappers(qat_model):
-        kernels.update({id(v): value for v, value in preserved_kernel(wrapper).items()})
+        kernels.update({id(v): value for v, value in preserved_kernel(wrapper)})
     plain = quantize(float_model, exclude=exclude)
-    by_name = {layer.name: layer for layer in qat_model.layers}
+    if len(plain.layers) != len(qat_model.layers):
+        raise RuntimeError(f"finalize: {len(plain.layers)} layers rebuilt, {len(qat_model.layers)} trained")
     pairs = []
-    for layer in plain.layers:
-        source = by_name.get(layer.name)
-        if source is None or not layer.weights:
+    for layer, source in zip(plain.layers, qat_model.layers):  # same build, same order (names of
+        if not layer.weights:                                  # generated layers may differ)
             continue
         values = {_short(v, source): v for v in source.weights}
         for v in layer.weights:

@@ -56,7 +56,7 @@ _WEIGHT_KEYS = {
     "source": "where the weights come from (paper, project, training run)",
     "notes": "anything else a user must know",
 }
-_RECIPE_KINDS = ("prune", "qat", "cluster", "ptq")
+_RECIPE_KINDS = ("prune", "qat", "cluster", "ptq", "chain", "distill")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -11,6 +11,9 @@ Modules: ``_recipes`` (registry data -> validated steps), ``_check`` (the pre-tr
 ``_prune``, ``_cluster``, ``_quantize`` (+ ``_rewrite``: exact int8-friendly rewrites),
 ``_distill``, ``_run`` (the steps on finetune, the out_dir), ``_report``, ``_tfmot`` (the import).
 """
+import sys
+import types
+
 from zoo.compress._check import RecipeNotApplicableError
 from zoo.compress._recipes import resolve
 
@@ -47,5 +50,15 @@ def list_recipes(name, spatial_dims=None):
     from zoo.compress._listing import list_recipes as _list
     return _list(name, spatial_dims)
 
+
+class _CallableModule(types.ModuleType):
+    """``zoo.compress`` is this package and the function at once: importing the package sets
+    ``zoo.compress`` to the module, so the module calls :func:`compress`."""
+
+    def __call__(self, *args, **kwargs):
+        return compress(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["compress", "list_recipes", "resolve", "RecipeNotApplicableError"]

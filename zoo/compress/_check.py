@@ -111,7 +111,7 @@ def plan(model, steps, *, mixed_precision=False, student=None, entry=None, sweep
                 three_d = any(k.endswith("3D") or "3D maps" in k for k in kinds)
                 problems.append(
                     f"{where}: tfmot has no quantize config for {len(bad)} layer(s) of {what}: "
-                    + ", ".join(f"{n} ({k})" for n, k in bad[:12]) + (f" and {len(bad) - 12} more" if len(bad) > 12 else "")
+                    + ", ".join(f"{n} ({k})" for n, k in bad)
                     + f". Layer types: {', '.join(kinds)}. Fix: "
                     + (f"3D layers cannot be quantization-aware trained; {PTQ_HINT}, or compress a 2D model."
                        if three_d else f"exclude them (exclude: [...]) or {PTQ_HINT}."))

@@ -93,13 +93,16 @@ def build_student(teacher, step, student=None, entry=None, sweep=False):
 def wrap(teacher, student, *, temperature, alpha):
     """The training model ``input -> DistillationHead([student(x), teacher(x)])``."""
     teacher.trainable = False
+    original = student.name
+    teacher._name, student._name = "teacher", "student"  # nested model names must differ
     inputs = keras.Input(shape=teacher.input_shape[1:], name="input")
     t_out = teacher(inputs, training=False)
     t_out = t_out[0] if isinstance(t_out, (list, tuple)) else t_out
     out = DistillationHead(temperature, alpha, name="distill")([student(inputs), t_out])
     model = keras.Model(inputs, out, name=f"distill_{student.name}")
     model.zoo_task = getattr(teacher, "zoo_task", None)
-    model.zoo_name = getattr(student, "zoo_name", None) or student.name
+    model.zoo_name = getattr(student, "zoo_name", None) or original
+    model.zoo_student_name = original
     return model
 
 
@@ -113,6 +116,7 @@ def unwrap(model):
     from zoo.compress._quantize import copy_model
     student = next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.trainable)
     out = copy_model(student)
+    out._name = getattr(model, "zoo_student_name", None) or out.name
     out.zoo_name, out.zoo_task = getattr(model, "zoo_name", None), getattr(model, "zoo_task", None)
     return out
 

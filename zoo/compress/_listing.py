@@ -47,12 +47,10 @@ def list_recipes(name, spatial_dims=None):
         else:
             reason = check_entry(entry.name, rname, dims, model)
         listed = rname in entry.recipes
-        if reason is None and not listed:
-            reason = "passes the check but is not listed for this entry (not measured on it)"
         out.append({"recipe": rname, "kind": recipe.kind, "listed": listed,
                     "default": bool(entry.recipes) and rname == entry.recipes[0],
-                    "applies": reason is None or (listed and reason is None),
-                    "reason": reason if not (listed and reason is None) else None,
+                    "applies": reason is None, "reason": reason,
+                    "note": None if listed or reason else "passes the check; not listed for this entry (not measured)",
                     "description": recipe.options.get("description"),
                     "steps": [s.name for s in resolve(rname)[1]] if recipe.kind == "chain" else [rname]})
     keras.backend.clear_session()

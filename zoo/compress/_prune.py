@@ -62,6 +62,7 @@ class StepsSchedule(pruning_schedule.PruningSchedule):
         begin, end, frequency = self._vars()
         p = tf.minimum(1.0, tf.maximum(0.0, tf.cast(step - begin, tf.float32)
                                        / tf.cast(tf.maximum(end - begin, 1), tf.float32)))
+        p = tf.where(end > begin, p, 1.0)  # a single update (begin == end) goes to the target
         value = self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * tf.pow(1.0 - p, self.power)
         return self._should_prune_in_step(step, begin, end, frequency), value
 

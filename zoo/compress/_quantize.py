@@ -28,6 +28,7 @@ from zoo._keras import keras, tf
 from zoo.compress import _rewrite
 from zoo.compress._tfmot import quantization as Q
 from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_wrapper
 from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
     cluster_preserve_quantize_registry as _cqat)
@@ -154,7 +155,7 @@ class PreserveConvTransposeConfig(_registry8.Default8BitConvTransposeQuantizeCon
         return {**super().get_config(), "sparsity": self.sparsity, "clusters": self.clusters}
 
 
-CUSTOM_OBJECTS = {"zoo>PreserveConvTransposeQuantizer": PreserveConvTransposeQuantizer,
+CUSTOM_OBJECTS = {"zoo>PreserveConvTransposeQuantizer": PreserveConvTransposeQuantizer, "zoo>QuantizeLayer": None,
                   "zoo>PreserveConvTransposeConfig": PreserveConvTransposeConfig}
 
 
@@ -218,18 +219,29 @@ def quantize(model, exclude=(), preserve=()):
         return _quantize_relu_inputs(Q.quantize_apply(annotated, chosen), chosen.get_quantize_registry())
 
 
+@keras.utils.register_keras_serializable(package="zoo")
+class QuantizeLayer(_quantize_layer.QuantizeLayer):
+    """tfmot's input QuantizeLayer, marked built after ``build``: tfmot's does not set ``built``, so a
+    model rebuilt from its JSON (``build_from_config``, then the call) made its range variables
+    twice and no checkpoint matched it."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.built = True
+
+
 def _quantize_relu_inputs(model, registry):
-    """Work around tfmot 0.8's LayerReLUQuantize: for a Conv2D/DepthwiseConv2D/Dense followed by
+    """Replace tfmot's QuantizeLayer by :class:`QuantizeLayer`, and work around tfmot 0.8's LayerReLUQuantize: for a Conv2D/DepthwiseConv2D/Dense followed by
     a ReLU it sets NoOpQuantizeConfig, which leaves the *weights* unquantized during QAT (meant:
     no output quantizer between the layer and its ReLU). Such wrappers get the scheme's own
     config (its preserving quantizers included) without activation or output quantizers."""
     broken = {layer.name for layer in _wrappers(model)
               if type(layer.layer).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense")
               and isinstance(layer.quantize_config, NoOpConfig)}
-    if not broken:
-        return model
 
     def clone(layer):
+        if type(layer) is _quantize_layer.QuantizeLayer:  # built before training: no state to keep
+            return QuantizeLayer.from_config(layer.get_config())
         if layer.name not in broken:
             return layer  # reused as is: its quantizer state stays
         config = registry.get_quantize_config(layer.layer)
@@ -322,3 +334,6 @@ def quantizer_ranges_ok(model):
 
 __all__ = ["quantize", "finalize", "unsupported_layers", "float_ops", "zoo_config", "scheme",
            "quant_ops"]
+
+
+CUSTOM_OBJECTS["zoo>QuantizeLayer"] = QuantizeLayer

@@ -2,7 +2,7 @@
 
 ``out_dir`` holds one finetune run folder per step (``1_prune_80/``, ``2_qat_int8/``: checkpoints,
 ``state.json``, resume point) and, once every step is done, the compressed model: ``model.keras``
-(``zoo.load_model``), ``model.json`` + ``best.h5`` + ``state.json`` (a run folder:
+(``model.h5`` for a QAT model: tfmot's wrappers restore from HDF5 only; ``zoo.load_model``), ``model.json`` + ``best.h5`` + ``state.json`` (a run folder:
 ``zoo.train.load_run``, ``zoo predict``) and ``report.json``. Rerunning the same call after a
 crash skips finished steps (their result is rebuilt from their ``last.h5``) and resumes the
 interrupted one at its last completed epoch, with the pruning step, masks, cluster indices and
@@ -246,7 +246,9 @@ def compress(model, recipe, train_data="phantoms", val_data=None, *, epochs=2, o
                  "compressed_zipped": dst["zipped"],
                  "stored_as": "int8 weights (.npz)" if quantized else "float32 weights (.h5)"},
         "metrics_before": before, "metrics_after": after, "time_s": round(time.time() - t0, 2),
-        "float_ops": _quantize.float_ops(current) if quantized else []})
+        "float_ops": _quantize.float_ops(current) if quantized else [],
+        # tfmot's quantize wrappers restore from HDF5, not from the .keras format
+        "model_file": "model.h5" if quantized else "model.keras"})
     _save(out_dir, current, report, read_state(out_dir / f"{len(steps)}_{slug(steps[-1].name)}"))
     object.__setattr__(current, "zoo_compress", report.to_dict())
     return current, report
@@ -254,8 +256,12 @@ def compress(model, recipe, train_data="phantoms", val_data=None, *, epochs=2, o
 
 def _save(out_dir, model, report, last_state):
     """The compressed model as ``model.keras`` and as a run folder, then the report (finished last)."""
+    import warnings
+
     from zoo.train._runs import weight_layout, write_h5_weights
-    _io.atomic_write_bytes(out_dir / "model.keras", lambda tmp: model.save(tmp))
+    with warnings.catch_warnings():  # Keras calls HDF5 "legacy"; it is the format tfmot's wrappers load from
+        warnings.simplefilter("ignore")
+        _io.atomic_write_bytes(out_dir / report["model_file"], lambda tmp: model.save(tmp))
     _io.atomic_write_bytes(out_dir / "model.json", lambda tmp: Path(tmp).write_text(model.to_json()))
     layout, variables = weight_layout(model)
     values = [v.numpy() for v in variables]

@@ -34,7 +34,9 @@ def exclusions(model, selectors):
     classifier in a headless model, no aux heads) excludes nothing; a glob or name that matches
     no layer is an error (a typo would silently compress a layer meant to be kept)."""
     from zoo.hub.contract import ROLES, contract
-    parts = contract(model)
+    cache = getattr(model, "_zoo_compress_contract", None)
+    parts = cache if cache is not None else contract(model)
+    object.__setattr__(model, "_zoo_compress_contract", parts)  # untracked by Keras
     names = [layer.name for layer in model.layers]
     out = []
     for sel in selectors or []:

@@ -28,9 +28,9 @@ import zoo
 from zoo._keras import keras
 out, marker = sys.argv[1], sys.argv[2]
 
-class Slow(keras.callbacks.Callback):  # slow batches, so the kill lands inside epoch 2
+class Slow(keras.callbacks.Callback):  # slow batches, so the kill lands inside epoch 3
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 1:
+        if epoch == 2:
             open(marker, "w").close()
     def on_train_batch_end(self, batch, logs=None):
         time.sleep(0.15)
@@ -62,7 +62,7 @@ class Record(keras.callbacks.Callback):
 
 @pytest.mark.slow
 def test_sigkill_mid_epoch_then_the_same_call_resumes_with_pruning_step_and_masks(tmp_path):
-    out, marker = tmp_path / "c", tmp_path / "epoch2"
+    out, marker = tmp_path / "c", tmp_path / "epoch3"
     (tmp_path / "kill.py").write_text(KILL)
     proc = subprocess.Popen([sys.executable, str(tmp_path / "kill.py"), str(out), str(marker)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -70,20 +70,21 @@ def test_sigkill_mid_epoch_then_the_same_call_resumes_with_pruning_step_and_mask
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert marker.exists(), proc.communicate()[1][-3000:] if proc.poll() is not None else "timeout"
-    time.sleep(0.5)  # inside epoch 2 (8 steps of >= 0.15 s)
+    time.sleep(0.5)  # inside epoch 3 (8 steps of >= 0.15 s)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     stage = out / "1_prune_80"
-    assert read_state(stage)["epochs_completed"] == 1 and not (out / "report.json").exists()
-    # the resume point holds the pruning step (8 steps done) and the masks of epoch 1
+    assert read_state(stage)["epochs_completed"] == 2 and not (out / "report.json").exists()
+    # the resume point holds the pruning step (16 of 32 steps done; mask updates at steps 9..24) and
+    # the masks of epoch 2
     wrapped = _prune.wrap(tiny(), final_sparsity=0.8, exclude={"stem_conv", "classifier"})
     layout, _ = weight_layout(wrapped)
     names = [f"{layer}/{w}" for layer, ws in layout for w in ws]
     snap = read_snapshot(stage / "resume.npz")
     saved = dict(zip(names, snap["weights"]))
     steps = {n: int(v) for n, v in saved.items() if n.endswith("pruning_step:0")}
-    assert steps and set(steps.values()) == {8}
+    assert steps and set(steps.values()) == {16}
     masks = {n: v for n, v in saved.items() if n.endswith("mask:0")}
     assert masks and all(0.0 < np.mean(m == 0) < 0.8 for m in masks.values())  # part-way to the target
 
@@ -91,8 +92,8 @@ def test_sigkill_mid_epoch_then_the_same_call_resumes_with_pruning_step_and_mask
     small, report = zoo.compress(tiny(), "prune_80", "phantoms", "phantoms", epochs=4, batch_size=2, out_dir=out,
                                  data_options={"n": 16}, learning_rate=1e-3, tensorboard=False, verbose=0,
                                  callbacks=[rec])
-    assert rec.epochs == [1, 2, 3]  # epoch 1 is not redone
-    assert {s for s, _ in rec.start.values()} == {8}  # the pruning step carried over
+    assert rec.epochs == [2, 3]  # epochs 1-2 are not redone
+    assert {s for s, _ in rec.start.values()} == {16}  # the pruning step carried over
     restored = [m for _, ms in rec.start.values() for m in ms]
     assert len(restored) == len(masks)
     for a, b in zip(restored, [masks[n] for n in names if n in masks]):

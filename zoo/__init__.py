@@ -11,7 +11,8 @@ from zoo.hub import contract, info, list_models, load, load_model, save_weights
 __version__ = "0.1.0"
 
 # Exports that need TensorFlow, imported on first access (PEP 562) so ``import zoo`` stays light.
-_LAZY = {"finetune": "zoo.train", "predict": "zoo.inference"}
+_LAZY = {"finetune": "zoo.train", "predict": "zoo.inference", "compress": "zoo.compress",
+         "list_recipes": "zoo.compress"}
 
 
 _SUBMODULES = ("datasets",)  # zoo.datasets, the data-set catalogue (TensorFlow-free to import)
@@ -34,4 +35,4 @@ def __dir__():
 
 __all__ = ["load", "load_model", "list_models", "info", "save_weights", "contract", "ZooError", "RegistryError", "UnknownModelError",
            "UnknownArgumentError", "InvalidArgumentError", "WeightsError", "MissingDependencyError",
-           "__version__", "finetune", "predict"]
+           "__version__", "finetune", "predict", "compress", "list_recipes"]

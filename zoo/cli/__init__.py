@@ -1,5 +1,6 @@
 """The ``zoo`` command. One module per group of subcommands, each with ``add_parsers(sub)``:
-``models`` (list, info, build), ``train`` (finetune), ``predict``, ``datasets`` (the catalogue). A new subcommand is a new
+``models`` (list, info, build), ``train`` (finetune), ``predict``, ``compress`` (compress,
+recipes), ``datasets`` (the catalogue). A new subcommand is a new
 module here plus its name in ``COMMANDS``.
 
 Errors end in one line on stderr and a non-zero exit code: 2 for a ZooError (bad input, with
@@ -13,12 +14,13 @@ import sys
 
 from zoo.errors import ZooError
 
-COMMANDS = ("models", "train", "predict", "datasets")
+COMMANDS = ("models", "train", "predict", "compress", "datasets")
 EXAMPLES = """examples:
   zoo list --task segmentation            registry entries (add --json for scripts)
   zoo info unet3d                          one entry: config, paper, deviations, weights
   zoo finetune unet --epochs 2 --set filters=8 --out runs/demo
   zoo predict runs/demo image.png          segment or classify with a trained run
+  zoo compress runs/demo --recipe prune_80 --epochs 2   prune, quantize or cluster a run
   zoo datasets list                        the data-set catalogue (TFDS builders)
 """
 

@@ -111,6 +111,8 @@ def register_custom_objects():
         importlib.import_module(module)
     for info_ in pkgutil.iter_modules(zoo.models.__path__):
         importlib.import_module(f"zoo.models.{info_.name}")
+    from zoo.compress._tfmot import register  # QAT models keep tfmot's quantize wrappers
+    register()
 
 
 def load_model(path, *, compile=False):

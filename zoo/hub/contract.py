@@ -281,7 +281,8 @@ def contract(model, entry=None):
     names = [layer.name for layer in model.layers]
     aux = tuple(n for n in names if re.fullmatch(spec["aux"], n))
     named = [n for n in spec["classifier"] if n in names and kernel_of(model.get_layer(n)) is not None]
-    heads = tuple(n for n in names if n not in aux and (n in named or n in {h.name for h in class_heads(model)}))
+    found = {h.name for h in class_heads(model)}  # once: the walk is not cheap on deep models
+    heads = tuple(n for n in names if n not in aux and (n in named or n in found))
     stages = _stage_outputs(names, spec["stage_outputs"])
     encoder = ()
     if stages:

@@ -22,7 +22,7 @@ from zoo.hub.contract import SPEC_KEYS, check_spec
 
 TASKS = ("classification", "segmentation", "generation")
 ENV_VAR = "ZOO_REGISTRY"
-_RECIPE_KINDS = ("prune", "qat", "cluster", "ptq")
+_RECIPE_KINDS = ("prune", "qat", "cluster", "ptq", "chain", "distill")
 _SECTIONS = ("models", "recipes", "weights", "contracts")
 
 

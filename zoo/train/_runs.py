@@ -229,7 +229,11 @@ def load_run(path, which="best"):
             f"load_run: {str(path)!r} is not a finetune run folder (it needs model.json and "
             f"{weights.name}). For a bare weights file, build the model (zoo.load(name, ...)) "
             "and call model.load_weights(file).")
-    model = keras.models.model_from_json((run / "model.json").read_text())
+    text = (run / "model.json").read_text()
+    if "QuantizeWrapper" in text:  # a zoo.compress QAT model: tfmot's classes must be known
+        from zoo.compress._tfmot import register
+        register()
+    model = keras.models.model_from_json(text)
     model.load_weights(str(weights))
     config = read_state(run).get("config", {})
     model.zoo_name, model.zoo_task = config.get("model"), config.get("task")

@@ -1,0 +1,57 @@
+"""``zoo.list_recipes(name)``: which recipes apply to a registry entry, and why the others do not."""
+from zoo._keras import keras
+
+
+def sweep_kwargs(entry, dims):
+    """The builder keywords of an entry's small sweep build (as tests/test_registry.py builds it)."""
+    from zoo.hub.registry import thaw
+    kwargs = dict(thaw(entry.sweep.get("config", {})))
+    size = entry.sweep.get("size") or entry.input.get("min_size") or 32
+    channels = kwargs.get("in_channels", entry.config.get("in_channels", entry.input.get("channels", 3)))
+    kwargs.update(spatial_dims=dims, input_shape=(size,) * dims + (channels,))
+    return kwargs
+
+
+def check_entry(name, recipe, spatial_dims=None, model=None):
+    """None when ``recipe`` passes the pre-training check on entry ``name`` built small, else the
+    reason (the check's message)."""
+    from zoo.compress._check import plan
+    from zoo.compress._recipes import resolve
+    from zoo.errors import InvalidArgumentError
+    from zoo.hub import load
+    from zoo.hub.registry import get_registry
+    entry = get_registry().get(name)
+    if model is None:
+        model = load(name, **sweep_kwargs(entry, spatial_dims or entry.spatial_dims[0]))
+    try:
+        plan(model, resolve(recipe)[1], entry=entry.name, sweep=True)
+    except InvalidArgumentError as e:
+        return str(e)
+    return None
+
+
+def list_recipes(name, spatial_dims=None):
+    from zoo.compress._recipes import resolve
+    from zoo.hub import load
+    from zoo.hub.registry import get_registry
+    registry = get_registry()
+    entry = registry.get(name)
+    dims = spatial_dims or entry.spatial_dims[0]
+    model = load(entry.name, **sweep_kwargs(entry, dims))
+    out = []
+    names = list(entry.recipes) + sorted(r for r in registry.recipes if r not in entry.recipes)
+    for rname in names:
+        recipe = registry.recipes[rname]
+        if recipe.kind == "ptq":
+            reason = "post-training quantization is the export's: zoo.export(model, ..., quantization='int8')"
+        else:
+            reason = check_entry(entry.name, rname, dims, model)
+        listed = rname in entry.recipes
+        out.append({"recipe": rname, "kind": recipe.kind, "listed": listed,
+                    "default": bool(entry.recipes) and rname == entry.recipes[0],
+                    "applies": reason is None, "reason": reason,
+                    "note": None if listed or reason else "passes the check; not listed for this entry (not measured)",
+                    "description": recipe.options.get("description"),
+                    "steps": [s.name for s in resolve(rname)[1]] if recipe.kind == "chain" else [rname]})
+    keras.backend.clear_session()
+    return out

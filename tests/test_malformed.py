@@ -245,3 +245,16 @@ def test_builtin_registry_passes_the_schema():
     for entry in reg.models.values():
         entry.check_keywords(entry.resolve_builder())
     assert json.dumps(zoo.info("resnet50"))  # still plain data
+
+
+def test_recipe_names_may_chain_with_plus_but_nothing_else(tmp_path):
+    """A chain recipe (prune_80+qat_int8) is a valid name in both the recipes: section and an
+    entry's recipes: list; a name with a space or a dangling '+' is refused with the rule."""
+    ok = registry(tmp_path, text=ENTRY.format(extra="    recipes: [mine+qat_int8]\n") +
+                  "recipes:\n  mine+qat_int8: {kind: chain, steps: [prune_50, qat_int8]}\n")
+    reg = load_registry([default_path(), ok])
+    assert reg.models["mynet"].recipes == ("mine+qat_int8",) and "mine+qat_int8" in reg.recipes
+    for bad in ("prune 80", "prune_80+"):
+        path = registry(tmp_path, text=ENTRY.format(extra="\n") + f"recipes:\n  '{bad}': {{kind: prune}}\n",
+                        name="bad.yaml")
+        assert "names joined by '+'" in refused(path, "recipe name")

@@ -74,6 +74,14 @@ def test_load_overrides_and_3d():
     assert out.shape == (1, 1000)
 
 
+def test_builder_keyword_name_reaches_the_builder():
+    """``name`` is a builder keyword (the Keras model's name), not load's own entry name."""
+    from zoo._keras import keras
+    m = zoo.load("googlenet_bn", name="my_net", num_classes=2, input_shape=(64, 64, 3))
+    assert m.name == "my_net"
+    keras.backend.clear_session()
+
+
 def test_vgg_dropout_override():
     from zoo._keras import keras
     m = zoo.load("vgg16", dropout=0.0, num_classes=3, input_shape=(32, 32, 3))

@@ -258,14 +258,12 @@ def _save(out_dir, model, report, last_state):
     """The compressed model as ``model.keras`` and as a run folder, then the report (finished last)."""
     import warnings
 
-    from zoo.train._runs import weight_layout, write_h5_weights
+    from zoo._h5 import write_model_weights
     with warnings.catch_warnings():  # Keras calls HDF5 "legacy"; it is the format tfmot's wrappers load from
         warnings.simplefilter("ignore")
         _io.atomic_write_bytes(out_dir / report["model_file"], lambda tmp: model.save(tmp))
     _io.atomic_write_bytes(out_dir / "model.json", lambda tmp: Path(tmp).write_text(model.to_json()))
-    layout, variables = weight_layout(model)
-    values = [v.numpy() for v in variables]
-    _io.atomic_write_bytes(out_dir / "best.h5", lambda tmp: write_h5_weights(tmp, layout, values))
+    _io.atomic_write_bytes(out_dir / "best.h5", lambda tmp: write_model_weights(tmp, model))
     config = dict(last_state.get("config", {}), params=int(model.count_params()),
                   model=getattr(model, "zoo_name", None) or model.name)
     _io.write_json(out_dir / "state.json", {"finished": True, "epochs_completed": 0, "config": config,

@@ -74,7 +74,7 @@ def _weight_defaults(spec, valid):
     return {k: v for k, v in defaults.items() if k in valid}
 
 
-def load(name, *, weights=None, allow_non_finite=False, **overrides):
+def load(name, /, *, weights=None, allow_non_finite=False, **overrides):
     """Build registry model ``name``; optionally load ``weights``.
 
     Any builder keyword may be overridden (``num_classes=2, in_channels=1, spatial_dims=3,

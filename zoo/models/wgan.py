@@ -176,6 +176,9 @@ class WGAN(keras.Model):
             raise InvalidArgumentError("WGAN: call gan.compile() (the paper's settings) before fit.")
         return self.__dict__["_zoo_train"]
 
+    def _assert_compile_was_called(self):
+        self.train_settings  # noqa: B018 - the ZooError naming gan.compile()
+
     @property
     def train_seed(self):
         return self.__dict__.get("_zoo_seed", 0)

@@ -30,7 +30,7 @@ def print_gan_summary(state, name, train, out):
     print(f"  checkpoints: {out}/best.h5 (best), {out}/last.h5 (last)")
     print(f"  history:     {out}/history.csv")
     print(f"  sample:      zoo sample {out} -n 64 --out samples.png\n"
-          f"               (Python: gan = zoo.train.load_run('{out}'); gan.sample(64, seed=0))")
+          f"               (Python: from zoo.train import load_run; load_run('{out}').sample(64, seed=0))")
     return 0
 
 

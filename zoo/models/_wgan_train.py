@@ -198,11 +198,17 @@ def critic_step(gan, data, s):
     gan.trackers["wasserstein"].update_state(wasserstein)
     if s["gp_weight"]:
         gan.trackers["gp"].update_state(gp)
-    return loss
+    # a value read after the update (and its all-reduce) is done on this replica: the generator
+    # step waits for it, so the two steps' collectives never interleave across devices
+    return tf.zeros(()) * tf.reduce_sum(critic.trainable_variables[0])
 
 
-def generator_step(gan, data, s):
-    """One generator update (a batch of new z the size of this replica's real batch)."""
+def generator_step(gan, data, s, after=None):
+    """One generator update (a batch of new z the size of this replica's real batch), run after
+    the tensor ``after`` (the critic step's token)."""
+    if after is not None:
+        with tf.control_dependencies([after]):
+            return generator_step(gan, data, s)
     x = keras.utils.unpack_x_y_sample_weight(data)[0]
     batch = tf.shape(x)[0]
     _, replicas = _replica()
@@ -246,10 +252,11 @@ def make_train_function(gan):
 
     def one_step(iterator):
         data = next(iterator)
-        strategy.run(lambda d: critic_step(gan, d, s), args=(data,))
-        due = generator_due(gan.optimizer.iterations, gan.generator_optimizer.iterations, s)
-        tf.cond(due, lambda: strategy.reduce("sum", strategy.run(lambda d: generator_step(gan, d, s),
-                                                                 args=(data,)), axis=None),
+        token = strategy.run(lambda d: critic_step(gan, d, s), args=(data,))
+        with tf.control_dependencies(strategy.experimental_local_results(token)):
+            due = generator_due(gan.optimizer.iterations, gan.generator_optimizer.iterations, s)
+        tf.cond(due, lambda: strategy.reduce("sum", strategy.run(lambda d, t: generator_step(gan, d, s, t),
+                                                                 args=(data, token)), axis=None),
                 lambda: tf.zeros(()))
         gan._train_counter.assign_add(1)
         return logs(gan)

@@ -165,7 +165,9 @@ class WGAN(keras.Model):
         c_opt.build(self.critic.trainable_variables)
         g_opt.build(self.generator.trainable_variables)
         names = ["loss", "wasserstein"] + (["gp"] if settings["gp_weight"] else []) + ["g_loss"]
-        self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
+        # untracked by Keras: the loss means are not model weights (get_weights/set_weights stay
+        # those of the networks, equal for a compiled copy and the original)
+        self.__dict__["_zoo_trackers"] = {n: keras.metrics.Mean(name=n) for n in names}
         self.__dict__["_zoo_train"] = settings
         self.__dict__["_zoo_seed"] = 0 if seed is None else int(seed)
 
@@ -184,8 +186,13 @@ class WGAN(keras.Model):
         return self.__dict__.get("_zoo_seed", 0)
 
     @property
+    def trackers(self):
+        """The running means ``fit`` logs (``loss``, ``wasserstein``, ``gp``, ``g_loss``)."""
+        return self.__dict__.get("_zoo_trackers", {})
+
+    @property
     def metrics(self):
-        return list(getattr(self, "trackers", {}).values())
+        return list(self.trackers.values())
 
     def optimizer_variables(self):
         """The critic's then the generator's optimizer variables (the resume point keeps both)."""

@@ -80,18 +80,22 @@ def _refuse(options):
                                        f"leave it at {default!r}.")
 
 
+def _check_optimizer(optimizer):
+    if not isinstance(optimizer, keras.optimizers.Optimizer) and optimizer != "adam":
+        raise InvalidArgumentError(
+            f"finetune: optimizer={optimizer!r}: a GAN trains with its paper's optimizers (WGAN: RMSprop "
+            "5e-5; WGAN-GP: Adam 1e-4, beta_1=0, beta_2=0.9); leave optimizer at its default, or pass a "
+            "keras optimizer instance (copied for the critic and the generator).")
+
+
 def _optimizers(variant, optimizer, learning_rate):
+    """Two fresh optimizers (made in the strategy's scope): the paper's, or copies of an instance."""
     from zoo.models._wgan_train import paper_optimizer
     if isinstance(optimizer, keras.optimizers.Optimizer):
         config = optimizer.get_config()
         if learning_rate is not None:
             config["learning_rate"] = learning_rate
         return [optimizer.__class__.from_config(dict(config)) for _ in range(2)]
-    if optimizer != "adam":
-        raise InvalidArgumentError(
-            f"finetune: optimizer={optimizer!r}: a GAN trains with its paper's optimizers (WGAN: RMSprop "
-            "5e-5; WGAN-GP: Adam 1e-4, beta_1=0, beta_2=0.9); leave optimizer at its default, or pass a "
-            "keras optimizer instance (copied for the critic and the generator).")
     return [paper_optimizer(variant, learning_rate) for _ in range(2)]
 
 
@@ -175,6 +179,7 @@ def finetune_gan(model, train="phantoms", val=None, *, epochs=10, batch_size=Non
              "augment": (augment, False, "augmented images would be learnt as real ones"),
              "aux_loss_weight": (aux_loss_weight, None, "a GAN has no auxiliary heads"),
              "validation_steps": (validation_steps, None, "val holds the quality measures' real images")})
+    _check_optimizer(optimizer)
     strat = get_strategy(strategy, devices)
     model = _resolve_model(model)
     from zoo.models._wgan_train import infer_variant
@@ -188,10 +193,6 @@ def finetune_gan(model, train="phantoms", val=None, *, epochs=10, batch_size=Non
     if any(m not in MEASURES for m in measures):
         raise InvalidArgumentError(f"finetune: metrics={metrics!r}: a GAN run measures {', '.join(MEASURES)} "
                                    "(None: both, []: none).")
-    images, value_range, reference = _data(model, train, val, seed=seed, options=dict(data_options or {}))
-    model.value_range = value_range
-    global_batch = batch_size * strat.num_replicas_in_sync
-    train_ds, steps = _dataset(images, global_batch, seed, steps_per_epoch, len(model.image_shape) - 1)
     monitor = ("swd" if "swd" in measures else measures[0] if measures else "critic_steps") \
         if monitor == "val_loss" else monitor
     known = ["loss", "wasserstein", "g_loss", "critic_steps", "generator_steps", *measures] + (
@@ -200,6 +201,10 @@ def finetune_gan(model, train="phantoms", val=None, *, epochs=10, batch_size=Non
         raise InvalidArgumentError(f"finetune: monitor={monitor!r} is not a logged value; choose one of "
                                    f"{', '.join(known)}.")
     mode = "max" if monitor in ("critic_steps", "generator_steps") else "min"
+    images, value_range, reference = _data(model, train, val, seed=seed, options=dict(data_options or {}))
+    model.value_range = value_range
+    global_batch = batch_size * strat.num_replicas_in_sync
+    train_ds, steps = _dataset(images, global_batch, seed, steps_per_epoch, len(model.image_shape) - 1)
     config = dict(model=getattr(model, "zoo_name", None) or model.name, task="generation", variant=variant,
                   spatial_dims=len(model.image_shape) - 1, in_channels=model.image_shape[-1],
                   image_size=model.image_shape[0], batch_size=batch_size, global_batch_size=global_batch,

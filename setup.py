@@ -47,8 +47,10 @@ EXTRAS = {
     "torch": ["torch==2.13.0"],
 }
 # monai: the peer the losses and metrics are tested against (tests/test_losses_monai.py);
-# dill: tensorflow_datasets.testing (the catalogue builders' DatasetBuilderTestCase) imports it
-EXTRAS["test"] = ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "setuptools>=65", "wheel", "monai==1.6.1", "dill>=0.3"] \
+# dill: tensorflow_datasets.testing (the catalogue builders' DatasetBuilderTestCase) imports it;
+# ai-edge-litert: runs the GAN generator's TFLite conversion in tests/test_gan_train.py
+EXTRAS["test"] = ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "setuptools>=65", "wheel", "monai==1.6.1", "dill>=0.3",
+                  "ai-edge-litert>=2.3,<3"] \
     + EXTRAS["nifti"] + EXTRAS["dicom"] + EXTRAS["images"] + EXTRAS["metaimage"] + EXTRAS["torch"]
 EXTRAS["all"] = sorted({r for k, v in EXTRAS.items() if k != "test" for r in v})
 

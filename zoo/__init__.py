@@ -15,7 +15,9 @@ _LAZY = {"finetune": "zoo.train", "predict": "zoo.inference", "compress": "zoo.c
          "list_recipes": "zoo.compress"}
 
 
-_SUBMODULES = ("datasets",)  # zoo.datasets, the data-set catalogue (TensorFlow-free to import)
+# zoo.datasets (the data-set catalogue), zoo.callbacks (Keras callbacks: imports TensorFlow, so
+# only on first access), zoo.quality (GAN distances)
+_SUBMODULES = ("datasets", "callbacks", "quality")
 
 
 def __getattr__(name):

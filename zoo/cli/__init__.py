@@ -1,6 +1,6 @@
 """The ``zoo`` command. One module per group of subcommands, each with ``add_parsers(sub)``:
 ``models`` (list, info, build), ``train`` (finetune), ``predict``, ``compress`` (compress,
-recipes), ``datasets`` (the catalogue). A new subcommand is a new
+recipes), ``datasets`` (the catalogue), ``sample`` (images from a GAN run). A new subcommand is a new
 module here plus its name in ``COMMANDS``.
 
 Errors end in one line on stderr and a non-zero exit code: 2 for a ZooError (bad input, with
@@ -14,7 +14,7 @@ import sys
 
 from zoo.errors import ZooError
 
-COMMANDS = ("models", "train", "predict", "compress", "datasets")
+COMMANDS = ("models", "train", "predict", "compress", "datasets", "sample")
 EXAMPLES = """examples:
   zoo list --task segmentation            registry entries (add --json for scripts)
   zoo info unet3d                          one entry: config, paper, deviations, weights
@@ -22,6 +22,8 @@ EXAMPLES = """examples:
   zoo predict runs/demo image.png          segment or classify with a trained run
   zoo compress runs/demo --recipe prune_80 --epochs 2   prune, quantize or cluster a run
   zoo datasets list                        the data-set catalogue (TFDS builders)
+  zoo finetune wgan_gp --epochs 5 --out runs/gan   train a GAN (phantoms by default)
+  zoo sample runs/gan -n 64 --out samples.png      images from a trained GAN
 """
 
 

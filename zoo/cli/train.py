@@ -21,7 +21,8 @@ def _cmd_finetune(args):
     strategy = get_strategy(args.strategy)  # before any model: multi-worker setups need it first
     model = load(args.name, weights=args.weights, **model_kwargs(args))
     train = args.train or args.data
-    val = args.val if args.val is not None else ("phantoms" if train == "phantoms" else None)
+    gan = getattr(model, "zoo_task", None) == "generation"
+    val = args.val if args.val is not None or gan else ("phantoms" if train == "phantoms" else None)
     out = args.out or _default_run_dir(args.name)
     patch = parse_shape(args.patch_size)
     patch = patch[0] if patch is not None and len(patch) == 1 else patch
@@ -35,6 +36,9 @@ def _cmd_finetune(args):
         tensorboard=not args.no_tensorboard, verbose=0 if args.quiet else "auto",
         data_options=key_values(args.data_option, "--data-option"))
     state = history.zoo_state or {}
+    if gan:
+        from zoo.cli.sample import print_gan_summary
+        return print_gan_summary(state, args.name, train, out)
     cfg = state.get("config", {})
     patch_txt = "x".join(str(p) for p in cfg.get("patch_size") or []) or "full images"
     best = next((r for r in state.get("history", []) if r["epoch"] == state.get("best_epoch")), {})
@@ -65,12 +69,13 @@ def add_parsers(sub):
     s.add_argument("--val", help="validation data (default: phantoms when training on phantoms, else none)")
     s.add_argument("--out", help="run folder (default runs/NAME; runs/NAME-2 ... if that one is finished)")
     s.add_argument("--epochs", type=int, default=10)
-    s.add_argument("--batch-size", type=int, default=2, help="per replica (global = x replicas)")
+    s.add_argument("--batch-size", type=int, help="per replica (global = x replicas); default 2, 64 for GANs")
     s.add_argument("--patch-size", help="e.g. 96,96,96 or 64 (default: the model's fixed size, "
                    "else 64 px 2D / 32 voxels 3D phantoms)")
     s.add_argument("--loss", help="dice_ce (segmentation default), dice, ce, weighted_ce, focal")
     s.add_argument("--optimizer", default="adam", choices=("adam", "adamw", "sgd"))
-    s.add_argument("--lr", type=float, default=1e-3, help="learning rate (cosine decay)")
+    s.add_argument("--lr", type=float, help="learning rate (default 1e-3 with cosine decay; GANs: the "
+                   "paper's constant rate)")
     s.add_argument("--strategy", default="auto", help="auto, default, one_device, mirrored, multiworker, tpu")
     s.add_argument("--steps-per-epoch", type=int)
     s.add_argument("--validation-steps", type=int)

@@ -51,17 +51,28 @@ CRITIC_NORMS = ("batch", "layer", None)
 
 @keras.utils.register_keras_serializable(package="zoo")
 class WGAN(keras.Model):
-    """A functional model ``z -> critic(generator(z))`` exposing both networks.
+    """A functional model ``z -> critic(generator(z))`` exposing both networks, trainable with fit.
 
     ``model(z)`` returns the critic's scores ``(batch, 1)`` of the generated samples;
     ``model.generator(z)`` the samples (tanh, in [-1, 1]); ``model.critic(x)`` the scores
     of any images ``x``. Weights are shared: training ``model.generator`` trains ``model``.
+
+    ``compile()`` (no arguments) sets the paper's training of the variant (WGAN: RMSprop 5e-5,
+    clipping 0.01, 5 critic steps per generator step with the 100-step warm-up; WGAN-GP: Adam
+    1e-4 (0, 0.9), lambda = 10, 5 critic steps), then ``fit(images)`` trains it: one batch of
+    real images is one critic update (see ``zoo.models._wgan_train``). ``value_range`` is the
+    range of the data's values: real images are mapped from it to [-1, 1] and ``sample()``
+    maps generated images back (default (0, 1), the zoo's image convention; finetune sets it
+    from the data source). It is part of the model's config, so saved models keep it.
     """
 
     def __init__(self, inputs, outputs, name=None, trainable=True, **kwargs):
         # Same signature as keras' Functional, so get_config/from_config and every save
-        # format treat this class as a functional model (the graph is the config).
+        # format treat this class as a functional model (the graph is the config);
+        # ``value_range`` travels in kwargs and in the config (see from_config).
+        value_range = kwargs.pop("value_range", None)
         super().__init__(inputs=inputs, outputs=outputs, name=name, trainable=trainable, **kwargs)
+        self.value_range = value_range
 
     @property
     def generator(self):
@@ -82,6 +93,143 @@ class WGAN(keras.Model):
     def image_shape(self):
         """Shape of one generated image, e.g. ``(64, 64, 3)``."""
         return tuple(int(s) for s in self.generator.output_shape[1:])
+
+    @property
+    def value_range(self):
+        """``(lo, hi)``: the data values that the generator's -1 and 1 stand for."""
+        return self.__dict__["_zoo_value_range"]
+
+    @value_range.setter
+    def value_range(self, value):
+        value = (0.0, 1.0) if value is None else value
+        ok = isinstance(value, (tuple, list)) and len(value) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value) and value[1] > value[0]
+        if not ok:
+            raise InvalidArgumentError(
+                f"WGAN: value_range={value!r} must be two numbers (lo, hi) with lo < hi: the data "
+                "values that the generator's -1 and 1 stand for, e.g. (0, 1) for images read as "
+                "[0, 1] or (-100, 400) for a CT window.")
+        self.__dict__["_zoo_value_range"] = (float(value[0]), float(value[1]))  # untracked by Keras
+        self.train_function = None  # traced with the old range
+
+    def get_config(self):
+        return {**super().get_config(), "value_range": list(self.value_range)}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        value_range = config.pop("value_range", None)
+        model = super().from_config(config, custom_objects)
+        model.value_range = None if value_range is None else tuple(value_range)
+        return model
+
+    # ------------------------------------------------------------------ training
+    def compile(self, variant=None, *, critic_optimizer=None, generator_optimizer=None,
+                learning_rate=None, n_critic=None, warmup_critic=None, warmup_iterations=None,
+                warmup_every=None, clip_value=None, gp_weight=None, seed=None, **kwargs):
+        """Set up training; no arguments = the paper's settings of the variant.
+
+        variant: "wgan" (weight clipping) or "wgan_gp" (gradient penalty); None = the entry the
+            model was loaded as, else "wgan_gp" when the critic has LayerNormalization.
+        critic_optimizer, generator_optimizer: Keras optimizers (default the paper's; see
+            ``zoo.models._wgan_train.paper_optimizer``); ``learning_rate`` changes the defaults' rate.
+        n_critic: critic updates per generator update (5); warmup_critic (100, WGAN only) of them
+            while fewer than ``warmup_iterations`` (25) generator updates were made and at every
+            ``warmup_every``-th (500) one; 0 turns the warm-up off.
+        clip_value: weight clipping box (0.01 for WGAN, None for WGAN-GP).
+        gp_weight: lambda of the gradient penalty (10 for WGAN-GP, 0 for WGAN).
+        seed: of the z and interpolation noise (an int; default 0): training is reproducible.
+        Other keywords (``run_eagerly``, ``steps_per_execution``) go to ``keras.Model.compile``.
+        """
+        from zoo.models import _wgan_train as T
+        if "loss" in kwargs or "metrics" in kwargs or "optimizer" in kwargs:
+            raise InvalidArgumentError(
+                "WGAN.compile: loss/metrics/optimizer are set by the variant (the critic's "
+                "Wasserstein loss); pass critic_optimizer=/generator_optimizer= to change the optimizers.")
+        settings = T.resolve_settings(self, variant, dict(
+            n_critic=n_critic, warmup_critic=warmup_critic, warmup_iterations=warmup_iterations,
+            warmup_every=warmup_every, clip_value=clip_value, gp_weight=gp_weight))
+        for arg, opt in (("critic_optimizer", critic_optimizer), ("generator_optimizer", generator_optimizer)):
+            if opt is not None and not isinstance(opt, keras.optimizers.Optimizer):
+                raise InvalidArgumentError(f"WGAN.compile: {arg} must be a keras optimizer instance; "
+                                           f"got {type(opt).__name__}.")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise InvalidArgumentError(f"WGAN.compile: seed={seed!r} must be an int.")
+        c_opt = critic_optimizer or T.paper_optimizer(settings["variant"], learning_rate)
+        g_opt = generator_optimizer or T.paper_optimizer(settings["variant"], learning_rate)
+        if c_opt is g_opt:
+            raise InvalidArgumentError("WGAN.compile: the critic and the generator need two optimizer "
+                                       "objects (each keeps its own state); pass two instances.")
+        super().compile(optimizer=c_opt, **kwargs)
+        self.generator_optimizer = g_opt
+        c_opt.build(self.critic.trainable_variables)
+        g_opt.build(self.generator.trainable_variables)
+        names = ["loss", "wasserstein"] + (["gp"] if settings["gp_weight"] else []) + ["g_loss"]
+        # untracked by Keras: the loss means are not model weights (get_weights/set_weights stay
+        # those of the networks, equal for a compiled copy and the original)
+        self.__dict__["_zoo_trackers"] = {n: keras.metrics.Mean(name=n) for n in names}
+        self.__dict__["_zoo_train"] = settings
+        self.__dict__["_zoo_seed"] = 0 if seed is None else int(seed)
+
+    @property
+    def train_settings(self):
+        """The compiled schedule and penalties (a dict), or a ZooError before ``compile``."""
+        if "_zoo_train" not in self.__dict__:
+            raise InvalidArgumentError("WGAN: call gan.compile() (the paper's settings) before fit.")
+        return self.__dict__["_zoo_train"]
+
+    def _assert_compile_was_called(self):
+        self.train_settings  # noqa: B018 - the ZooError naming gan.compile()
+
+    @property
+    def train_seed(self):
+        return self.__dict__.get("_zoo_seed", 0)
+
+    @property
+    def trackers(self):
+        """The running means ``fit`` logs (``loss``, ``wasserstein``, ``gp``, ``g_loss``)."""
+        return self.__dict__.get("_zoo_trackers", {})
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def optimizer_variables(self):
+        """The critic's then the generator's optimizer variables (the resume point keeps both)."""
+        return list(self.optimizer.variables) + list(self.generator_optimizer.variables)
+
+    def train_step(self, data):
+        from zoo.models import _wgan_train as T
+        return T.train_step(self, data)
+
+    def test_step(self, data):
+        from zoo.models import _wgan_train as T
+        return T.test_step(self, data)
+
+    def make_train_function(self, force=False):
+        from zoo.models import _wgan_train as T
+        if self.train_function is None or force:
+            self.train_settings  # noqa: B018 - a clear error before compile
+            self.train_function = T.make_train_function(self)
+        return self.train_function
+
+    # ------------------------------------------------------------------ sampling
+    def latent(self, n, seed=0):
+        """``n`` latent vectors ``(n, z_dim)`` ~ N(0, 1), the same for the same ``seed`` anywhere."""
+        from zoo.models._wgan_sample import latent
+        return latent(self, n, seed)
+
+    def sample(self, n, seed=0, batch_size=64):
+        """``n`` generated images as a NumPy array in ``value_range`` (deterministic by ``seed``)."""
+        from zoo.models._wgan_sample import sample
+        return sample(self, n, seed, batch_size)
+
+    def interpolate(self, start=0, end=1, steps=8, spherical=True):
+        """Images along a latent path from ``start`` to ``end`` (seeds or z vectors), ``steps``
+        of them, in ``value_range``; ``spherical`` (slerp, White 2016) keeps the path at the norm
+        a Gaussian latent has, a straight line (lerp) passes through atypically short z."""
+        from zoo.models._wgan_sample import interpolate
+        return interpolate(self, start, end, steps, spherical)
 
 
 # tf_keras' HDF5 writer records a top-level model's bare class name ("WGAN"), not its
@@ -215,7 +363,8 @@ def build_critic(*, image_size, channels, filters, norm, spatial_dims, name="cri
 
 @register_builder
 def wgan(*, image_size=None, channels=None, z_dim=100, filters=64, batch_norm=True,
-         critic_norm="batch", spatial_dims=2, in_channels=None, input_shape=None, name="wgan"):
+         critic_norm="batch", spatial_dims=2, in_channels=None, input_shape=None, value_range=None,
+         name="wgan"):
     """WGAN generator + critic as one :class:`WGAN` model (``z -> critic(generator(z))``).
 
     image_size: side of the square (cubic) images, a power of two >= 16; default 64.
@@ -232,6 +381,7 @@ def wgan(*, image_size=None, channels=None, z_dim=100, filters=64, batch_norm=Tr
     input_shape: the image shape ``(size, size[, size], channels)`` - an alternative to
         image_size/channels used by the generic registry tools. The model's own
         ``input_shape`` attribute is the latent shape ``(None, z_dim)``.
+    value_range: the data values the generator's [-1, 1] stands for (default (0, 1)).
     """
     where = "wgan"
     check_spatial_dims(spatial_dims, (2, 3), where)
@@ -249,4 +399,4 @@ def wgan(*, image_size=None, channels=None, z_dim=100, filters=64, batch_norm=Tr
     critic = build_critic(image_size=image_size, channels=channels, filters=filters,
                           norm=critic_norm, spatial_dims=spatial_dims)
     z = keras.Input(shape=(z_dim,), name="z")
-    return WGAN(inputs=z, outputs=critic(generator(z)), name=name)
+    return WGAN(inputs=z, outputs=critic(generator(z)), name=name, value_range=value_range)

@@ -250,7 +250,7 @@ def _history(model, run_state, *, out_dir, chief, epochs, steps, verbose):
     return history
 
 
-def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patch_size=None,
+def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=None, patch_size=None,
              loss=None, metrics=None, optimizer="adam", learning_rate=None, lr_schedule="cosine",
              weight_decay=0.0, out_dir="runs/zoo", strategy="auto", devices=None,
              mixed_precision=False, jit_compile=False, freeze_encoder_epochs=0, early_stopping=None,
@@ -266,7 +266,7 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     (e.g. ``window``, ``normalize``, ``samples_per_volume``, ``n``). ``optimizer``: "adam",
     "adamw", "sgd" or an instance; ``learning_rate`` (default 1e-3, or the instance's own; a
     float gets ``lr_schedule``, a LearningRateSchedule is used as is). ``batch_size`` is per
-    replica; the global batch is ``batch_size * replicas``. ``patch_size`` defaults to a
+    replica (default 2; 64 for a GAN); the global batch is ``batch_size * replicas``. ``patch_size`` defaults to a
     fixed-size model's input size; segmentation elements of another size are cropped (random
     for training, centre for validation; padded where smaller) to it, image folders for
     classification are resized to it, and NIfTI/DICOM volumes give patches of it.
@@ -285,7 +285,15 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     ``aux_loss_weight`` (default 0.3 for classification as in the GoogLeNet paper, 0.5 for
     segmentation as in torchvision's DeepLab recipe); metrics and predictions use the first
     output. The history then also has ``<output>_loss`` per output (e.g. ``out_loss``, ``aux_loss``).
+
+    A GAN (``zoo.load("wgan_gp")``, task ``generation``) trains by ``zoo.train._gan.finetune_gan``:
+    unlabelled images, the paper's optimizers, ``fd``/``swd`` quality measures each epoch.
     """
+    arguments = dict(locals())  # first statement: exactly the call's arguments
+    from zoo.train._gan import finetune_gan, is_gan
+    if is_gan(model):  # WGAN / WGAN-GP: zoo/train/_gan.py (same run folder, resume, strategies)
+        return finetune_gan(**arguments)
+    batch_size = 2 if batch_size is None else batch_size
     # 1. options, before any work: a refused run touches nothing
     out_dir = Path(out_dir)
     state = read_state(out_dir)

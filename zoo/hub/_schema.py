@@ -123,6 +123,10 @@ class Text(Check):
 NAME = Text(64, prose=False, pattern=NAME_PATTERN,
             expected="a name of 1-64 ASCII letters, digits, '_', '-' or '.' starting with a letter or "
                      "digit (no spaces, slashes or invisible characters), e.g. 'resnet50' or 'imagenet-notop'")
+# A recipe name may join names with '+' (a chain recipe's conventional name: prune_80+qat_int8).
+RECIPE_NAME = Text(64, prose=False, pattern=re.compile(rf"{NAME_PATTERN.pattern}(?:\+{NAME_PATTERN.pattern})*"),
+                   expected="a recipe name: names of ASCII letters, digits, '_', '-' or '.' joined by '+', "
+                            "e.g. 'prune_80' or 'prune_80+qat_int8'")
 KEYWORD = Text(64, prose=False, pattern=re.compile(r"[a-z][a-z0-9_]*"),
                expected="a builder keyword argument (a lower-case Python identifier, e.g. num_classes)")
 
@@ -354,7 +358,7 @@ def model_fields(weight_checker, contract_checker, tasks):
         "mirrors": (Text(200, prose=False), "the model of another library this entry matches"),
         "weights": (DictOf(NAME, weight_checker, what="a mapping of weight tags to weight specs"),
                     "{tag: weight spec}"),
-        "recipes": (ListOf(NAME, 0, 1000, unique=True), "names of compression recipes that apply"),
+        "recipes": (ListOf(RECIPE_NAME, 0, 1000, unique=True), "names of compression recipes that apply"),
         "contract": (contract_checker, "the layer-name contract: a name from contracts: or {base, "
                                        "first_conv, classifier, stage_outputs, aux} (zoo/hub/contract.py)"),
     }

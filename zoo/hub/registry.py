@@ -31,7 +31,8 @@ _MODEL = _schema.Fields(_schema.model_fields(_WEIGHT, _schema.Contract(), TASKS)
                         required=("builder", "task", "spatial_dims", "params"), first=("builder",),
                         what="a model entry")
 _RECIPE = _schema.Recipe(_RECIPE_KINDS)
-_TOP = _schema.Fields({k: (_schema.Optional(_schema.DictOf(_schema.NAME, _schema.ANY, what="a mapping of names to specs")),
+_TOP = _schema.Fields({k: (_schema.Optional(_schema.DictOf(
+    _schema.RECIPE_NAME if k == "recipes" else _schema.NAME, _schema.ANY, what="a mapping of names to specs")),
                            f"the {k}: section") for k in _SECTIONS}, what="a mapping")
 
 

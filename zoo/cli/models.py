@@ -24,7 +24,7 @@ def _cmd_list(args):
     for n in names:
         e = reg.models[n]
         dims = ",".join(str(d) for d in e.spatial_dims)
-        print(f"{n:<{width}}  {e.task:<14} {dims:<5} {e.params:>12,}  {','.join(e.weights) or '-'}")
+        print(f"{n:<{width}}  {e.task:<14} {dims:<5} {format(e.params, ',') if e.params is not None else '-':>12}  {','.join(e.weights) or '-'}")
     print(f"{len(names)} model(s)", file=sys.stderr)
     return 0
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from zoo._keras import keras, tf
 from zoo import _io
+from zoo.train._classes import check_classes, head_from_data
 from zoo.train._compile import Recipe, aux_weight, build_in_scope, initial_learning_rate, metric_names
 from zoo.train._runs import (SNAPSHOT, RunState, _check_resume, load_run, read_snapshot,
                              read_state, restore_snapshot)
@@ -61,10 +62,10 @@ def _check_options(epochs, batch_size, freeze_encoder_epochs):
             f"[0, epochs={epochs}).")
 
 
-def _resolve_model(model):
-    if isinstance(model, str):
+def _resolve_model(model, train):
+    if isinstance(model, str):  # a classifier's head gets the class count of the training folders
         from zoo.hub import load
-        return load(model)
+        return load(model, **head_from_data(model, train, {}))
     if not isinstance(model, keras.Model):
         raise InvalidArgumentError(f"finetune: model must be a keras.Model or a registry name; got "
                                    f"{type(model).__name__}.")
@@ -97,8 +98,10 @@ class Target:
 def _prepare_data(model, target, train, val, *, global_batch, seed, augment, options, steps_per_epoch,
                   validation_steps):
     """``{"training": (dataset, steps), "validation": ...}``: each source resolved and checked
-    (zoo.data.from_source), fitted to the patch, shuffled, batched and sharded for the strategy."""
-    datasets = {}
+    (zoo.data.from_source), fitted to the patch, shuffled, batched and sharded for the strategy;
+    ``"class_names"``: the training data's classes (checked against the head and the validation
+    data's), or None."""
+    datasets, names = {}, {}
     for what, source in (("training", train), ("validation", val)):
         if source is None:
             continue
@@ -107,6 +110,8 @@ def _prepare_data(model, target, train, val, *, global_batch, seed, augment, opt
                          num_classes=target.num_classes, in_channels=target.in_channels,
                          patch_size=target.patch, seed=seed, augment=augment, model_name=model.name,
                          **options)
+        names[what] = getattr(ds, "class_names", None) if target.task == "classification" else None
+        check_classes(model, target.num_classes, train, names["training"], val, names.get("validation"))
         batched = _spec(ds)[0].shape.rank == target.spatial_dims + 2
         shape = _spec(ds)[0].shape[:-1] if not batched else None
         if target.patch and target.task == "segmentation" and shape is not None and tuple(shape) != target.patch:
@@ -118,6 +123,7 @@ def _prepare_data(model, target, train, val, *, global_batch, seed, augment, opt
         if training and steps_per_epoch and finite:
             ds = ds.repeat()  # a fixed number of steps per epoch draws across the epoch boundary
         datasets[what] = (ds, n)
+    datasets["class_names"] = check_classes(model, target.num_classes, train, names.get("training"))
     return datasets
 
 
@@ -136,7 +142,7 @@ def _check_input_size(model, train_ds):
 
 
 def _run_config(model, target, strat, image_shape, *, train, options, batch_size, steps, epochs,
-                freeze_encoder_epochs, mixed_precision):
+                freeze_encoder_epochs, mixed_precision, class_names=None):
     """The run's record in state.json (and ``model.zoo_run``): what a resume must match and what
     ``zoo.predict`` takes as its defaults (patch size, intensity preprocessing)."""
     return dict(model=getattr(model, "zoo_name", None) or model.name, task=target.task,
@@ -150,7 +156,8 @@ def _run_config(model, target, strat, image_shape, *, train, options, batch_size
                 input_shape=list(model.input_shape), output_shape=list(target.output_shape),
                 train=train if isinstance(train, str) else type(train).__name__,
                 preprocessing={k: options[k] for k in ("window", "normalize", "spacing") if k in options},
-                freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=bool(mixed_precision))
+                freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=bool(mixed_precision),
+                class_names=class_names)
 
 
 def _check_monitor(monitor, metrics, has_val, model):
@@ -294,7 +301,7 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     lr0 = initial_learning_rate(learning_rate, optimizer)
     strat = get_strategy(strategy, devices)  # first: a multi-worker strategy must precede all ops
     # 2. the model and what it predicts
-    model = _resolve_model(model)
+    model = _resolve_model(model, train)
     target = Target.of(model, patch_size)
     aux_w = aux_weight(aux_loss_weight, target.task)
     # 3. the data, checked against the model and batched for the strategy
@@ -310,7 +317,8 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     # 4. the run's configuration; a resumed run must be the same model
     config = _run_config(model, target, strat, image_shape, train=train, options=options,
                          batch_size=batch_size, steps=steps, epochs=epochs,
-                         freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=mixed_precision)
+                         freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=mixed_precision,
+                         class_names=data["class_names"])
     _check_resume(out_dir, state, resume, config)
     chief = _is_chief(strat)
     verbose = (1 if sys.stderr.isatty() else 2) if verbose == "auto" else verbose

@@ -3,36 +3,49 @@ from zoo.cli._common import model_kwargs, parse_shape
 from zoo.errors import ZooError
 
 
-def _cmd_predict(args):
-    import numpy as np
-
-    from zoo.inference import predict
-    model = args.run
+def _model(args):
+    """The keras model: a run folder or checkpoint (model.json beside it), or --model NAME with a
+    weights file, loaded by the zoo's strict loader (which names any mismatch)."""
     from pathlib import Path
-    run = Path(args.run)
+    run = Path(args.run).expanduser()
     if args.model or (run.is_file() and not (run.parent / "model.json").exists()):
         if not args.model:
             raise ZooError(f"{args.run} is a bare weights file (no model.json beside it); name the "
                            "architecture: zoo predict WEIGHTS INPUT --model NAME [--set key=value ...].")
+        if not run.is_file():
+            raise ZooError(f"predict: weights file {args.run} does not exist (with --model, RUN is a weights "
+                           "file: .h5, .weights.h5, .npz or .safetensors).")
         from zoo.hub import load
-        model = load(args.model, **model_kwargs(args))
-        model.load_weights(str(run))
-    elif run.is_dir() and args.last:
-        from zoo.train import load_run
-        model = load_run(run, which="last")
+        return load(args.model, weights=str(run), **model_kwargs(args))
+    from zoo.train import load_run
+    return load_run(run, which="last" if args.last else "best")
+
+
+def _cmd_predict(args):
+    import numpy as np
+
+    from zoo.cli._outputs import json_default, output_path, report_classes, top_classes
+    from zoo.inference import default_output, predict
+    model = _model(args)
+    classifier = len(model.outputs[0].shape) == 2
+    default = json_default(args.input) if classifier else default_output(args.input)
+    out = output_path(args.out, args.input, default, overwrite=args.overwrite,
+                      suffixes=(".json",) if classifier else None)
+    if classifier and args.out is None:
+        out = None  # a classifier prints; it writes JSON only when asked
     window = tuple(float(v) for v in args.window.split(",")) if args.window else None
     spacing = tuple(float(v) for v in args.spacing.split(",")) if args.spacing else None
     patch = parse_shape(args.patch_size)
-    labels = predict(model, args.input, out=args.out, patch_size=patch, overlap=args.overlap,
-                     batch_size=args.batch_size, window=window, normalize=args.normalize,
-                     spacing=spacing)
-    labels = np.asarray(labels)
-    if labels.ndim == 0:
-        print(f"{args.input}: class {int(labels)}")
+    result = predict(model, args.input, out=False if classifier else out, patch_size=patch,
+                     overlap=args.overlap, batch_size=args.batch_size, window=window,
+                     normalize=args.normalize, spacing=spacing, return_probabilities=classifier)
+    if classifier:
+        run = getattr(model, "zoo_run", None) or {}
+        report_classes(args.input, top_classes(result, run.get("class_names"), args.top_k), out,
+                       model=run.get("dir") or getattr(model, "zoo_name", None))
         return 0
+    labels = np.asarray(result)
     values, counts = np.unique(labels, return_counts=True)
-    from zoo.inference import default_output
-    out = args.out or default_output(args.input)
     print(f"{args.input} -> {out}: label map {labels.shape} {labels.dtype}; voxels per class: "
           + ", ".join(f"{int(v)}: {int(c)}" for v, c in zip(values, counts)))
     return 0
@@ -44,8 +57,12 @@ def add_parsers(sub):
                        "(its best checkpoint) or a weights file; writes the label map.")
     s.add_argument("run", help="finetune out_dir, a checkpoint inside it, or a weights file with --model")
     s.add_argument("input", help="a .nii/.nii.gz volume, a DICOM series folder or a 2D image file")
-    s.add_argument("--out", help="output file (default: <input stem>_seg.nii.gz / .png beside the input; "
-                                 "NIfTI for a DICOM folder)")
+    s.add_argument("--out", help="output file or folder (default: <input stem>_seg.nii.gz / .png beside the "
+                                 "input, NIfTI for a DICOM folder; a classifier prints its top classes and "
+                                 "writes JSON only to --out x.json)")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    s.add_argument("--top-k", type=int, default=5, metavar="K",
+                   help="classifiers: print the K most probable classes (default 5)")
     s.add_argument("--last", action="store_true", help="use last.h5 of the run instead of best")
     s.add_argument("--model", help="registry name, for a weights file without model.json")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="model keyword override (with --model)")

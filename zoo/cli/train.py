@@ -18,9 +18,11 @@ def _default_run_dir(model):
 def _cmd_finetune(args):
     from zoo.hub import load
     from zoo.train import finetune, get_strategy
+    from zoo.train._classes import head_from_data
     strategy = get_strategy(args.strategy)  # before any model: multi-worker setups need it first
-    model = load(args.name, weights=args.weights, **model_kwargs(args))
     train = args.train or args.data
+    # a classifier gets one output per class folder of the training data unless --num-classes says
+    model = load(args.name, weights=args.weights, **head_from_data(args.name, train, model_kwargs(args)))
     val = args.val if args.val is not None else ("phantoms" if train == "phantoms" else None)
     out = args.out or _default_run_dir(args.name)
     patch = parse_shape(args.patch_size)
@@ -50,8 +52,15 @@ def _cmd_finetune(args):
     print(f"  history:     {out}/history.csv" + (f"  (tensorboard --logdir {out}/logs)"
                                                  if not args.no_tensorboard else ""))
     example = "VOLUME.nii.gz" if cfg.get("spatial_dims") == 3 else "IMAGE.png"
-    print(f"  predict:     zoo predict {out} {example} --out SEG{example[example.index('.'):]}\n"
-          f"               (Python: zoo.predict('{out}', '{example}'))")
+    if cfg.get("task") == "classification":  # prints the top classes by name; JSON on request
+        names = cfg.get("class_names") or []
+        shown = f": {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}" if names else ""
+        print(f"  predict:     zoo predict {out} {example}   (the top classes of {len(names) or cfg.get('num_classes')}"
+              f"{shown}; --out PRED.json saves them)\n"
+              f"               (Python: zoo.predict('{out}', '{example}', return_probabilities=True))")
+    else:
+        print(f"  predict:     zoo predict {out} {example} --out SEG{example[example.index('.'):]}\n"
+              f"               (Python: zoo.predict('{out}', '{example}'))")
     return 0
 
 

@@ -36,6 +36,8 @@ def _cmd_predict(args):
     window = tuple(float(v) for v in args.window.split(",")) if args.window else None
     spacing = tuple(float(v) for v in args.spacing.split(",")) if args.spacing else None
     patch = parse_shape(args.patch_size)
+    if patch is not None and len(patch) == 1:  # --patch-size 96: the same on every spatial axis
+        patch = patch * (len(model.input_shape) - 2)
     result = predict(model, args.input, out=False if classifier else out, patch_size=patch,
                      overlap=args.overlap, batch_size=args.batch_size, window=window,
                      normalize=args.normalize, spacing=spacing, return_probabilities=classifier)

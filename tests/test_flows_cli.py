@@ -1,0 +1,44 @@
+"""Issue 10: `zoo predict` and `zoo finetune` end in one clear line (exit 2), never a traceback."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo import cli
+
+NIB_DATA = Path(pytest.importorskip("nibabel").__file__).parent / "tests" / "data"
+
+
+def one_line_error(capsys, argv, code=2):
+    rc = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == code, err
+    assert len(lines) == 1 and lines[0].startswith("zoo: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_predict_with_model_uses_the_strict_weight_loader(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not weights\n")
+    line = one_line_error(capsys, ["predict", notes, NIB_DATA / "anatomical.nii", "--model", "unet3d"])
+    assert "cannot tell the format of weights file" in line and "notes.txt" in line
+    # a checkpoint of another model (a resnet18 run's best.h5) into unet3d
+    run = tmp_path / "r18"
+    run.mkdir()
+    zoo.load("resnet18", width=8, num_classes=2).save_weights(str(run / "best.h5"))
+    line = one_line_error(capsys, ["predict", run / "best.h5", NIB_DATA / "anatomical.nii", "--model", "unet3d"])
+    assert f"weights file {run / 'best.h5'}" in line and "saved from another model" in line
+    # weights of another configuration (filters=8) into the default unet
+    zoo.load("unet", filters=8).save_weights(str(tmp_path / "u8.h5"))
+    line = one_line_error(capsys, ["predict", tmp_path / "u8.h5", NIB_DATA / "anatomical.nii", "--model", "unet"])
+    assert "(3, 3, 1, 8)" in line and "(3, 3, 1, 64)" in line and "another configuration" in line
+    # the same file with its configuration loads and predicts (a single --patch-size is per axis)
+    from PIL import Image
+    Image.fromarray((np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)).save(tmp_path / "x.png")
+    assert cli.main(["predict", str(tmp_path / "u8.h5"), str(tmp_path / "x.png"), "--model", "unet",
+                     "--set", "filters=8", "--patch-size", "32"]) == 0
+    assert (tmp_path / "x_seg.png").is_file()
+    missing = one_line_error(capsys, ["predict", tmp_path / "nope.h5", tmp_path / "x.png", "--model", "unet"])
+    assert "weights file" in missing and "does not exist" in missing

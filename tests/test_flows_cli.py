@@ -42,3 +42,13 @@ def test_predict_with_model_uses_the_strict_weight_loader(tmp_path, capsys):
     assert (tmp_path / "x_seg.png").is_file()
     missing = one_line_error(capsys, ["predict", tmp_path / "nope.h5", tmp_path / "x.png", "--model", "unet"])
     assert "weights file" in missing and "does not exist" in missing
+
+
+@pytest.mark.parametrize("name,patch,sizes", [("unet3d", "20", "20,20,20"), ("unet", "20", "20,20")])
+def test_finetune_patch_the_model_cannot_take_names_the_nearest_sizes(tmp_path, capsys, name, patch, sizes):
+    out = tmp_path / "run"
+    line = one_line_error(capsys, ["finetune", name, "--patch-size", patch, "--epochs", "1", "--set", "filters=2",
+                                   "--data-option", "n=2", "--out", out, "--no-tensorboard", "--quiet"])
+    assert f"patch size {sizes} does not fit {name}" in line and "use 16 or" in line and "--patch-size" in line
+    assert "ConcatOp" not in line and "Exception encountered" not in line
+    assert not out.exists()

@@ -127,6 +127,22 @@ def _prepare_data(model, target, train, val, *, global_batch, seed, augment, opt
     return datasets
 
 
+def _builder_size_check(model, shape):
+    """The builder's own size check (it names the nearest valid sizes) for a registry model that
+    cannot take ``shape``: the builder is called again at that input shape."""
+    kwargs = getattr(model, "zoo_build_kwargs", None)
+    if kwargs is None:
+        return
+    from zoo.hub.registry import get_registry
+    builder = get_registry().get(model.zoo_name).resolve_builder()
+    try:
+        builder(**{**kwargs, "input_shape": (*shape, model.input_shape[-1])})
+    except ZooError as e:
+        size = ",".join(str(s) for s in shape)
+        raise InvalidArgumentError(f"finetune: patch size {size} does not fit {model.zoo_name}: {e} Pass a size "
+                                   f"it takes as --patch-size (patch_size= in Python).") from None
+
+
 def _check_input_size(model, train_ds):
     """The training images' spatial shape; a size the model cannot take fails here, not mid-trace."""
     image_shape = _spec(train_ds)[0].shape[1:-1]
@@ -134,6 +150,7 @@ def _check_input_size(model, train_ds):
         try:
             model(tf.zeros((1, *image_shape, model.input_shape[-1])), training=False)
         except Exception as e:  # noqa: BLE001 - Keras raises many kinds here
+            _builder_size_check(model, tuple(image_shape))
             raise InvalidArgumentError(
                 f"finetune: model {model.name!r} cannot take {tuple(image_shape)} inputs ({type(e).__name__}: "
                 f"{' '.join(str(e).split())[:200]}). Pass a patch_size it accepts (e.g. sizes divisible"

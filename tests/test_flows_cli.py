@@ -52,3 +52,65 @@ def test_finetune_patch_the_model_cannot_take_names_the_nearest_sizes(tmp_path, 
     assert f"patch size {sizes} does not fit {name}" in line and "use 16 or" in line and "--patch-size" in line
     assert "ConcatOp" not in line and "Exception encountered" not in line
     assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def u3d(tmp_path_factory):
+    """A tiny unet3d run (1 epoch on phantoms) to predict with."""
+    out = tmp_path_factory.mktemp("runs") / "u3d"
+    zoo.finetune(zoo.load("unet3d", filters=2, depth=1), "phantoms", "phantoms", epochs=1, patch_size=16,
+                 out_dir=out, verbose=0, tensorboard=False, data_options={"n": 4})
+    return out
+
+
+def test_finetune_out_naming_an_existing_file_is_refused(tmp_path, capsys):
+    afile = tmp_path / "afile.txt"
+    afile.write_text("keep me\n")
+    line = one_line_error(capsys, ["finetune", "unet3d", "--out", afile, "--epochs", "1"])
+    assert f"out_dir {afile} is an existing file" in line
+    assert afile.read_text() == "keep me\n"
+
+
+def test_predict_out_folder_existing_file_and_the_input_itself(u3d, tmp_path, capsys):
+    import shutil
+    scan = tmp_path / "anatomical.nii"
+    shutil.copy(NIB_DATA / "anatomical.nii", scan)
+    before = scan.read_bytes()
+    line = one_line_error(capsys, ["predict", u3d, scan, "--out", scan])
+    assert "is the input" in line and scan.read_bytes() == before
+    line = one_line_error(capsys, ["predict", u3d, scan, "--out", scan, "--overwrite"])
+    assert "is the input" in line and scan.read_bytes() == before
+    folder = tmp_path / "outs"
+    folder.mkdir()
+    assert cli.main(["predict", str(u3d), str(scan), "--out", str(folder)]) == 0
+    written = folder / "anatomical_seg.nii.gz"
+    assert f"-> {written}" in capsys.readouterr().out and written.is_file()
+    line = one_line_error(capsys, ["predict", u3d, scan, "--out", folder])
+    assert f"{written} already exists; pass --overwrite" in line
+    assert cli.main(["predict", str(u3d), str(scan), "--out", str(folder), "--overwrite"]) == 0
+    # the Python API refuses the input as out too, and a folder as out holds the default name
+    with pytest.raises(zoo.errors.InvalidArgumentError, match="would overwrite the input"):
+        zoo.predict(str(u3d), str(scan), out=str(scan))
+    assert scan.read_bytes() == before
+    other = tmp_path / "other"
+    other.mkdir()
+    zoo.predict(str(u3d), str(scan), out=str(other))
+    assert (other / "anatomical_seg.nii.gz").is_file()
+
+
+def test_writer_errors_are_zoo_errors_and_leave_nothing(u3d, tmp_path, capsys, monkeypatch):
+    import nibabel as nib
+    scan = NIB_DATA / "anatomical.nii"
+    blocker = tmp_path / "afile.txt"
+    blocker.write_text("x")
+    line = one_line_error(capsys, ["predict", u3d, scan, "--out", blocker / "seg.nii.gz"])
+    assert f"cannot write the label map to {blocker / 'seg.nii.gz'}" in line and "nothing was written" in line
+    out = tmp_path / "seg.nii.gz"
+
+    def bad_save(img, path):  # what nibabel raises for a header it cannot write
+        Path(path).write_bytes(b"half")
+        raise nib.spatialimages.HeaderDataError("data dtype not supported")
+    monkeypatch.setattr(nib, "save", bad_save)
+    line = one_line_error(capsys, ["predict", u3d, scan, "--out", out])
+    assert "HeaderDataError: data dtype not supported" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt"]  # no half-written output, no temp file

@@ -288,8 +288,36 @@ def _normalize(image, window, normalize):
                                normalize=None if normalize == "none" else (normalize or "auto"))
 
 
-def _nifti_out(out, default):
-    out = Path(out) if out is not None else default
+def _out_file(out, default, source):
+    """Where a label map goes: ``out`` (a file, or a folder to hold ``default``'s name) or
+    ``default``; never the input itself or a file inside an input folder."""
+    path = Path(out).expanduser() if out is not None else default
+    if path.is_dir():
+        path = path / default.name
+    src = Path(source).expanduser().resolve()
+    if path.resolve() == src or src in path.resolve().parents:
+        raise InvalidArgumentError(f"predict: out={str(path)!r} would overwrite the input {source}; write the "
+                                   f"label map elsewhere (default {default}).")
+    return path
+
+
+def _write(out, write):
+    """``write(tmp)`` then rename to ``out``; a failure of the writer (a bad header, a folder in
+    the way) is a ZooError and leaves nothing at ``out``."""
+    from zoo._io import atomic_write_bytes
+    from zoo.errors import ZooError
+    try:
+        atomic_write_bytes(out, write)
+    except ZooError:
+        raise
+    except Exception as e:  # noqa: BLE001 - nibabel's HeaderDataError, Pillow's errors, OSError ...
+        raise InvalidArgumentError(f"predict: cannot write the label map to {out} ({type(e).__name__}: "
+                                   f"{' '.join(str(e).split())[:200]}); nothing was written there. Choose "
+                                   "another out.") from None
+
+
+def _nifti_out(out, default, source):
+    out = _out_file(out, default, source)
     if not out.name.lower().endswith(NIFTI_SUFFIXES):
         raise InvalidArgumentError(f"predict: out={str(out)!r} must end with .nii or .nii.gz.")
     return out
@@ -320,14 +348,13 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
 
 
 def _predict_nifti(model, path, out, **vol):
-    from zoo._io import atomic_write_bytes
     from zoo.data._common import require
     from zoo.data.volumes import load_nifti
     nib = require("nibabel", "Reading and writing NIfTI files")
     image, file_spacing, _ = load_nifti(path)
     ref = nib.load(str(path))
     if out is not False and len(model.output_shape) > 2:
-        out = _nifti_out(out, _default_out(path, ".nii.gz"))
+        out = _nifti_out(out, _default_out(path, ".nii.gz"), path)
 
         def write(labels):
             data = labels.reshape(ref.shape[:3]) if len(ref.shape) >= 3 else labels.reshape(ref.shape)
@@ -336,7 +363,7 @@ def _predict_nifti(model, path, out, **vol):
             img = (ref.__class__ if isinstance(ref, (nib.Nifti1Image, nib.Nifti2Image)) else nib.Nifti1Image)(
                 data, ref.affine, header=header)
             img.header.set_slope_inter(1.0, 0.0)  # class indices are stored unscaled
-            atomic_write_bytes(out, lambda tmp: nib.save(img, tmp))
+            _write(out, lambda tmp: nib.save(img, tmp))
     else:
         write = None
     return _predict_volume(model, image, file_spacing, str(path), write, **vol)
@@ -349,20 +376,19 @@ def _predict_dicom(model, folder, out, **vol):
     """One DICOM series folder -> label map; written as NIfTI ``<folder>_seg.nii.gz`` beside the
     folder, voxel for voxel on the series grid (columns, rows, slices), with the series'
     patient-space affine converted from DICOM's LPS to NIfTI's RAS (qform = sform, code 1)."""
-    from zoo._io import atomic_write_bytes
     from zoo.data._common import require
     from zoo.data.dicom import read_dicom_series
     image, file_spacing, lps_affine = read_dicom_series(folder)
     if out is not False and len(model.output_shape) > 2:
         nib = require("nibabel", "Writing the NIfTI label map of a DICOM series")
-        out = _nifti_out(out, default_output(folder))
+        out = _nifti_out(out, default_output(folder), folder)
 
         def write(labels):
             img = nib.Nifti1Image(labels, LPS_TO_RAS @ lps_affine)
             img.set_qform(img.affine, code=1)
             img.set_sform(img.affine, code=1)
             img.header.set_slope_inter(1.0, 0.0)
-            atomic_write_bytes(out, lambda tmp: nib.save(img, tmp))
+            _write(out, lambda tmp: nib.save(img, tmp))
     else:
         write = None
     return _predict_volume(model, image, file_spacing, str(folder), write, **vol)
@@ -382,9 +408,7 @@ def _predict_image(model, path, out, window, normalize, return_probabilities, kw
     labels = _labels(logits).astype(_label_dtype(model.output_shape[-1]))
     if out is not False:
         from PIL import Image
-
-        from zoo._io import atomic_write_bytes
-        out = Path(out) if out is not None else _default_out(path, ".png")
+        out = _out_file(out, _default_out(path, ".png"), path)
         pixels = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)  # L or I;16 PNG
-        atomic_write_bytes(out, lambda tmp: Image.fromarray(pixels).save(tmp))
+        _write(out, lambda tmp: Image.fromarray(pixels).save(tmp))
     return _probabilities(logits) if return_probabilities else labels

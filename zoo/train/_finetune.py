@@ -312,6 +312,9 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     """
     # 1. options, before any work: a refused run touches nothing
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidArgumentError(f"finetune: out_dir {out_dir} is an existing file, not a run folder; name a "
+                                   "new or existing run folder (zoo finetune --out runs/NAME). Nothing was written.")
     state = read_state(out_dir)
     _check_resume(out_dir, state, resume)
     _check_options(epochs, batch_size, freeze_encoder_epochs)

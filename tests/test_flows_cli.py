@@ -114,3 +114,35 @@ def test_writer_errors_are_zoo_errors_and_leave_nothing(u3d, tmp_path, capsys, m
     line = one_line_error(capsys, ["predict", u3d, scan, "--out", out])
     assert "HeaderDataError: data dtype not supported" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt"]  # no half-written output, no temp file
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "zoo.cli", "finetune", "unet", "--set", "filters=4", "--set", "depth=2",
+           "--patch-size", "32", "--data-option", "n=16", "--out", str(out), "--no-tensorboard", "--quiet"]
+    proc = subprocess.Popen(cmd + ["--epochs", "200"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None and done < 1:
+        try:
+            done = json.loads((out / "state.json").read_text())["epochs_completed"]
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    n = json.loads((out / "state.json").read_text())["epochs_completed"]
+    assert n >= 1
+    assert err.strip().splitlines()[-1] == (f"zoo: interrupted after epoch {n} of 200; run the same command "
+                                            f"again to resume (from {out}, best.h5 and last.h5 kept)")
+    res = subprocess.run(cmd + ["--epochs", str(n + 1)], capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr
+    assert f"finetune done: {n + 1} epoch(s)" in res.stdout

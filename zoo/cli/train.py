@@ -15,6 +15,19 @@ def _default_run_dir(model):
     return out
 
 
+def _resume_hint(out, epochs):
+    from zoo.train import read_state
+    try:
+        done = read_state(out).get("epochs_completed", 0)
+    except Exception:  # noqa: BLE001 - an unreadable state says nothing more
+        done = 0
+    if not done:
+        return (f"in epoch 1 of {epochs}, before any epoch was saved; run the same command again to start "
+                "the run over")
+    return (f"after epoch {done} of {epochs}; run the same command again to resume (from {out}, "
+            f"best.h5 and last.h5 kept)")
+
+
 def _cmd_finetune(args):
     from zoo.hub import load
     from zoo.train import finetune, get_strategy
@@ -25,6 +38,7 @@ def _cmd_finetune(args):
     model = load(args.name, weights=args.weights, **head_from_data(args.name, train, model_kwargs(args)))
     val = args.val if args.val is not None else ("phantoms" if train == "phantoms" else None)
     out = args.out or _default_run_dir(args.name)
+    args.interrupt_hint = lambda: _resume_hint(out, args.epochs)  # Ctrl-C: what was kept, how to go on
     patch = parse_shape(args.patch_size)
     patch = patch[0] if patch is not None and len(patch) == 1 else patch
     history = finetune(

@@ -146,3 +146,22 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
     res = subprocess.run(cmd + ["--epochs", str(n + 1)], capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr
     assert f"finetune done: {n + 1} epoch(s)" in res.stdout
+
+
+def test_predict_counts_nan_in_the_raw_volume_and_an_all_inf_volume_warns_nothing(u3d, tmp_path, capsys):
+    import warnings
+
+    import nibabel as nib
+    vol = np.random.default_rng(0).random((24, 24, 24)).astype("float32")
+    nan_at = [(10, 10, 10), (10, 11, 10), (12, 3, 4), (20, 20, 20), (5, 6, 7), (1, 2, 3), (11, 12, 13), (0, 23, 1)]
+    for i, idx in enumerate(nan_at):
+        vol[idx] = np.nan if i % 2 else np.inf
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), str(tmp_path / "nan_volume.nii.gz"))
+    line = one_line_error(capsys, ["predict", u3d, tmp_path / "nan_volume.nii.gz"])
+    assert "holds 8 NaN/Inf value(s) (first at index (0, 23, 1))" in line  # raw values, not 33825 z-scored
+    nib.save(nib.Nifti1Image(np.full((24, 24, 24), np.inf, "float32"), np.eye(4)), str(tmp_path / "inf.nii.gz"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy RuntimeWarning would fail here
+        line = one_line_error(capsys, ["predict", u3d, tmp_path / "inf.nii.gz"])
+    assert f"holds {24 ** 3} NaN/Inf value(s) (first at index (0, 0, 0))" in line
+    assert not (tmp_path / "inf_seg.nii.gz").exists()

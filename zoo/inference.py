@@ -159,6 +159,17 @@ def _label_dtype(num_classes):
     return np.uint8 if num_classes <= 256 else np.int16
 
 
+def _check_finite(image, source):
+    """NaN/Inf in the data as read (before any normalisation spreads them): count, first index."""
+    bad = ~np.isfinite(image)
+    if bad.any():
+        first = np.argwhere(bad)[0]
+        first = first[:-1] if image.shape[-1] == 1 else first  # a voxel index (one channel)
+        raise InvalidArgumentError(
+            f"predict: {source} holds {int(bad.sum())} NaN/Inf value(s) (first at index "
+            f"{tuple(int(i) for i in first)}); clean them (e.g. np.nan_to_num) first.")
+
+
 def _infer(model, image, *, source, patch_size, overlap, batch_size, blend, progress):
     """Logits for one channels-last image; a 2D model on a volume runs slice by slice (axis 2)."""
     dims = len(model.input_shape) - 2
@@ -167,11 +178,7 @@ def _infer(model, image, *, source, patch_size, overlap, batch_size, blend, prog
         raise InvalidArgumentError(
             f"predict: {source} has {image.shape[-1]} channel(s) but the model takes {want}; convert "
             f"the input or use a model built with in_channels={image.shape[-1]}.")
-    bad = ~np.isfinite(image)
-    if bad.any():
-        raise InvalidArgumentError(
-            f"predict: {source} holds {int(bad.sum())} NaN/Inf value(s) (first at index "
-            f"{tuple(int(i) for i in np.argwhere(bad)[0])}); clean them (e.g. np.nan_to_num) first.")
+    _check_finite(image, source)
     if len(model.output_shape) == 2:  # classification: one forward pass on the whole image
         fixed = tuple(model.input_shape[1:-1])
         if None not in fixed and tuple(image.shape[:-1]) != fixed:
@@ -276,6 +283,7 @@ def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size
     dims = len(model.input_shape) - 2
     if image.ndim == dims and model.input_shape[-1] == 1:
         image = image[..., None]
+    _check_finite(image, "the input array")
     if window is not None or normalize not in (None, "none"):
         image = _normalize(image, window, normalize)
     logits = _infer(model, image, source="the input array", **kw)
@@ -327,6 +335,7 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
                     return_probabilities, kw):
     """Preprocess a volume as training did, infer, map back to its grid, ``write(labels)``."""
     shape = image.shape[:-1]
+    _check_finite(image, source)  # the raw values, as training checks them
     if spacing is not None:
         from zoo.data.volumes import resample
         image, _ = resample(image, None, file_spacing, tuple(float(s) for s in spacing))

@@ -165,3 +165,25 @@ def test_predict_counts_nan_in_the_raw_volume_and_an_all_inf_volume_warns_nothin
         line = one_line_error(capsys, ["predict", u3d, tmp_path / "inf.nii.gz"])
     assert f"holds {24 ** 3} NaN/Inf value(s) (first at index (0, 0, 0))" in line
     assert not (tmp_path / "inf_seg.nii.gz").exists()
+
+
+def test_a_single_dicom_slice_for_2d_models_and_a_folder_hint_for_3d(u3d, tmp_path, capsys):
+    import shutil
+
+    import pydicom
+    from PIL import Image
+    from pydicom.data import get_testdata_file
+    dcm = tmp_path / "CT_small.dcm"
+    shutil.copy(get_testdata_file("CT_small.dcm"), dcm)
+    run2d = tmp_path / "u2d"
+    zoo.finetune(zoo.load("unet", filters=2, depth=2), "phantoms", epochs=1, patch_size=32, out_dir=run2d,
+                 verbose=0, tensorboard=False, data_options={"n": 4})
+    assert cli.main(["predict", str(run2d), str(dcm)]) == 0
+    assert f"-> {tmp_path / 'CT_small_seg.png'}: label map (128, 128)" in capsys.readouterr().out
+    seg = np.asarray(Image.open(tmp_path / "CT_small_seg.png"))
+    ds = pydicom.dcmread(str(dcm))  # the slice as displayed (rows, columns), in HU, z-scored
+    hu = ds.pixel_array.astype("float32") * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    expected = zoo.predict(str(run2d), hu, normalize="zscore")
+    np.testing.assert_array_equal(seg, expected)
+    line = one_line_error(capsys, ["predict", u3d, dcm])
+    assert "is one DICOM slice but the model is 3D; put the files of the whole series in one folder" in line

@@ -122,6 +122,7 @@ def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, 
 # --------------------------------------------------------------------------- predict
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 NORMALIZE = ("auto", "zscore", "none")
 
 
@@ -204,7 +205,7 @@ def _infer(model, image, *, source, patch_size, overlap, batch_size, blend, prog
 
 def _default_out(path, suffix):
     name = path.name
-    for ext in NIFTI_SUFFIXES[::-1] + IMAGE_SUFFIXES:
+    for ext in NIFTI_SUFFIXES[::-1] + IMAGE_SUFFIXES + DICOM_SUFFIXES:
         if name.lower().endswith(ext):
             name = name[:-len(ext)]
             break
@@ -214,9 +215,9 @@ def _default_out(path, suffix):
 def default_output(source):
     """Where :func:`predict` writes the label map of a file or DICOM folder by default:
     ``<stem>_seg.nii.gz`` beside a NIfTI file or DICOM series folder, ``<stem>_seg.png``
-    beside a 2D image."""
+    beside a 2D image or a single DICOM slice."""
     path = Path(source).expanduser()
-    is_image = not path.is_dir() and path.name.lower().endswith(IMAGE_SUFFIXES)
+    is_image = not path.is_dir() and path.name.lower().endswith(IMAGE_SUFFIXES + DICOM_SUFFIXES)
     return _default_out(path, ".png" if is_image else ".nii.gz")
 
 
@@ -276,8 +277,11 @@ def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size
             return _predict_nifti(model, path, out, **vol)
         if lower.endswith(IMAGE_SUFFIXES):
             return _predict_image(model, path, out, window, normalize, return_probabilities, kw)
+        from zoo.data.dicom import is_dicom_file
+        if is_dicom_file(path):
+            return _predict_dicom_slice(model, path, out, window, normalize, return_probabilities, kw)
         raise InvalidArgumentError(f"predict: {path} is neither NIfTI ({', '.join(NIFTI_SUFFIXES)}), a "
-                                   f"DICOM series folder, nor a 2D image ({', '.join(IMAGE_SUFFIXES)}); "
+                                   f"DICOM file or series folder, nor a 2D image ({', '.join(IMAGE_SUFFIXES)}); "
                                    "load it as an array.")
     image = np.asarray(source, dtype="float32")
     dims = len(model.input_shape) - 2
@@ -403,14 +407,43 @@ def _predict_dicom(model, folder, out, **vol):
     return _predict_volume(model, image, file_spacing, str(folder), write, **vol)
 
 
-def _predict_image(model, path, out, window, normalize, return_probabilities, kw):
-    from zoo.data import read_image
-    channels = model.input_shape[-1] if model.input_shape[-1] in (1, 3) else 1
-    # a classifier sees the image at its training size (image folders are resized to it)
-    size = kw["patch_size"] if len(model.output_shape) == 2 else None
-    image = read_image(path, channels, size)
-    if window is not None or normalize not in (None, "none"):
-        image = _normalize(image, window, normalize)
+def check_dicom_slice(model, source):
+    """A single DICOM file takes a 2D model; for a 3D model, say to pass the series' folder."""
+    from zoo.data.dicom import is_dicom_file
+    path = Path(source).expanduser()
+    if len(model.input_shape) - 2 != 2 and path.is_file() and not path.name.lower().endswith(
+            NIFTI_SUFFIXES + IMAGE_SUFFIXES) and is_dicom_file(path):
+        raise InvalidArgumentError(
+            f"predict: {path} is one DICOM slice but the model is 3D; put the files of the whole series in "
+            "one folder and pass the folder (zoo predict RUN SERIES_FOLDER; zoo.predict(model, folder)).")
+
+
+def _predict_dicom_slice(model, path, out, window, normalize, return_probabilities, kw):
+    """One DICOM file: a 2D slice for a 2D model, (rows, columns) as displayed; intensities as
+    for a series (rescaled, then ``window``/``normalize``, default z-score)."""
+    from zoo.data.dicom import read_dicom_series
+    from zoo.data.folders import resize_image
+    check_dicom_slice(model, path)
+    volume, _, _ = read_dicom_series([path])
+    image = volume[:, :, 0].transpose(1, 0, 2)  # (columns, rows) -> the slice as displayed
+    _check_finite(image, str(path))
+    if model.input_shape[-1] == 3:
+        image = np.repeat(image, 3, axis=-1)  # grayscale as RGB, as image folders convert it
+    if len(model.output_shape) == 2 and kw["patch_size"]:
+        image = resize_image(image, kw["patch_size"])
+    image = _normalize(image, window, normalize or "auto")
+    return _predict_image(model, path, out, window, normalize, return_probabilities, kw, image=image)
+
+
+def _predict_image(model, path, out, window, normalize, return_probabilities, kw, image=None):
+    if image is None:
+        from zoo.data import read_image
+        channels = model.input_shape[-1] if model.input_shape[-1] in (1, 3) else 1
+        # a classifier sees the image at its training size (image folders are resized to it)
+        size = kw["patch_size"] if len(model.output_shape) == 2 else None
+        image = read_image(path, channels, size)
+        if window is not None or normalize not in (None, "none"):
+            image = _normalize(image, window, normalize)
     logits = _infer(model, image, source=str(path), **kw)
     if len(model.output_shape) == 2:
         return _probabilities(logits) if return_probabilities else int(_labels(logits))

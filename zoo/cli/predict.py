@@ -25,8 +25,9 @@ def _cmd_predict(args):
     import numpy as np
 
     from zoo.cli._outputs import json_default, output_path, report_classes, top_classes
-    from zoo.inference import default_output, predict
+    from zoo.inference import check_dicom_slice, default_output, predict
     model = _model(args)
+    check_dicom_slice(model, args.input)  # before the output checks: the input cannot go to this model
     classifier = len(model.outputs[0].shape) == 2
     default = json_default(args.input) if classifier else default_output(args.input)
     out = output_path(args.out, args.input, default, overwrite=args.overwrite,

@@ -1,4 +1,5 @@
 """Issue 10: `zoo predict` and `zoo finetune` end in one clear line (exit 2), never a traceback."""
+import json
 from pathlib import Path
 
 import numpy as np
@@ -187,3 +188,26 @@ def test_a_single_dicom_slice_for_2d_models_and_a_folder_hint_for_3d(u3d, tmp_pa
     np.testing.assert_array_equal(seg, expected)
     line = one_line_error(capsys, ["predict", u3d, dcm])
     assert "is one DICOM slice but the model is 3D; put the files of the whole series in one folder" in line
+
+
+def test_resume_only_with_the_same_options_unless_forced(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a short run folder name: the whole message fits one line
+    out = Path("run")
+    base = ["finetune", "unet", "--set", "filters=2", "--set", "depth=1", "--data-option", "n=4",
+            "--batch-size", "2", "--out", out, "--no-tensorboard", "--quiet", "--epochs", "1"]
+    assert cli.main([str(a) for a in base + ["--patch-size", "16"]]) == 0
+    state = json.loads((out / "state.json").read_text())
+    state["finished"] = False  # as if killed after epoch 1 of a longer run
+    (out / "state.json").write_text(json.dumps(state))
+    before = (out / "state.json").read_text()
+    line = one_line_error(capsys, base + ["--epochs", "2", "--patch-size", "24", "--lr", "0.01",
+                                          "--data-option", "n=6"])
+    assert "holds an unfinished run with other options" in line
+    assert "--patch-size 16,16 there, 24,24 now" in line and "--lr 0.001 there, 0.01 now" in line
+    assert "--data-option n=4 there, n=6 now" in line and "--force-resume" in line
+    assert "steps-per-epoch" not in line  # follows from the data; the user did not change it
+    assert (out / "state.json").read_text() == before  # refused: nothing touched
+    assert cli.main([str(a) for a in base + ["--epochs", "2", "--patch-size", "24", "--force-resume"]]) == 0
+    state = json.loads((out / "state.json").read_text())
+    assert state["finished"] and state["epochs_completed"] == 2 and state["config"]["patch_size"] == [24, 24]
+    capsys.readouterr()

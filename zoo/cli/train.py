@@ -49,7 +49,7 @@ def _cmd_finetune(args):
         monitor=args.monitor, steps_per_epoch=args.steps_per_epoch,
         validation_steps=args.validation_steps, augment=args.augment, seed=args.seed,
         tensorboard=not args.no_tensorboard, verbose=0 if args.quiet else "auto",
-        data_options=key_values(args.data_option, "--data-option"))
+        data_options=key_values(args.data_option, "--data-option"), force_resume=args.force_resume)
     state = history.zoo_state or {}
     cfg = state.get("config", {})
     patch_txt = "x".join(str(p) for p in cfg.get("patch_size") or []) or "full images"
@@ -113,4 +113,6 @@ def add_parsers(sub):
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--no-tensorboard", action="store_true")
     s.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    s.add_argument("--force-resume", action="store_true",
+                   help="continue an unfinished run in --out even though options changed (listed otherwise)")
     s.set_defaults(func=_cmd_finetune)

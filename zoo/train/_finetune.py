@@ -26,7 +26,7 @@ from zoo._keras import keras, tf
 from zoo import _io
 from zoo.train._classes import check_classes, head_from_data
 from zoo.train._compile import Recipe, aux_weight, build_in_scope, initial_learning_rate, metric_names
-from zoo.train._runs import (SNAPSHOT, RunState, _check_resume, load_run, read_snapshot,
+from zoo.train._runs import (SNAPSHOT, RunState, _check_resume, load_run, options_record, read_snapshot,
                              read_state, restore_snapshot)
 from zoo.train._data import _spec, _steps, as_batched_dataset, main_output_shape, with_aux_targets
 from zoo.data import fit_patch, from_source
@@ -159,7 +159,7 @@ def _check_input_size(model, train_ds):
 
 
 def _run_config(model, target, strat, image_shape, *, train, options, batch_size, steps, epochs,
-                freeze_encoder_epochs, mixed_precision, class_names=None):
+                freeze_encoder_epochs, mixed_precision, class_names=None, recorded=None):
     """The run's record in state.json (and ``model.zoo_run``): what a resume must match and what
     ``zoo.predict`` takes as its defaults (patch size, intensity preprocessing)."""
     return dict(model=getattr(model, "zoo_name", None) or model.name, task=target.task,
@@ -174,7 +174,7 @@ def _run_config(model, target, strat, image_shape, *, train, options, batch_size
                 train=train if isinstance(train, str) else type(train).__name__,
                 preprocessing={k: options[k] for k in ("window", "normalize", "spacing") if k in options},
                 freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=bool(mixed_precision),
-                class_names=class_names)
+                class_names=class_names, options=options_record(options, **(recorded or {})))
 
 
 def _check_monitor(monitor, metrics, has_val, model):
@@ -280,7 +280,7 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
              mixed_precision=False, jit_compile=False, freeze_encoder_epochs=0, early_stopping=None,
              monitor="val_loss", tensorboard=True, steps_per_epoch=None, validation_steps=None,
              augment=False, seed=0, resume=True, restore_best=True, callbacks=None, verbose="auto",
-             data_options=None, aux_loss_weight=None):
+             data_options=None, aux_loss_weight=None, force_resume=False):
     """Fine-tune ``model`` (a keras.Model or a registry name) and return a Keras History of
     every epoch of the run (including epochs done before a resume).
 
@@ -298,7 +298,9 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     (every layer the deepest stage output of the layer-name contract depends on, see
     ``zoo.contract``) frozen for K epochs, then all layers.
     Checkpoints and logs go to ``out_dir``; rerunning the same call after a crash resumes where
-    it stopped (``resume=True``). At the end the model holds the best checkpoint's weights
+    it stopped (``resume=True``), with the same options only: a different patch size, learning
+    rate, loss, optimizer, data or data options is an error listing what changed, unless
+    ``force_resume=True`` (then the run continues with the new ones; ``epochs`` may always grow). At the end the model holds the best checkpoint's weights
     (``restore_best=True``) or the last epoch's (False), and ``model.zoo_run`` (the run's
     folder, patch size and preprocessing, which ``zoo.predict(model, ...)`` uses as its
     defaults). ``callbacks``: extra Keras callbacks,
@@ -338,8 +340,11 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=2, patc
     config = _run_config(model, target, strat, image_shape, train=train, options=options,
                          batch_size=batch_size, steps=steps, epochs=epochs,
                          freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=mixed_precision,
-                         class_names=data["class_names"])
-    _check_resume(out_dir, state, resume, config)
+                         class_names=data["class_names"],
+                         recorded=dict(val=val, learning_rate=learning_rate, optimizer=optimizer, loss=loss,
+                                       lr_schedule=lr_schedule, weight_decay=weight_decay, augment=augment,
+                                       seed=seed, steps_per_epoch=steps_per_epoch))
+    _check_resume(out_dir, state, resume, config, force=force_resume)
     chief = _is_chief(strat)
     verbose = (1 if sys.stderr.isatty() else 2) if verbose == "auto" else verbose
     # 5. the network, loss and metrics in the strategy's scope

@@ -192,9 +192,12 @@ def _infer(model, image, *, source, patch_size, overlap, batch_size, blend, prog
         if image.shape[2] > 1 and progress:
             print(f"predict: a 2D model on a volume of shape {image.shape[:3]}: slice by slice "
                   "along axis 2", file=sys.stderr)
-        return np.stack([sliding_window(model, image[:, :, k], patch_size, overlap=overlap,
-                                        batch_size=batch_size, blend=blend, progress=False)
-                         for k in range(image.shape[2])], axis=2)
+        bar, planes = Progress("sliding window", unit="slices", enabled=progress), []
+        for k in range(image.shape[2]):  # one progress line over the slices
+            planes.append(sliding_window(model, image[:, :, k], patch_size, overlap=overlap,
+                                         batch_size=batch_size, blend=blend, progress=False))
+            bar.update(k + 1, image.shape[2], final=k + 1 == image.shape[2])
+        return np.stack(planes, axis=2)
     if image.ndim != dims + 1:
         raise InvalidArgumentError(
             f"predict: {source} has shape {image.shape} but the model takes {dims}D inputs "

@@ -57,7 +57,10 @@ def _cmd_predict(args):
 def add_parsers(sub):
     s = sub.add_parser("predict", help="segment a NIfTI volume, DICOM series or 2D image with a trained run",
                        description="Sliding-window segmentation of INPUT with a finetune run folder "
-                       "(its best checkpoint) or a weights file; writes the label map.")
+                       "(its best checkpoint) or a weights file; writes the label map. A classifier prints "
+                       "its most probable classes by name.",
+                       epilog="example: zoo predict runs/u3d scan.nii.gz --out segs/   (a classifier: zoo "
+                       "predict runs/r18 image.png --top-k 3 --out pred.json)")
     s.add_argument("run", help="finetune out_dir, a checkpoint inside it, or a weights file with --model")
     s.add_argument("input", help="a .nii/.nii.gz volume, a DICOM series folder or a 2D image file")
     s.add_argument("--out", help="output file or folder (default: <input stem>_seg.nii.gz / .png beside the "
@@ -69,12 +72,13 @@ def add_parsers(sub):
     s.add_argument("--last", action="store_true", help="use last.h5 of the run instead of best")
     s.add_argument("--model", help="registry name, for a weights file without model.json")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="model keyword override (with --model)")
-    s.add_argument("--num-classes", type=int)
-    s.add_argument("--in-channels", type=int)
-    s.add_argument("--spatial-dims", type=int, choices=(2, 3))
+    s.add_argument("--num-classes", type=int, help="with --model: classes of the head the weights have")
+    s.add_argument("--in-channels", type=int, help="with --model: input channels the weights have")
+    s.add_argument("--spatial-dims", type=int, choices=(2, 3), help="with --model: 2D or 3D variant")
     s.add_argument("--patch-size", help="e.g. 96,96,96 (default: the run's training patch)")
-    s.add_argument("--overlap", type=float, default=0.5)
-    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--overlap", type=float, default=0.5, help="share of a window its neighbour overlaps, "
+                   "in [0, 1) (default 0.5)")
+    s.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default 4)")
     s.add_argument("--window", help="CT window lo,hi (default: the run's)")
     s.add_argument("--normalize", choices=("auto", "zscore", "none"), help="default: the run's / 'auto' for NIfTI")
     s.add_argument("--spacing", help="resample to this voxel spacing first, e.g. 1.5,1.5,2")

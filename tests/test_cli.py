@@ -88,3 +88,25 @@ def test_unexpected_errors_and_ctrl_c_are_one_line(monkeypatch, capsys):
     sub.set_defaults(func=_fake(KeyboardInterrupt()))
     assert cli.main(["list"]) == 130
     assert "interrupted" in capsys.readouterr().err
+
+
+def _walk(parser, path=()):
+    """(command path, parser) of every subcommand, nested ones included (zoo datasets list ...)."""
+    import argparse
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield path + (name,), sub
+                yield from _walk(sub, path + (name,))
+
+
+def test_every_option_has_help_and_every_subcommand_an_example():
+    import argparse
+    commands = list(_walk(cli.build_parser()))
+    assert {("finetune",), ("predict",), ("compress",), ("datasets", "prepare")} <= {c for c, _ in commands}
+    for command, parser in commands:
+        missing = [a.option_strings[0] if a.option_strings else a.dest for a in parser._actions
+                   if not a.help and not isinstance(a, argparse._HelpAction)]
+        assert not missing, f"zoo {' '.join(command)}: options without help: {missing}"
+        assert parser.epilog and "example: zoo " + " ".join(command) in parser.epilog, \
+            f"zoo {' '.join(command)} --help shows no example"

@@ -44,3 +44,13 @@ def test_the_download_path_stays_free_of_tensorflow():
     code = ("import sys, zoo.hub._fetch, zoo._progress; "
             "assert 'tensorflow' not in sys.modules, 'fetching must not import TensorFlow'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+
+
+def test_predict_with_a_2d_model_on_a_volume_reports_slices(capsys):
+    import zoo
+    from zoo._keras import keras
+    inp = keras.Input((None, None, 1))
+    model = keras.Model(inp, keras.layers.Conv2D(2, 1)(inp))
+    labels = zoo.predict(model, np.zeros((16, 16, 5, 1), "float32"), patch_size=(8, 8), progress=True)
+    assert labels.shape == (16, 16, 5)
+    assert capsys.readouterr().err.endswith("\rsliding window: 5/5 slices\n")

@@ -77,3 +77,41 @@ def test_data_sets_examples_run_as_written(tmp_path):
                          timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "runs" / "msd-demo" / "best.h5").is_file()
+
+
+# ----------------------------------------------------------------------------- Classifying images from folders
+@pytest.mark.slow
+def test_classification_from_folders_runs_as_written(tmp_path):
+    """The section's commands, verbatim, on two class folders like the ones it shows."""
+    import json
+    import os
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_flows_classify import make_class_folders
+    section = _section("Classifying images from folders")
+    make_class_folders(tmp_path / "data2d")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS")}
+    bash, = re.findall(r"```bash\n(.*?)```", section, re.S)
+    outputs = []
+    for line in bash.splitlines():
+        command = line.split()
+        assert command[0] == "zoo", line
+        res = subprocess.run([sys.executable, "-m", "zoo.cli", *command[1:]], capture_output=True, text=True,
+                             cwd=tmp_path, env=env, timeout=900)
+        assert res.returncode == 0, (line, res.stderr[-3000:])
+        outputs.append((res.stdout, res.stderr))
+    assert "2 classes from the folders of data2d/train (clock, disc)" in outputs[0][1]
+    assert "the top classes of 2: clock, disc" in outputs[0][0]
+    state = json.loads((tmp_path / "runs" / "r18" / "state.json").read_text())
+    assert state["config"]["class_names"] == ["clock", "disc"] and state["config"]["output_shape"] == [None, 2]
+    for stdout, _ in outputs[1:]:
+        head, *rows = stdout.splitlines()
+        names = sorted(r.split()[0] for r in rows if not r.strip().startswith("written"))
+        assert names == ["clock", "disc"] and head.split(": ")[1].split()[0] in names
+    data = json.loads((tmp_path / "pred.json").read_text())
+    assert data["input"] == "data2d/val/clock/clock1.png" and {t["class"] for t in data["top"]} == {"clock", "disc"}
+    assert abs(sum(t["probability"] for t in data["top"]) - 1) < 1e-5
+    # what the section shows it printed: the lines that do not hold measured numbers, as printed now
+    printed = re.findall(r"```\n(finetune: .*?)```", section, re.S)[0].splitlines()
+    assert printed[0] == outputs[0][1].strip().splitlines()[0]
+    assert printed[1] == next(x for x in outputs[0][0].splitlines() if x.startswith("finetune done"))
+    assert printed[3] == next(x for x in outputs[0][0].splitlines() if x.strip().startswith("predict:"))

@@ -86,13 +86,48 @@ def test_unsafe_yaml_tags_rejected(tmp_path):
         load_registry([path])
 
 
-def test_missing_required_key(tmp_path):
+def test_missing_required_key(tmp_path, monkeypatch):
     path = write(tmp_path, """
         models:
-          a: {builder: "zoo.models.x:y", task: classification, spatial_dims: [2]}
+          a: {builder: "zoo.models.resnet:resnet", spatial_dims: [2]}
         """)
-    with pytest.raises(RegistryError, match="entry 'a': missing required key 'params'"):
+    with pytest.raises(RegistryError, match="entry 'a': missing required key 'task'"):
         load_registry([path])
+    own = write(tmp_path, """
+        models:
+          a: {builder: "zoo.models.resnet:resnet", task: classification, spatial_dims: [2]}
+        """, "own.yaml")
+    import zoo.hub.registry as registry
+    monkeypatch.setattr(registry, "default_path", lambda: own)  # the zoo's own file: params required
+    with pytest.raises(RegistryError, match="entry 'a': missing required key 'params'"):
+        load_registry([own])
+
+
+def test_issue10_12_params_optional_in_a_user_registry_checked_when_given(tmp_path, monkeypatch):
+    """A user's entry may leave params out (it is listed with '-' and builds); given, it is checked."""
+    import subprocess
+    import sys
+    user = write(tmp_path, """
+        models:
+          my_unet:
+            builder: zoo.models.unet:unet
+            task: segmentation
+            spatial_dims: [2]
+            config: {filters: 4}
+        """, "user.yaml")
+    entry = load_registry([default_path(), user]).models["my_unet"]
+    assert entry.params is None and entry.origin == str(user)
+    env = {**__import__("os").environ, "ZOO_REGISTRY": str(user)}
+    run = subprocess.run([sys.executable, "-m", "zoo.cli", "list", "my_*"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[1].split() == ["my_unet", "segmentation", "2", "-", "-"]
+    monkeypatch.setenv("ZOO_REGISTRY", str(user))
+    model = zoo.load("my_unet", input_shape=(32, 32, 1))
+    assert model.output_shape == (None, 32, 32, 2)
+    bad = write(tmp_path, (tmp_path / "user.yaml").read_text() + "    params: -3\n", "bad.yaml")
+    with pytest.raises(RegistryError, match="entry 'my_unet': params .* is -3; expected"):
+        load_registry([default_path(), bad])
 
 
 @pytest.mark.parametrize("hash_", ["sha1:abc", "sha256:xyz", "md5:" + "0" * 31, "deadbeef"])

@@ -374,7 +374,7 @@ def test_bad_inputs_name_the_fix(tmp_path):
     xc, yc = phantom_arrays(4, size=32, task="classification")
     with pytest.raises(InvalidArgumentError, match="segments.*label maps"):
         finetune(model, (xc, yc), epochs=1, out_dir=tmp_path, **QUIET)
-    with pytest.raises(InvalidArgumentError, match="cannot take \\(30, 30\\) inputs.*patch_size"):
+    with pytest.raises(InvalidArgumentError, match="patch size 30,30 does not fit unet: .*use 28 or 32.*--patch-size"):
         finetune(model, "phantoms", epochs=1, patch_size=30, out_dir=tmp_path, **QUIET)
     with pytest.raises(InvalidArgumentError, match="monitor='val_dcie'.*val_dice"):
         finetune(model, "phantoms", "phantoms", monitor="val_dcie", epochs=1, patch_size=32,

@@ -122,6 +122,7 @@ def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, 
 # --------------------------------------------------------------------------- predict
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 NORMALIZE = ("auto", "zscore", "none")
 
 
@@ -159,6 +160,17 @@ def _label_dtype(num_classes):
     return np.uint8 if num_classes <= 256 else np.int16
 
 
+def _check_finite(image, source):
+    """NaN/Inf in the data as read (before any normalisation spreads them): count, first index."""
+    bad = ~np.isfinite(image)
+    if bad.any():
+        first = np.argwhere(bad)[0]
+        first = first[:-1] if image.shape[-1] == 1 else first  # a voxel index (one channel)
+        raise InvalidArgumentError(
+            f"predict: {source} holds {int(bad.sum())} NaN/Inf value(s) (first at index "
+            f"{tuple(int(i) for i in first)}); clean them (e.g. np.nan_to_num) first.")
+
+
 def _infer(model, image, *, source, patch_size, overlap, batch_size, blend, progress):
     """Logits for one channels-last image; a 2D model on a volume runs slice by slice (axis 2)."""
     dims = len(model.input_shape) - 2
@@ -167,11 +179,7 @@ def _infer(model, image, *, source, patch_size, overlap, batch_size, blend, prog
         raise InvalidArgumentError(
             f"predict: {source} has {image.shape[-1]} channel(s) but the model takes {want}; convert "
             f"the input or use a model built with in_channels={image.shape[-1]}.")
-    bad = ~np.isfinite(image)
-    if bad.any():
-        raise InvalidArgumentError(
-            f"predict: {source} holds {int(bad.sum())} NaN/Inf value(s) (first at index "
-            f"{tuple(int(i) for i in np.argwhere(bad)[0])}); clean them (e.g. np.nan_to_num) first.")
+    _check_finite(image, source)
     if len(model.output_shape) == 2:  # classification: one forward pass on the whole image
         fixed = tuple(model.input_shape[1:-1])
         if None not in fixed and tuple(image.shape[:-1]) != fixed:
@@ -184,9 +192,12 @@ def _infer(model, image, *, source, patch_size, overlap, batch_size, blend, prog
         if image.shape[2] > 1 and progress:
             print(f"predict: a 2D model on a volume of shape {image.shape[:3]}: slice by slice "
                   "along axis 2", file=sys.stderr)
-        return np.stack([sliding_window(model, image[:, :, k], patch_size, overlap=overlap,
-                                        batch_size=batch_size, blend=blend, progress=False)
-                         for k in range(image.shape[2])], axis=2)
+        bar, planes = Progress("sliding window", unit="slices", enabled=progress), []
+        for k in range(image.shape[2]):  # one progress line over the slices
+            planes.append(sliding_window(model, image[:, :, k], patch_size, overlap=overlap,
+                                         batch_size=batch_size, blend=blend, progress=False))
+            bar.update(k + 1, image.shape[2], final=k + 1 == image.shape[2])
+        return np.stack(planes, axis=2)
     if image.ndim != dims + 1:
         raise InvalidArgumentError(
             f"predict: {source} has shape {image.shape} but the model takes {dims}D inputs "
@@ -197,7 +208,7 @@ def _infer(model, image, *, source, patch_size, overlap, batch_size, blend, prog
 
 def _default_out(path, suffix):
     name = path.name
-    for ext in NIFTI_SUFFIXES[::-1] + IMAGE_SUFFIXES:
+    for ext in NIFTI_SUFFIXES[::-1] + IMAGE_SUFFIXES + DICOM_SUFFIXES:
         if name.lower().endswith(ext):
             name = name[:-len(ext)]
             break
@@ -207,9 +218,9 @@ def _default_out(path, suffix):
 def default_output(source):
     """Where :func:`predict` writes the label map of a file or DICOM folder by default:
     ``<stem>_seg.nii.gz`` beside a NIfTI file or DICOM series folder, ``<stem>_seg.png``
-    beside a 2D image."""
+    beside a 2D image or a single DICOM slice."""
     path = Path(source).expanduser()
-    is_image = not path.is_dir() and path.name.lower().endswith(IMAGE_SUFFIXES)
+    is_image = not path.is_dir() and path.name.lower().endswith(IMAGE_SUFFIXES + DICOM_SUFFIXES)
     return _default_out(path, ".png" if is_image else ".nii.gz")
 
 
@@ -269,13 +280,17 @@ def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size
             return _predict_nifti(model, path, out, **vol)
         if lower.endswith(IMAGE_SUFFIXES):
             return _predict_image(model, path, out, window, normalize, return_probabilities, kw)
+        from zoo.data.dicom import is_dicom_file
+        if is_dicom_file(path):
+            return _predict_dicom_slice(model, path, out, window, normalize, return_probabilities, kw)
         raise InvalidArgumentError(f"predict: {path} is neither NIfTI ({', '.join(NIFTI_SUFFIXES)}), a "
-                                   f"DICOM series folder, nor a 2D image ({', '.join(IMAGE_SUFFIXES)}); "
+                                   f"DICOM file or series folder, nor a 2D image ({', '.join(IMAGE_SUFFIXES)}); "
                                    "load it as an array.")
     image = np.asarray(source, dtype="float32")
     dims = len(model.input_shape) - 2
     if image.ndim == dims and model.input_shape[-1] == 1:
         image = image[..., None]
+    _check_finite(image, "the input array")
     if window is not None or normalize not in (None, "none"):
         image = _normalize(image, window, normalize)
     logits = _infer(model, image, source="the input array", **kw)
@@ -288,8 +303,36 @@ def _normalize(image, window, normalize):
                                normalize=None if normalize == "none" else (normalize or "auto"))
 
 
-def _nifti_out(out, default):
-    out = Path(out) if out is not None else default
+def _out_file(out, default, source):
+    """Where a label map goes: ``out`` (a file, or a folder to hold ``default``'s name) or
+    ``default``; never the input itself or a file inside an input folder."""
+    path = Path(out).expanduser() if out is not None else default
+    if path.is_dir():
+        path = path / default.name
+    src = Path(source).expanduser().resolve()
+    if path.resolve() == src or src in path.resolve().parents:
+        raise InvalidArgumentError(f"predict: out={str(path)!r} would overwrite the input {source}; write the "
+                                   f"label map elsewhere (default {default}).")
+    return path
+
+
+def _write(out, write):
+    """``write(tmp)`` then rename to ``out``; a failure of the writer (a bad header, a folder in
+    the way) is a ZooError and leaves nothing at ``out``."""
+    from zoo._io import atomic_write_bytes
+    from zoo.errors import ZooError
+    try:
+        atomic_write_bytes(out, write)
+    except ZooError:
+        raise
+    except Exception as e:  # noqa: BLE001 - nibabel's HeaderDataError, Pillow's errors, OSError ...
+        raise InvalidArgumentError(f"predict: cannot write the label map to {out} ({type(e).__name__}: "
+                                   f"{' '.join(str(e).split())[:200]}); nothing was written there. Choose "
+                                   "another out.") from None
+
+
+def _nifti_out(out, default, source):
+    out = _out_file(out, default, source)
     if not out.name.lower().endswith(NIFTI_SUFFIXES):
         raise InvalidArgumentError(f"predict: out={str(out)!r} must end with .nii or .nii.gz.")
     return out
@@ -299,6 +342,7 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
                     return_probabilities, kw):
     """Preprocess a volume as training did, infer, map back to its grid, ``write(labels)``."""
     shape = image.shape[:-1]
+    _check_finite(image, source)  # the raw values, as training checks them
     if spacing is not None:
         from zoo.data.volumes import resample
         image, _ = resample(image, None, file_spacing, tuple(float(s) for s in spacing))
@@ -320,14 +364,13 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
 
 
 def _predict_nifti(model, path, out, **vol):
-    from zoo._io import atomic_write_bytes
     from zoo.data._common import require
     from zoo.data.volumes import load_nifti
     nib = require("nibabel", "Reading and writing NIfTI files")
     image, file_spacing, _ = load_nifti(path)
     ref = nib.load(str(path))
     if out is not False and len(model.output_shape) > 2:
-        out = _nifti_out(out, _default_out(path, ".nii.gz"))
+        out = _nifti_out(out, _default_out(path, ".nii.gz"), path)
 
         def write(labels):
             data = labels.reshape(ref.shape[:3]) if len(ref.shape) >= 3 else labels.reshape(ref.shape)
@@ -336,7 +379,7 @@ def _predict_nifti(model, path, out, **vol):
             img = (ref.__class__ if isinstance(ref, (nib.Nifti1Image, nib.Nifti2Image)) else nib.Nifti1Image)(
                 data, ref.affine, header=header)
             img.header.set_slope_inter(1.0, 0.0)  # class indices are stored unscaled
-            atomic_write_bytes(out, lambda tmp: nib.save(img, tmp))
+            _write(out, lambda tmp: nib.save(img, tmp))
     else:
         write = None
     return _predict_volume(model, image, file_spacing, str(path), write, **vol)
@@ -349,42 +392,68 @@ def _predict_dicom(model, folder, out, **vol):
     """One DICOM series folder -> label map; written as NIfTI ``<folder>_seg.nii.gz`` beside the
     folder, voxel for voxel on the series grid (columns, rows, slices), with the series'
     patient-space affine converted from DICOM's LPS to NIfTI's RAS (qform = sform, code 1)."""
-    from zoo._io import atomic_write_bytes
     from zoo.data._common import require
     from zoo.data.dicom import read_dicom_series
     image, file_spacing, lps_affine = read_dicom_series(folder)
     if out is not False and len(model.output_shape) > 2:
         nib = require("nibabel", "Writing the NIfTI label map of a DICOM series")
-        out = _nifti_out(out, default_output(folder))
+        out = _nifti_out(out, default_output(folder), folder)
 
         def write(labels):
             img = nib.Nifti1Image(labels, LPS_TO_RAS @ lps_affine)
             img.set_qform(img.affine, code=1)
             img.set_sform(img.affine, code=1)
             img.header.set_slope_inter(1.0, 0.0)
-            atomic_write_bytes(out, lambda tmp: nib.save(img, tmp))
+            _write(out, lambda tmp: nib.save(img, tmp))
     else:
         write = None
     return _predict_volume(model, image, file_spacing, str(folder), write, **vol)
 
 
-def _predict_image(model, path, out, window, normalize, return_probabilities, kw):
-    from zoo.data import read_image
-    channels = model.input_shape[-1] if model.input_shape[-1] in (1, 3) else 1
-    # a classifier sees the image at its training size (image folders are resized to it)
-    size = kw["patch_size"] if len(model.output_shape) == 2 else None
-    image = read_image(path, channels, size)
-    if window is not None or normalize not in (None, "none"):
-        image = _normalize(image, window, normalize)
+def check_dicom_slice(model, source):
+    """A single DICOM file takes a 2D model; for a 3D model, say to pass the series' folder."""
+    from zoo.data.dicom import is_dicom_file
+    path = Path(source).expanduser()
+    if len(model.input_shape) - 2 != 2 and path.is_file() and not path.name.lower().endswith(
+            NIFTI_SUFFIXES + IMAGE_SUFFIXES) and is_dicom_file(path):
+        raise InvalidArgumentError(
+            f"predict: {path} is one DICOM slice but the model is 3D; put the files of the whole series in "
+            "one folder and pass the folder (zoo predict RUN SERIES_FOLDER; zoo.predict(model, folder)).")
+
+
+def _predict_dicom_slice(model, path, out, window, normalize, return_probabilities, kw):
+    """One DICOM file: a 2D slice for a 2D model, (rows, columns) as displayed; intensities as
+    for a series (rescaled, then ``window``/``normalize``, default z-score)."""
+    from zoo.data.dicom import read_dicom_series
+    from zoo.data.folders import resize_image
+    check_dicom_slice(model, path)
+    volume, _, _ = read_dicom_series([path])
+    image = volume[:, :, 0].transpose(1, 0, 2)  # (columns, rows) -> the slice as displayed
+    _check_finite(image, str(path))
+    if model.input_shape[-1] == 3:
+        image = np.repeat(image, 3, axis=-1)  # grayscale as RGB, as image folders convert it
+    if len(model.output_shape) == 2 and kw["patch_size"]:
+        image = resize_image(image, kw["patch_size"])
+    image = _normalize(image, window, normalize or "auto")
+    return _predict_image(model, path, out, window, normalize, return_probabilities, kw, image=image)
+
+
+def _predict_image(model, path, out, window, normalize, return_probabilities, kw, image=None):
+    if image is None:
+        from zoo.data import read_image
+        channels = model.input_shape[-1] if model.input_shape[-1] in (1, 3) else 1
+        # a classifier sees the image at its training size (image folders are resized to it)
+        size = kw["patch_size"] if len(model.output_shape) == 2 else None
+        image = read_image(path, channels, size)
+        if window is not None or normalize not in (None, "none"):
+            image = _normalize(image, window, normalize)
     logits = _infer(model, image, source=str(path), **kw)
     if len(model.output_shape) == 2:
         return _probabilities(logits) if return_probabilities else int(_labels(logits))
     labels = _labels(logits).astype(_label_dtype(model.output_shape[-1]))
     if out is not False:
         from PIL import Image
-
-        from zoo._io import atomic_write_bytes
-        out = Path(out) if out is not None else _default_out(path, ".png")
+        out = _out_file(out, _default_out(path, ".png"), path)
         pixels = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)  # L or I;16 PNG
-        atomic_write_bytes(out, lambda tmp: Image.fromarray(pixels).save(tmp))
+        _write(out, lambda tmp: Image.fromarray(pixels).save(tmp))
     return _probabilities(logits) if return_probabilities else labels

@@ -57,8 +57,9 @@ def main(argv=None):
     except KeyboardInterrupt:
         if debug:
             raise
-        hint = getattr(args, "interrupt_hint", None)
-        print(f"\nzoo: interrupted{'; ' + hint if hint else ''}", file=sys.stderr)
+        hint = getattr(args, "interrupt_hint", None)  # a text, or a function giving it (run progress)
+        hint = hint() if callable(hint) else hint
+        print(f"\nzoo: interrupted{' ' + hint if hint else ''}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (zoo list | head -1): stop quietly
         try:

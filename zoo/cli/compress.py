@@ -82,7 +82,8 @@ def add_parsers(sub):
     s = sub.add_parser("compress", help="compress a model with a tfmot recipe (prune, QAT, cluster, chains, distill)",
                        description="Check RECIPE against MODEL (a registry name, a finetune run folder or a saved "
                        "model file), fine-tune it with the recipe on your data (or the phantoms), strip the tfmot "
-                       "wrappers and print what it achieved. Rerun the same command to resume after a crash.")
+                       "wrappers and print what it achieved. Rerun the same command to resume after a crash.",
+                       epilog="example: zoo compress runs/demo --recipe prune_80 --epochs 2")
     s.add_argument("model", help="registry name (e.g. unet), run folder (runs/liver) or model file (.keras/.h5)")
     s.add_argument("--recipe", help="e.g. prune_80, qat_int8, prune_80+qat_int8, deep_compression "
                    "(default: the entry's first listed recipe; see `zoo recipes NAME`)")
@@ -97,23 +98,24 @@ def add_parsers(sub):
     s.add_argument("--loss", help="dice_ce (segmentation default), dice, ce, weighted_ce, focal")
     s.add_argument("--lr", type=float, help="learning rate (default: the recipe's, else 1e-4)")
     s.add_argument("--strategy", default="auto", help="auto, default, one_device, mirrored, multiworker, tpu")
-    s.add_argument("--steps-per-epoch", type=int)
-    s.add_argument("--validation-steps", type=int)
+    s.add_argument("--steps-per-epoch", type=int, help="training batches per epoch (default: the whole data)")
+    s.add_argument("--validation-steps", type=int, help="validation batches per epoch (default: all)")
     s.add_argument("--weights", help="registry name only: pretrained weights (tag, file or URL)")
-    s.add_argument("--num-classes", type=int)
-    s.add_argument("--in-channels", type=int)
-    s.add_argument("--spatial-dims", type=int, choices=(2, 3))
+    s.add_argument("--num-classes", type=int, help="registry name only: classes of the head")
+    s.add_argument("--in-channels", type=int, help="registry name only: input channels (1 for CT/MR)")
+    s.add_argument("--spatial-dims", type=int, choices=(2, 3), help="registry name only: 2D or 3D variant")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="model keyword override (registry name)")
     s.add_argument("--data-option", action="append", metavar="KEY=VALUE", help="data source option (repeatable)")
-    s.add_argument("--mixed-precision", action="store_true")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--no-tensorboard", action="store_true")
+    s.add_argument("--mixed-precision", action="store_true", help="train in float16 with loss scaling")
+    s.add_argument("--seed", type=int, default=0, help="random seed of shuffling and patches (default 0)")
+    s.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs in <out>/logs")
     s.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=_cmd_compress)
 
-    s = sub.add_parser("recipes", help="which compression recipes apply to a registry entry, and why others do not")
-    s.add_argument("name")
-    s.add_argument("--spatial-dims", type=int, choices=(2, 3))
-    s.add_argument("--json", action="store_true")
+    s = sub.add_parser("recipes", help="which compression recipes apply to a registry entry, and why others do not",
+                       epilog="example: zoo recipes unet3d --spatial-dims 3")
+    s.add_argument("name", help="registry name (zoo list shows them)")
+    s.add_argument("--spatial-dims", type=int, choices=(2, 3), help="check the 2D or the 3D variant")
+    s.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     s.set_defaults(func=_cmd_recipes)

@@ -53,26 +53,31 @@ def _cmd_prepare(args):
 
 def add_parsers(sub):
     group = sub.add_parser("datasets", help="the catalogue of named data sets (TFDS builders)",
-                           description="List, describe and prepare the catalogue's data sets.")
-    commands = group.add_subparsers(dest="datasets_command", required=True)
+                           description="List, describe and prepare the catalogue's data sets.",
+                           epilog="example: zoo datasets list 'medmnist/*' --names-only")
+    commands = group.add_subparsers(dest="datasets_command", required=True, metavar="COMMAND",
+                                    help="list, info or prepare")
 
-    s = commands.add_parser("list", help="list the catalogue's data sets")
+    s = commands.add_parser("list", help="list the catalogue's data sets",
+                            epilog="example: zoo datasets list 'medmnist/*3d*' --task classification")
     s.add_argument("pattern", nargs="?", help="shell wildcard on the name, e.g. 'medmnist/*3d*'")
-    s.add_argument("--task", choices=("segmentation", "classification", "multilabel"))
-    s.add_argument("--spatial-dims", type=int, choices=(2, 3))
+    s.add_argument("--task", choices=("segmentation", "classification", "multilabel"), help="only this task")
+    s.add_argument("--spatial-dims", type=int, choices=(2, 3), help="only 2D or only 3D data sets")
     s.add_argument("--names-only", action="store_true", help="print names only")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print a JSON list")
     s.set_defaults(func=_cmd_list)
 
-    s = commands.add_parser("info", help="show one data set: source, licence, files for manual_dir")
+    s = commands.add_parser("info", help="show one data set: source, licence, files for manual_dir",
+                            epilog="example: zoo datasets info decathlon/task04_hippocampus")
     s.add_argument("name", help="e.g. decathlon/task04_hippocampus")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the data set's card as JSON")
     s.set_defaults(func=_cmd_info)
 
     s = commands.add_parser("prepare", help="prepare a data set from its files in --manual-dir",
                             description="Read the data set's source files from --manual-dir (or "
                             "download them where they are public, not with ZOO_OFFLINE=1) and write "
-                            "TFDS's files into --data-dir; a prepared data set is reused.")
+                            "TFDS's files into --data-dir; a prepared data set is reused.",
+                            epilog="example: zoo datasets prepare isbi2012_em --manual-dir ~/Downloads/isbi")
     s.add_argument("name", help="e.g. isbi2012_em or decathlon/task04_hippocampus")
     s.add_argument("--manual-dir", help="folder holding the downloaded files (default: "
                    "<data-dir>/downloads/manual)")

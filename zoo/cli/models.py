@@ -24,7 +24,7 @@ def _cmd_list(args):
     for n in names:
         e = reg.models[n]
         dims = ",".join(str(d) for d in e.spatial_dims)
-        print(f"{n:<{width}}  {e.task:<14} {dims:<5} {e.params:>12,}  {','.join(e.weights) or '-'}")
+        print(f"{n:<{width}}  {e.task:<14} {dims:<5} {format(e.params, ',') if e.params is not None else '-':>12}  {','.join(e.weights) or '-'}")
     print(f"{len(names)} model(s)", file=sys.stderr)
     return 0
 
@@ -79,8 +79,8 @@ def add_parsers(sub):
     s = sub.add_parser("list", help="list registry models", description="List registry entries, sorted by "
                        "name.", epilog="example: zoo list 'resnet*' --spatial-dims 3 --json")
     s.add_argument("pattern", nargs="?", help="shell wildcard on the name, e.g. 'resnet*'")
-    s.add_argument("--task", choices=("classification", "segmentation", "generation"))
-    s.add_argument("--spatial-dims", type=int, choices=(2, 3))
+    s.add_argument("--task", choices=("classification", "segmentation", "generation"), help="only this task")
+    s.add_argument("--spatial-dims", type=int, choices=(2, 3), help="only entries with a 2D (or 3D) variant")
     s.add_argument("--pretrained", action="store_true", help="only entries with weights")
     s.add_argument("--names-only", action="store_true", help="print names only")
     s.add_argument("--json", action="store_true", help="print a JSON list (name, task, dims, params, weights)")

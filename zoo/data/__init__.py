@@ -20,7 +20,7 @@ from zoo.errors import InvalidArgumentError
 
 __all__ = ["phantoms", "phantom_arrays", "image_folder", "segmentation_folder", "read_image", "nifti",
            "load_nifti", "dicom", "read_dicom_series", "from_arrays", "npz", "tfds", "fit_patch",
-           "from_source", "DataError"]
+           "from_source", "class_names_of", "DataError"]
 
 _PAIRS = (("images", "masks"), ("images", "labels"), ("imagesTr", "labelsTr"), ("image", "mask"))
 LAYOUTS = """  <root>/<class_name>/*.png|.jpg|.tif|.bmp          2D classification (image_folder)
@@ -118,6 +118,29 @@ def _from_path(path, generic, options):
                     f"Expected one of:\n{LAYOUTS}\nor call a zoo.data function directly.")
 
 
+def class_names_of(source):
+    """The class names a classification source defines, without reading its files: the sorted
+    class folders of ``<root>/<class_name>/<images>`` or ``<root>/<class_name>/<case>/<DICOM>``,
+    a Dataset's ``class_names``; None for any other source (segmentation layouts, arrays,
+    phantoms, TFDS)."""
+    from zoo._keras import tf
+    if isinstance(source, tf.data.Dataset):
+        names = getattr(source, "class_names", None)
+        return list(names) if names is not None else None
+    if not isinstance(source, (str, Path)) or (isinstance(source, str) and (
+            source == "phantoms" or source.startswith("tfds:"))):
+        return None
+    p = Path(source).expanduser()
+    if not p.is_dir() or holds_series(p):
+        return None
+    names = _dirs(p)
+    if any(img in names and lab in names for img, lab in _PAIRS):
+        return None
+    if any(_has(d, IMAGE_SUFFIXES) or any(holds_series(c) for c in _dirs(d).values()) for d in names.values()):
+        return list(names)
+    return None
+
+
 def from_source(source, *, training=True, task=None, spatial_dims=None, num_classes=None,
                 in_channels=None, patch_size=None, seed=0, augment=False, model_name=None, **options):
     """The dataset a data argument names (``zoo.finetune``'s ``train`` and ``val``).
@@ -183,5 +206,8 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
                 task=task, model_name=model_name, batched=batched)
     if augment and training:
         from zoo.data.augment import augment_dataset
+        names = getattr(ds, "class_names", None)
         ds = augment_dataset(ds, augment, seed=seed)
+        if names is not None:
+            ds.class_names = names
     return ds

@@ -102,6 +102,12 @@ def _decode_mask(path, mask_values, num_classes):
     return check_labels(arr, num_classes, str(path))
 
 
+def resize_image(arr, size):
+    """A float ``(H, W, C)`` array resized to ``size=(H, W)`` as the image folders resize (bilinear
+    per channel)."""
+    return _resize(np.asarray(arr, np.float32), check_size(size, 2, "size"), False)
+
+
 def _resize(arr, size, nearest):
     Image = _pil()
     if size is None or arr.shape[:2] == tuple(size):

@@ -91,6 +91,7 @@ def load(name, /, *, weights=None, allow_non_finite=False, **overrides):
     builder, kwargs = build_kwargs(entry, overrides, spec)
     model = builder(**kwargs)
     model.zoo_name, model.zoo_task = entry.name, entry.task
+    object.__setattr__(model, "zoo_build_kwargs", dict(kwargs))  # untracked: size checks rebuild from it
     if weights is not None:
         report = _weights.load_weights_into(model, entry=entry, weights=weights, build_kwargs=kwargs,
                                             allow_non_finite=allow_non_finite)

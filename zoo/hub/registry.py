@@ -30,6 +30,10 @@ _WEIGHT = _schema.Fields(_schema.weight_fields(FORMATS), required=("url", "hash"
 _MODEL = _schema.Fields(_schema.model_fields(_WEIGHT, _schema.Contract(), TASKS),
                         required=("builder", "task", "spatial_dims", "params"), first=("builder",),
                         what="a model entry")
+# an entry of a user's registry file: params is optional (checked when given); the zoo's own
+# entries need it, as the registry sweep checks every count
+_USER_MODEL = _schema.Fields(_MODEL.fields, required=("builder", "task", "spatial_dims"), first=("builder",),
+                             what="a model entry")
 _RECIPE = _schema.Recipe(_RECIPE_KINDS)
 _TOP = _schema.Fields({k: (_schema.Optional(_schema.DictOf(_schema.RECIPE_NAME if k == "recipes" else _schema.NAME,
                                                            _schema.ANY, what="a mapping of names to specs")),
@@ -93,7 +97,7 @@ class ModelEntry:
     builder: str
     task: str
     spatial_dims: tuple
-    params: int
+    params: int  # None for an entry of a user's registry file that does not state it
     config: types.MappingProxyType = dataclasses.field(default_factory=lambda: _freeze({}))
     input: types.MappingProxyType = dataclasses.field(default_factory=lambda: _freeze({}))
     trainable_params: int = None
@@ -177,12 +181,13 @@ def _parse_weight(where, tag, data, origin):
     return WeightSpec(tag=tag, origin=origin, **fields)
 
 
-def _parse_model(name, data, origin, contracts=()):
+def _parse_model(name, data, origin, contracts=(), builtin=True):
     where = f"{origin}: entry {name!r}"
-    _MODEL(where, data)
+    (_MODEL if builtin else _USER_MODEL)(where, data)
     contract = data.get("contract")
     weights = {tag: _parse_weight(where, tag, spec, origin) for tag, spec in (data.get("weights") or {}).items()}
     fields = dict(data)
+    fields.setdefault("params", None)
     fields.update(
         spatial_dims=tuple(data["spatial_dims"]), weights=_freeze(weights), recipes=tuple(data.get("recipes") or ()),
         config=_freeze(data.get("config") or {}), input=_freeze(data.get("input") or {}),
@@ -256,6 +261,7 @@ def load_registry(paths=None):
         path = Path(path)
         data = _read_yaml(path)
         origin = str(path)
+        builtin = path.resolve() == default_path().resolve()
         for cname, cspec in (data.get("contracts") or {}).items():
             where = f"{origin}: contract {cname!r}"
             if cname in contracts:
@@ -277,7 +283,7 @@ def load_registry(paths=None):
                 raise RegistryError(
                     f"{origin}: model {name!r} is already defined in {models[name].origin}; a registry "
                     "file may add entries but not override them - choose another name.")
-            models[name] = _parse_model(name, spec, origin, contracts)
+            models[name] = _parse_model(name, spec, origin, contracts, builtin=builtin)
         for name, tags in (data.get("weights") or {}).items():
             if name not in models:
                 raise RegistryError(f"{origin}: weights for unknown model {name!r}."

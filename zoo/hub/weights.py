@@ -165,9 +165,10 @@ def _match_arrays(layer, arrays, variables, wf):
     """Pair the file's arrays of one layer with the layer's variables."""
     if len(arrays) != len(variables):
         raise WeightsError(
-            f"layer {layer.name!r}: the file has {len(arrays)} arrays, the model's layer has "
-            f"{len(variables)} ({', '.join(_weightfile.short_name(v.name) for v in variables)}). "
-            "The file was saved from a different layer type or configuration (e.g. bias on/off).")
+            f"weights file {wf.path}: layer {layer.name!r}: the file has {len(arrays)} arrays, the model's "
+            f"layer has {len(variables)} ({', '.join(_weightfile.short_name(v.name) for v in variables)}). "
+            "The file was saved from another model, or a different layer type or configuration (e.g. "
+            "bias on/off); load it into the model it was saved from.")
     names = [n for n, _ in arrays]
     want = [_weightfile.short_name(v.name) for v in variables]
     if None not in names and sorted(names) == sorted(want) and len(set(names)) == len(names):

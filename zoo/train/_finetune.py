@@ -24,8 +24,9 @@ from pathlib import Path
 
 from zoo._keras import keras, tf
 from zoo import _io
+from zoo.train._classes import check_classes, head_from_data
 from zoo.train._compile import Recipe, aux_weight, build_in_scope, initial_learning_rate, metric_names
-from zoo.train._runs import (SNAPSHOT, RunState, _check_resume, load_run, read_snapshot,
+from zoo.train._runs import (SNAPSHOT, RunState, _check_resume, load_run, options_record, read_snapshot,
                              read_state, restore_snapshot)
 from zoo.train._data import _spec, _steps, as_batched_dataset, main_output_shape, with_aux_targets
 from zoo.data import fit_patch, from_source
@@ -61,10 +62,10 @@ def _check_options(epochs, batch_size, freeze_encoder_epochs):
             f"[0, epochs={epochs}).")
 
 
-def _resolve_model(model):
-    if isinstance(model, str):
+def _resolve_model(model, train):
+    if isinstance(model, str):  # a classifier's head gets the class count of the training folders
         from zoo.hub import load
-        return load(model)
+        return load(model, **head_from_data(model, train, {}))
     if not isinstance(model, keras.Model):
         raise InvalidArgumentError(f"finetune: model must be a keras.Model or a registry name; got "
                                    f"{type(model).__name__}.")
@@ -97,8 +98,10 @@ class Target:
 def _prepare_data(model, target, train, val, *, global_batch, seed, augment, options, steps_per_epoch,
                   validation_steps):
     """``{"training": (dataset, steps), "validation": ...}``: each source resolved and checked
-    (zoo.data.from_source), fitted to the patch, shuffled, batched and sharded for the strategy."""
-    datasets = {}
+    (zoo.data.from_source), fitted to the patch, shuffled, batched and sharded for the strategy;
+    ``"class_names"``: the training data's classes (checked against the head and the validation
+    data's), or None."""
+    datasets, names = {}, {}
     for what, source in (("training", train), ("validation", val)):
         if source is None:
             continue
@@ -107,6 +110,8 @@ def _prepare_data(model, target, train, val, *, global_batch, seed, augment, opt
                          num_classes=target.num_classes, in_channels=target.in_channels,
                          patch_size=target.patch, seed=seed, augment=augment, model_name=model.name,
                          **options)
+        names[what] = getattr(ds, "class_names", None) if target.task == "classification" else None
+        check_classes(model, target.num_classes, train, names["training"], val, names.get("validation"))
         batched = _spec(ds)[0].shape.rank == target.spatial_dims + 2
         shape = _spec(ds)[0].shape[:-1] if not batched else None
         if target.patch and target.task == "segmentation" and shape is not None and tuple(shape) != target.patch:
@@ -118,7 +123,24 @@ def _prepare_data(model, target, train, val, *, global_batch, seed, augment, opt
         if training and steps_per_epoch and finite:
             ds = ds.repeat()  # a fixed number of steps per epoch draws across the epoch boundary
         datasets[what] = (ds, n)
+    datasets["class_names"] = check_classes(model, target.num_classes, train, names.get("training"))
     return datasets
+
+
+def _builder_size_check(model, shape):
+    """The builder's own size check (it names the nearest valid sizes) for a registry model that
+    cannot take ``shape``: the builder is called again at that input shape."""
+    kwargs = getattr(model, "zoo_build_kwargs", None)
+    if kwargs is None:
+        return
+    from zoo.hub.registry import get_registry
+    builder = get_registry().get(model.zoo_name).resolve_builder()
+    try:
+        builder(**{**kwargs, "input_shape": (*shape, model.input_shape[-1])})
+    except ZooError as e:
+        size = ",".join(str(s) for s in shape)
+        raise InvalidArgumentError(f"finetune: patch size {size} does not fit {model.zoo_name}: {e} Pass a size "
+                                   f"it takes as --patch-size (patch_size= in Python).") from None
 
 
 def _check_input_size(model, train_ds):
@@ -128,6 +150,7 @@ def _check_input_size(model, train_ds):
         try:
             model(tf.zeros((1, *image_shape, model.input_shape[-1])), training=False)
         except Exception as e:  # noqa: BLE001 - Keras raises many kinds here
+            _builder_size_check(model, tuple(image_shape))
             raise InvalidArgumentError(
                 f"finetune: model {model.name!r} cannot take {tuple(image_shape)} inputs ({type(e).__name__}: "
                 f"{' '.join(str(e).split())[:200]}). Pass a patch_size it accepts (e.g. sizes divisible"
@@ -136,7 +159,7 @@ def _check_input_size(model, train_ds):
 
 
 def _run_config(model, target, strat, image_shape, *, train, options, batch_size, steps, epochs,
-                freeze_encoder_epochs, mixed_precision):
+                freeze_encoder_epochs, mixed_precision, class_names=None, recorded=None):
     """The run's record in state.json (and ``model.zoo_run``): what a resume must match and what
     ``zoo.predict`` takes as its defaults (patch size, intensity preprocessing)."""
     return dict(model=getattr(model, "zoo_name", None) or model.name, task=target.task,
@@ -150,7 +173,8 @@ def _run_config(model, target, strat, image_shape, *, train, options, batch_size
                 input_shape=list(model.input_shape), output_shape=list(target.output_shape),
                 train=train if isinstance(train, str) else type(train).__name__,
                 preprocessing={k: options[k] for k in ("window", "normalize", "spacing") if k in options},
-                freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=bool(mixed_precision))
+                freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=bool(mixed_precision),
+                class_names=class_names, options=options_record(options, **(recorded or {})))
 
 
 def _check_monitor(monitor, metrics, has_val, model):
@@ -256,7 +280,7 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=None, p
              mixed_precision=False, jit_compile=False, freeze_encoder_epochs=0, early_stopping=None,
              monitor="val_loss", tensorboard=True, steps_per_epoch=None, validation_steps=None,
              augment=False, seed=0, resume=True, restore_best=True, callbacks=None, verbose="auto",
-             data_options=None, aux_loss_weight=None):
+             data_options=None, aux_loss_weight=None, force_resume=False):
     """Fine-tune ``model`` (a keras.Model or a registry name) and return a Keras History of
     every epoch of the run (including epochs done before a resume).
 
@@ -274,7 +298,9 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=None, p
     (every layer the deepest stage output of the layer-name contract depends on, see
     ``zoo.contract``) frozen for K epochs, then all layers.
     Checkpoints and logs go to ``out_dir``; rerunning the same call after a crash resumes where
-    it stopped (``resume=True``). At the end the model holds the best checkpoint's weights
+    it stopped (``resume=True``), with the same options only: a different patch size, learning
+    rate, loss, optimizer, data or data options is an error listing what changed, unless
+    ``force_resume=True`` (then the run continues with the new ones; ``epochs`` may always grow). At the end the model holds the best checkpoint's weights
     (``restore_best=True``) or the last epoch's (False), and ``model.zoo_run`` (the run's
     folder, patch size and preprocessing, which ``zoo.predict(model, ...)`` uses as its
     defaults). ``callbacks``: extra Keras callbacks,
@@ -296,13 +322,16 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=None, p
     batch_size = 2 if batch_size is None else batch_size
     # 1. options, before any work: a refused run touches nothing
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidArgumentError(f"finetune: out_dir {out_dir} is an existing file, not a run folder; name a "
+                                   "new or existing run folder (zoo finetune --out runs/NAME). Nothing was written.")
     state = read_state(out_dir)
     _check_resume(out_dir, state, resume)
     _check_options(epochs, batch_size, freeze_encoder_epochs)
     lr0 = initial_learning_rate(learning_rate, optimizer)
     strat = get_strategy(strategy, devices)  # first: a multi-worker strategy must precede all ops
     # 2. the model and what it predicts
-    model = _resolve_model(model)
+    model = _resolve_model(model, train)
     target = Target.of(model, patch_size)
     aux_w = aux_weight(aux_loss_weight, target.task)
     # 3. the data, checked against the model and batched for the strategy
@@ -318,8 +347,12 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=None, p
     # 4. the run's configuration; a resumed run must be the same model
     config = _run_config(model, target, strat, image_shape, train=train, options=options,
                          batch_size=batch_size, steps=steps, epochs=epochs,
-                         freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=mixed_precision)
-    _check_resume(out_dir, state, resume, config)
+                         freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=mixed_precision,
+                         class_names=data["class_names"],
+                         recorded=dict(val=val, learning_rate=learning_rate, optimizer=optimizer, loss=loss,
+                                       lr_schedule=lr_schedule, weight_decay=weight_decay, augment=augment,
+                                       seed=seed, steps_per_epoch=steps_per_epoch))
+    _check_resume(out_dir, state, resume, config, force=force_resume)
     chief = _is_chief(strat)
     verbose = (1 if sys.stderr.isatty() else 2) if verbose == "auto" else verbose
     # 5. the network, loss and metrics in the strategy's scope

@@ -199,7 +199,49 @@ def restore_snapshot(model, snapshot, phase=None):
     keras.backend.batch_set_value(list(zip(opt.variables, snapshot["optimizer"])))
 
 
-def _check_resume(out_dir, state, resume, config=None):
+def options_record(data_options, **options):
+    """The run's options as state.json records them (what a resume must match): plain values,
+    an object by its class name."""
+    def plain(v):
+        if v is None or isinstance(v, (bool, int, float, str)):
+            return v
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): plain(x) for k, x in v.items()}
+        return type(v).__name__
+    return {**{k: plain(v) for k, v in options.items()}, "data_options": plain(dict(data_options or {}))}
+
+
+# option -> its command-line spelling, for the message of a resume with other options
+_FLAGS = {"patch_size": "--patch-size", "batch_size": "--batch-size", "train": "--train", "val": "--val",
+          "learning_rate": "--lr", "optimizer": "--optimizer", "loss": "--loss", "lr_schedule": "lr_schedule",
+          "weight_decay": "weight_decay", "augment": "--augment", "seed": "--seed",
+          "data_options": "--data-option", "freeze_encoder_epochs": "--freeze-encoder-epochs",
+          "mixed_precision": "--mixed-precision", "steps_per_epoch": "--steps-per-epoch",
+          "class_names": "class folders"}
+
+
+def _spell(key, value):
+    if key == "patch_size" and isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    if key == "data_options" and isinstance(value, dict):
+        return " ".join(f"{k}={json.dumps(v)}" for k, v in value.items()) or "(none)"
+    return "(default)" if value is None else str(value)
+
+
+def resume_changes(old, new):
+    """``[(flag, before, now)]`` for every recorded option that differs (epochs may grow)."""
+    changes = []
+    for key in _FLAGS:
+        o, n = (old.get("options", {}).get(key, old.get(key)), new.get("options", {}).get(key, new.get(key)))
+        in_old = key in old or key in old.get("options", {})
+        if in_old and o != n:
+            changes.append((_FLAGS[key], _spell(key, o), _spell(key, n)))
+    return changes
+
+
+def _check_resume(out_dir, state, resume, config=None, force=False):
     if state.get("finished"):
         raise ZooError(f"finetune: {out_dir} already holds a finished run ({state.get('epochs_completed')} "
                        "epochs; its checkpoints are kept). Choose a new out_dir to train again.")
@@ -212,6 +254,12 @@ def _check_resume(out_dir, state, resume, config=None):
         if key in old and old[key] != config[key]:
             raise ZooError(f"finetune: {out_dir} holds a run of another model ({key} {old[key]} there, "
                            f"{config[key]} now); resume it with the same model or choose a new out_dir.")
+    changes = resume_changes(old, config) if old else []
+    if changes and not force:
+        listed = "; ".join(f"{flag} {a} there, {b} now" for flag, a, b in changes)
+        raise ZooError(f"finetune: {out_dir} holds an unfinished run with other options ({listed}). Rerun with "
+                       "the same options to resume it, choose a new --out (out_dir), or pass --force-resume "
+                       "(force_resume=True) to continue it with the new ones.")
 
 
 def load_run(path, which="best"):

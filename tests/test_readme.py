@@ -10,9 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
-def test_model_table_matches_registry():
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "model_table.py"), "--check",
-                          str(ROOT / "README.md")], capture_output=True, text=True, timeout=120)
+def test_model_table_and_cards_match_registry():
+    """tools/gen_cards.py --check: every docs/models/NAME.md and the README's table are what the
+    registry and docs/models/measured.json render to (regenerate with python tools/gen_cards.py)."""
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_cards.py"), "--check"],
+                         capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
 
 

@@ -14,8 +14,9 @@ import sys
 
 from zoo.errors import ZooError
 
-COMMANDS = ("models", "train", "predict", "compress", "datasets", "sample")
+COMMANDS = ("run", "models", "train", "predict", "compress", "datasets", "sample", "bench")
 EXAMPLES = """examples:
+  zoo run unet3d                           the main job: fine-tune, compress, export, verify (phantoms)
   zoo list --task segmentation            registry entries (add --json for scripts)
   zoo info unet3d                          one entry: config, paper, deviations, weights
   zoo finetune unet --epochs 2 --set filters=8 --out runs/demo
@@ -24,6 +25,7 @@ EXAMPLES = """examples:
   zoo datasets list                        the data-set catalogue (TFDS builders)
   zoo finetune wgan_gp --epochs 5 --out runs/gan   train a GAN (phantoms by default)
   zoo sample runs/gan -n 64 --out samples.png      images from a trained GAN
+  zoo bench resnet50                       parameters, GMACs, latency
 """
 
 

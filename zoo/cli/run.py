@@ -1,0 +1,69 @@
+"""``zoo run NAME``: the main job (fine-tune, compress, export, verify) from the shell."""
+import json
+
+from zoo.cli._common import key_values, parse_shape
+
+
+def _cmd_run(args):
+    from zoo.pipeline import run
+    patch = parse_shape(args.patch_size)
+    if patch is not None:
+        if len(set(patch)) != 1 or patch[0] is None:
+            from zoo.errors import InvalidArgumentError
+            raise InvalidArgumentError(f"zoo run: --patch-size {args.patch_size} must be one size for every axis, "
+                                       "e.g. --patch-size 32.")
+        patch = patch[0]
+    report = run(args.name, data=args.data, train=args.train, val=args.val, recipe=args.recipe,
+                 quantization=args.quantization, epochs=args.epochs, compress_epochs=args.compress_epochs,
+                 out_dir=args.out, patch_size=patch, spatial_dims=args.spatial_dims, batch_size=args.batch_size,
+                 steps_per_epoch=args.steps_per_epoch, validation_steps=args.validation_steps,
+                 learning_rate=args.lr, model_options=key_values(args.set, "--set"),
+                 data_options=key_values(args.data_option, "--data-option"), seed=args.seed,
+                 verbose=not args.quiet)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report)
+        tfl = report["artefacts"]["tflite"]
+        print(f"next: zoo predict {tfl} IMAGE --out OUT   (the exported file, with its preprocessing)")
+    return 0
+
+
+MODES = ("float32", "float16", "dynamic", "int8", "int16x8", "qat")  # zoo.export's TFLite modes
+
+
+def add_parsers(sub):
+    s = sub.add_parser(
+        "run", help="the main job: fine-tune, compress, export to TFLite and verify one entry",
+        description="Fine-tune registry entry NAME on the built-in phantoms of its task and dimension (or "
+        "--data / --train and --val), apply its default compression recipe, export the result to TFLite, "
+        "verify the file in LiteRT and print the metric after each stage, the sizes and the latency. "
+        "Each stage has a folder under --out; run the same command again to continue an interrupted run "
+        "(finished stages are skipped).",
+        epilog="examples:\n  zoo run unet3d\n  zoo run unet --data data/liver --recipe prune_80 --epochs 10\n"
+               "  zoo run resnet18 --quantization float16 --json > report.json",
+        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    s.add_argument("name", help="registry entry, e.g. unet3d (zoo list shows them)")
+    s.add_argument("--data", help="a folder with train/ and val/ inside (or the training data itself)")
+    s.add_argument("--train", help="training data: folder, .npz, tfds:NAME or 'phantoms' (default)")
+    s.add_argument("--val", help="validation data (default: other phantoms, or the training data)")
+    s.add_argument("--recipe", help="compression recipe (default: the entry's first; 'none' skips; "
+                   "`zoo recipes NAME` lists them)")
+    s.add_argument("--quantization", default="int8", choices=MODES,
+                   help="TFLite export mode (default int8)")
+    s.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
+    s.add_argument("--compress-epochs", type=int, default=2, help="epochs per compression step (default 2)")
+    s.add_argument("--steps-per-epoch", type=int, default=16, help="training steps per epoch (default 16)")
+    s.add_argument("--validation-steps", type=int, default=4, help="validation batches per epoch (default 4)")
+    s.add_argument("--batch-size", type=int, default=2, help="batch size (default 2)")
+    s.add_argument("--patch-size", help="input size per axis (default 64 in 2D, 32 in 3D)")
+    s.add_argument("--spatial-dims", type=int, choices=(2, 3), help="for entries with 2D and 3D variants")
+    s.add_argument("--lr", type=float, help="learning rate (default: finetune's 1e-3, compress's recipe rate)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder keyword, e.g. --set filters=16")
+    s.add_argument("--data-option", action="append", metavar="KEY=VALUE",
+                   help="data source option, e.g. --data-option window=[-100,400]")
+    s.add_argument("--out", help="run folder (default runs/run_NAME)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--quiet", action="store_true", help="no progress output")
+    s.add_argument("--json", action="store_true", help="print the report as JSON")
+    s.set_defaults(func=_cmd_run)

@@ -1,5 +1,5 @@
 """The ``zoo`` command. One module per group of subcommands, each with ``add_parsers(sub)``:
-``models`` (list, info, build), ``train`` (finetune), ``predict``. A new subcommand is a new
+``models`` (list, info, build), ``train`` (finetune), ``predict``, ``export``. A new subcommand is a new
 module here plus its name in ``COMMANDS``."""
 import argparse
 import importlib
@@ -7,7 +7,7 @@ import sys
 
 from zoo.errors import ZooError
 
-COMMANDS = ("models", "train", "predict")
+COMMANDS = ("models", "train", "predict", "export")
 
 
 def build_parser():

@@ -1,4 +1,4 @@
-"""``zoo predict RUN INPUT``: segment or classify files with a trained run."""
+"""``zoo predict RUN INPUT``: segment or classify files with a trained run (or its .tflite export)."""
 from zoo.cli._common import model_kwargs, parse_shape
 from zoo.errors import ZooError
 
@@ -10,7 +10,9 @@ def _cmd_predict(args):
     model = args.run
     from pathlib import Path
     run = Path(args.run)
-    if args.model or (run.is_file() and not (run.parent / "model.json").exists()):
+    if run.suffix.lower() == ".tflite":  # a zoo.export file: LiteRT, with its sidecar's preprocessing
+        pass
+    elif args.model or (run.is_file() and not (run.parent / "model.json").exists()):
         if not args.model:
             raise ZooError(f"{args.run} is a bare weights file (no model.json beside it); name the "
                            "architecture: zoo predict WEIGHTS INPUT --model NAME [--set key=value ...].")
@@ -42,7 +44,8 @@ def add_parsers(sub):
     s = sub.add_parser("predict", help="segment a NIfTI volume, DICOM series or 2D image with a trained run",
                        description="Sliding-window segmentation of INPUT with a finetune run folder "
                        "(its best checkpoint) or a weights file; writes the label map.")
-    s.add_argument("run", help="finetune out_dir, a checkpoint inside it, or a weights file with --model")
+    s.add_argument("run", help="finetune out_dir, a checkpoint inside it, a .tflite file from zoo export, "
+                              "or a weights file with --model")
     s.add_argument("input", help="a .nii/.nii.gz volume, a DICOM series folder or a 2D image file")
     s.add_argument("--out", help="output file (default: <input stem>_seg.nii.gz / .png beside the input; "
                                  "NIfTI for a DICOM folder)")

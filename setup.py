@@ -29,6 +29,7 @@ INSTALL_REQUIRES = [
     "pyyaml>=6.0,<7",
     "scipy>=1.11,<2",
     "tensorboard>=2.20,<3",
+    "ai-edge-litert>=2.3,<3",  # the LiteRT interpreter that runs and verifies every export
 ]
 
 EXTRAS = {

@@ -19,13 +19,15 @@ def _stream(source, *, n, shape, task, num_classes, options, seed):
     from zoo.train._data import resolve_data
     spatial, channels = tuple(shape[:-1]), shape[-1]
     opts = dict(options or {})
+    size = spatial
     if isinstance(source, str) and source == "phantoms":
         opts.setdefault("n", n)
         # only the images matter here: a 1000-class head would otherwise ask for 999 lesions
         num_classes = min(num_classes or 2, 4)
+        size = tuple(max(s, 16) for s in spatial)  # phantoms start at 16: cut smaller inputs out
     ds, _ = resolve_data(source, training=False, what="representative", task=task,
                          spatial_dims=len(spatial), num_classes=num_classes, in_channels=channels,
-                         patch_size=spatial, seed=seed, augment=False, **opts)
+                         patch_size=size, seed=seed, augment=False, **opts)
     spec = ds.element_spec
     image_spec = spec[0] if isinstance(spec, tuple) else spec
     if image_spec.shape.rank == len(shape) + 1:  # a batched dataset: one image at a time
@@ -33,10 +35,12 @@ def _stream(source, *, n, shape, task, num_classes, options, seed):
         spec = ds.element_spec
         image_spec = spec[0] if isinstance(spec, tuple) else spec
     if isinstance(spec, tuple) and task == "segmentation" and image_spec.shape.rank == len(shape) \
-            and tuple(image_spec.shape[:-1]) != spatial and spec[1].shape.rank >= len(spatial):
-        ds = fit_patch(ds, spatial, random=False)
+            and tuple(image_spec.shape[:-1]) != size and spec[1].shape.rank >= len(spatial):
+        ds = fit_patch(ds, size, random=False)
     if isinstance(spec, tuple):
         ds = ds.map(lambda image, *_: image)
+    if size != spatial:
+        ds = ds.map(lambda image: image[tuple(slice((a - b) // 2, (a - b) // 2 + b) for a, b in zip(size, spatial))])
     return np.stack([np.asarray(x, "float32") for x in ds.take(n).as_numpy_iterator()]) \
         if n else np.zeros((0,) + tuple(shape), "float32")
 

@@ -96,7 +96,8 @@ def convert(model, input_shape, mode, calibration=None, *, int8_io=False, sparse
     level = absl.level
     absl.setLevel(logging.ERROR)
     try:
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete_function(model, input_shape)])
+        fn = concrete_function(model, input_shape)
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([fn])
         _configure(converter, mode, calibration, int8_io, sparse)
         with quiet_native_output() as log, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the converter's "statistics for quantized inputs" etc.
@@ -106,19 +107,19 @@ def convert(model, input_shape, mode, calibration=None, *, int8_io=False, sparse
                 text = f"{e}\n{log()}"
     finally:
         absl.setLevel(level)
-    raise conversion_error(text, mode)
+    raise conversion_error(text, mode, fn.graph)
 
 
 _NOT_BUILTIN = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
-_LOCATION = re.compile(r'fused\["(\w+):", callsite\("([^"@]+)@')
 
 
-def conversion_error(text, mode):
+def conversion_error(text, mode, graph=None):
     """A clear error from the converter's message: the TF ops without a builtin and the layers
-    they come from, and the modes that can still export the model."""
+    they come from (found in the traced graph), and the modes that can still export the model."""
+    from zoo.export.ops import layer_of
     ops = sorted(set(_NOT_BUILTIN.findall(text)))
-    layers = sorted({loc.split("/")[-2] for op, loc in _LOCATION.findall(text) if op in ops
-                     and loc.count("/") >= 2})
+    layers = sorted({layer_of(op.name) for op in graph.get_operations() if op.type in ops}) \
+        if graph is not None and ops else []
     if ops:
         where = f" (layer{'s' if len(layers) > 1 else ''} {', '.join(layers)})" if layers else ""
         return UncoveredLayerError(

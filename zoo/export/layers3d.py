@@ -98,7 +98,7 @@ class DepthTaps(L.Layer):
             x = tf.pad(x, [[0, 0], [front, back], [0, 0], [0, 0], [0, 0]])
         span = self.stride * (self.out_depth - 1) + 1
         taps = [x[:, o:o + span:self.stride] for o in self.offsets]
-        if self.groups > 1:
+        if self.groups > 1 and len(taps) > 1:
             g = c // self.groups
             taps = [t[..., i * g:(i + 1) * g] for i in range(self.groups) for t in taps]
         y = taps[0] if len(taps) == 1 else tf.concat(taps, axis=-1)

@@ -206,8 +206,7 @@ class _Rewriter:
 
     # ---- the 3D layers
     def conv3d(self, layer, v):
-        x = self.nat(v)
-        d = int(x.shape[1])
+        d = int(v.nat.shape[1]) if v.nat is not None else v.depth
         cfg = layer.get_config()
         kd, kh, kw = _triple(cfg["kernel_size"])
         sd, sh, sw = _triple(cfg["strides"])
@@ -220,8 +219,13 @@ class _Rewriter:
         offsets = _live([j * dd for j in range(kd)], sd, out, front, d)
         weights = layer.get_weights()
         kernel = weights[0]
-        taps = DepthTaps(offsets, sd, out, pad=(front, back), groups=groups,
-                         name=f"{layer.name}_taps")(x)
+        if len(offsets) == 1 and sd == 1 and offsets[0] == front and out == d:
+            # one tap reading the input slices as they are (1x1x1 convs, most of a bottleneck
+            # ResNet's, and atrous convs on thin volumes): no op at all when already folded
+            taps = self.t4(v)
+        else:
+            taps = DepthTaps(offsets, sd, out, pad=(front, back), groups=groups,
+                             name=f"{layer.name}_taps")(self.nat(v))
         conv = L.Conv2D.from_config({**cfg, "kernel_size": (kh, kw), "strides": (sh, sw),
                                      "dilation_rate": (dh, dw)})
         y = conv(taps)

@@ -92,7 +92,7 @@ def export_savedmodel(model, target, shape, ver, verify, overwrite, meta, run, p
         result = ExportResult(
             path=str(target), mode="savedmodel", entry=meta["entry"], task=meta["task"],
             input_shape=list(model.input_shape), output_shape=list(model.output_shape), bytes=len(data),
-            zipped_bytes=len(zlib.compress(data, 9)), params=meta["params"], verification=verification,
+            zipped_bytes=len(zlib.compress(data, 6)), params=meta["params"], verification=verification,
             notes=meta["notes"] + ["signature serving_default: input -> output (batch and, where the "
                                    "model allows, spatial sizes dynamic)"])
         if verification and not verification["passed"]:

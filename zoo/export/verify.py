@@ -3,7 +3,7 @@
 Numbers, for every task: ``max_abs_diff`` and ``mean_abs_diff`` of the outputs (logits),
 ``output_scale`` = the largest Keras output magnitude and ``rel_max_abs_diff`` = max abs diff /
 max(1, output_scale) (a float32 rounding difference grows with the output's magnitude; for
-outputs within [-1, 1] it is the plain max abs diff). Classifiers add ``top1_agreement``;
+outputs within [-1, 1] it is the plain max abs diff) and ``correlation`` (Pearson, all values). Classifiers add ``top1_agreement``;
 segmentation adds ``dice`` per class between the LiteRT and the Keras label maps (pooled over
 the samples) and ``min_dice`` over the classes present in the Keras maps.
 
@@ -45,13 +45,20 @@ def dice_per_class(ref, got, num_classes):
     return out
 
 
+def _correlation(a, b):
+    """Pearson correlation of all output values (1.0 for constant, equal outputs)."""
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else float(np.allclose(a, b))
+
+
 def compare(ref, got, task):
     """The verification numbers of exported outputs ``got`` against Keras outputs ``ref``."""
     ref, got = np.asarray(ref, "float64"), np.asarray(got, "float64")
     diff = np.abs(ref - got)
     scale = float(np.abs(ref).max()) if ref.size else 0.0
     m = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()), "output_scale": scale,
-         "rel_max_abs_diff": float(diff.max() / max(1.0, scale))}
+         "rel_max_abs_diff": float(diff.max() / max(1.0, scale)), "correlation": _correlation(ref, got)}
     if task == "classification":
         m["top1_agreement"] = float(np.mean(labels(ref) == labels(got)))
     elif task == "segmentation":
@@ -74,10 +81,11 @@ def judge(metrics, mode, task):
 
 
 def keras_outputs(model, xs, batch=4):
-    """The Keras model's main output for ``xs``, in small batches."""
+    """The Keras model's main output for ``xs``, in small batches (eager calls: tracing a
+    predict function would cost more than the few verification batches)."""
     outs = []
     for i in range(0, len(xs), batch):
-        y = model.predict_on_batch(xs[i:i + batch])
+        y = model(xs[i:i + batch], training=False)
         outs.append(np.asarray(y[0] if isinstance(y, (list, tuple)) else y, "float32"))
     return np.concatenate(outs)
 
@@ -93,23 +101,20 @@ def run_verification(model, exported_fn, xs, mode, task, reference=None):
             "passed": bool(passed), "summary": text}
 
 
-def median_ms(fn, runs, warmup=2):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1e3)
-
-
-def latency(model, runner, x, runs=10):
+def latency(model, runner, x, runs=10, warmup=2):
     """Median latency at batch 1 of Keras ``predict_on_batch`` and of the LiteRT interpreter,
-    measured side by side on the same input."""
+    measured side by side: the two calls alternate, so a slow phase of a shared machine slows
+    both alike."""
     x = np.asarray(x[None] if x.ndim == len(model.input_shape) - 1 else x, "float32")[:1]
-    keras_ms = median_ms(lambda: model.predict_on_batch(x), runs)
-    litert_ms = median_ms(lambda: runner.run_one(x), runs)
+    calls = {"keras": lambda: model.predict_on_batch(x), "litert": lambda: runner.run_one(x)}
+    times = {k: [] for k in calls}
+    for i in range(warmup + runs):
+        for k in (("keras", "litert") if i % 2 else ("litert", "keras")):
+            t = time.perf_counter()
+            calls[k]()
+            if i >= warmup:
+                times[k].append(time.perf_counter() - t)
+    keras_ms, litert_ms = (float(np.median(times[k]) * 1e3) for k in ("keras", "litert"))
     return {"keras_ms": keras_ms, "litert_ms": litert_ms, "speedup": keras_ms / max(litert_ms, 1e-9),
             "runs": int(runs), "threads": int(runner.num_threads)}
 

@@ -139,6 +139,17 @@ def _target(path, mode, overwrite):
     return path
 
 
+def _run_data(run, notes):
+    """A run's own training data (a folder, .npz, tfds: or phantoms) is its default
+    representative data, read with its preprocessing; otherwise phantoms."""
+    train = run.get("train")
+    if isinstance(train, str) and (train == "phantoms" or train.startswith("tfds:") or Path(train).exists()):
+        if train != "phantoms":
+            notes.append(f"representative data: the run's training data {train}")
+        return train
+    return "phantoms"
+
+
 def _mode(mode, model):
     check_choice("quantization", mode, ALL_MODES, "export")
     qat = is_qat(model)
@@ -171,6 +182,20 @@ def _float_op_warnings(ops, mode, strict):
     return floats, [text]
 
 
+def _resolution_warnings(content, verification, mode):
+    """An integer output grid coarser than the Keras outputs' spread cannot follow them (an
+    untrained generator's tanh outputs within +-0.01 on int8 TANH's fixed 1/128 step)."""
+    step = _ops.output_step(content) if mode in ("int8", "qat", "int16x8") else None
+    spread = verification["metrics"]["output_scale"]
+    if not step or spread >= 4 * step:
+        return []
+    return [f"the {mode} output step is {step:.3g} but the Keras outputs on the verification inputs "
+            f"reach only {spread:.3g} ({spread / step:.1f} steps): the file cannot resolve them. Some "
+            "int8 kernels fix the step (TANH 1/128, LOGISTIC 1/256); an untrained model's outputs "
+            "are often this small, a trained one's span the range. Export a trained model, or use "
+            "quantization='float16'"]
+
+
 def export(model, path, *, quantization="float32", representative_data=None, input_shape=None,
            data_options=None, calibration_samples=32, verify_samples=8, verify=True, strict=False,
            overwrite=False, int8_io=False, sparse=None, latency_runs=10, num_threads=None, seed=0):
@@ -182,9 +207,10 @@ def export(model, path, *, quantization="float32", representative_data=None, inp
     quantization: "float32", "float16", "dynamic", "int8", "int16x8", "qat" (a tfmot QAT model;
         "int8" on such a model means this too) or "savedmodel" (TF Serving). See
         :mod:`zoo.export.convert`.
-    representative_data: calibration and verification inputs: "phantoms" (default), a folder,
-        .npz, "tfds:NAME", (x, y), an array or a tf.data.Dataset; ``data_options`` go to the data
-        source (window=..., normalize=..., spacing=...; a run folder's own are the default).
+    representative_data: calibration and verification inputs: a folder, .npz, "tfds:NAME",
+        "phantoms", (x, y), an array or a tf.data.Dataset. Default: a run's training data (when
+        it still exists), else phantoms. ``data_options`` go to the data source (window=...,
+        normalize=..., spacing=...; a run folder's own preprocessing is the default).
         The first ``calibration_samples`` calibrate (int8, int16x8), the next ``verify_samples``
         verify.
     input_shape: the spatial size (+ channels) to export at, for a model of dynamic size
@@ -213,6 +239,8 @@ def export(model, path, *, quantization="float32", representative_data=None, inp
     shape = _shape(model, input_shape, run, notes)
     prep = {**{k: v for k, v in (run.get("preprocessing") or {}).items() if k in PREPROCESSING},
             **(data_options or {})}
+    if representative_data is None:
+        representative_data = _run_data(run, notes)
     n_cal = calibration_samples if mode in CALIBRATED else 0
     n_ver = verify_samples if verify else 0
     xs = representative(representative_data, n=max(n_cal + n_ver, 1), shape=shape, task=task,
@@ -252,12 +280,13 @@ def export(model, path, *, quantization="float32", representative_data=None, inp
     if verify:
         verification = run_verification(model, runner.predict_on_batch, ver, mode, task)
         verification["held_out"] = held_out
+        warns += _resolution_warnings(content, verification, mode)
     probe = ver[0] if len(ver) else (cal[0] if len(cal) else xs[0])
     timing = latency(model, runner, probe, latency_runs) if latency_runs else None
     result = ExportResult(
         path=str(target), mode=mode, entry=meta["entry"], task=task, input_shape=[1, *shape],
         output_shape=[1, *runner.output_shape[1:]], bytes=len(content),
-        zipped_bytes=len(zlib.compress(content, 9)), params=meta["params"],
+        zipped_bytes=len(zlib.compress(content, 6)), params=meta["params"],
         input_dtype=np.dtype(runner._in["dtype"]).name, ops=_ops.summarize(ops),
         float_ops=[{k: o[k] for k in ("op", "layer", "name")} for o in floats], verification=verification,
         latency=timing, rewrite=rewrite, sparse=used_sparse, weight_sparsity=sparsity, notes=notes,

@@ -21,13 +21,16 @@ def _names(enum):
 
 def read_ops(content):
     """``[{"op", "inputs": [dtype...], "outputs": [dtype...], "name"}]`` for every operator of
-    every subgraph (``name`` is the first output tensor's name, which carries the layer names)."""
+    every subgraph (``name``: the first of its output, then input, tensor names that carries a
+    layer name, e.g. ``model/stem_conv/Conv2D``)."""
     schema = _schema()
     model = schema.Model.GetRootAs(content, 0)
     ops, types = _names(schema.BuiltinOperator), _names(schema.TensorType)
     out = []
     for s in range(model.SubgraphsLength()):
         graph = model.Subgraphs(s)
+        tensors = [graph.Tensors(t) for t in range(graph.TensorsLength())]
+        dtype = [types.get(t.Type(), "?") for t in tensors]
         for i in range(graph.OperatorsLength()):
             op = graph.Operators(i)
             code = model.OperatorCodes(op.OpcodeIndex())
@@ -36,13 +39,42 @@ def read_ops(content):
             if name == "CUSTOM":
                 custom = (code.CustomCode() or b"").decode()
                 name = custom if custom.startswith("Flex") else f"CUSTOM:{custom}"
-            ins = [types.get(graph.Tensors(j).Type(), "?") for j in op.InputsAsNumpy() if j >= 0] \
-                if op.InputsLength() else []
-            outs = [types.get(graph.Tensors(j).Type(), "?") for j in op.OutputsAsNumpy()] \
-                if op.OutputsLength() else []
-            first = graph.Tensors(op.OutputsAsNumpy()[0]).Name().decode() if outs else ""
-            out.append({"op": name, "inputs": ins, "outputs": outs, "name": first})
+            ins = [dtype[j] for j in op.InputsAsNumpy() if j >= 0] if op.InputsLength() else []
+            out_ids = op.OutputsAsNumpy() if op.OutputsLength() else []
+            outs = [dtype[j] for j in out_ids]
+            in_ids = [j for j in op.InputsAsNumpy() if j >= 0] if op.InputsLength() else []
+            out.append({"op": name, "inputs": ins, "outputs": outs,
+                        "name": _telling_name([tensors[j] for j in list(out_ids) + in_ids])})
     return out
+
+
+def _telling_name(tensors):
+    """The first tensor name that points at a layer (a model output is just ``Identity``)."""
+    names = [t.Name().decode() for t in tensors]
+    return next((n for n in names if "/" in n.split(";")[0]), names[0] if names else "")
+
+
+def output_step(content):
+    """The quantization step of the first output of an integer file: the output tensor's own
+    scale (int8/int16 outputs) or that of the tensor its final DEQUANTIZE reads; None in float.
+    Some integer kernels fix it (TANH int8: 1/128, LOGISTIC int8: 1/256)."""
+    schema = _schema()
+    graph = schema.Model.GetRootAs(content, 0).Subgraphs(0)
+    if not graph.OutputsLength():
+        return None
+    index = int(graph.Outputs(0))
+    model = schema.Model.GetRootAs(content, 0)
+    dequantize = schema.BuiltinOperator.DEQUANTIZE
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        if op.OutputsLength() and index in op.OutputsAsNumpy():
+            code = model.OperatorCodes(op.OpcodeIndex())
+            if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) == dequantize:
+                index = int(op.InputsAsNumpy()[0])
+            break
+    q = graph.Tensors(index).Quantization()
+    scale = q.ScaleAsNumpy() if q is not None and q.ScaleLength() else None
+    return float(scale[0]) if scale is not None and len(scale) == 1 else None
 
 
 def summarize(ops):
@@ -73,4 +105,4 @@ def layer_of(tensor_name):
     return parts[1] if len(parts) > 2 else parts[0]
 
 
-__all__ = ["read_ops", "summarize", "float_ops", "unsupported_ops", "layer_of"]
+__all__ = ["read_ops", "output_step", "summarize", "float_ops", "unsupported_ops", "layer_of"]

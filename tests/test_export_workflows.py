@@ -181,6 +181,15 @@ def test_the_export_command_then_predict_on_the_file(tmp_path):
     assert "zoo export: unet -> u.tflite (float16" in res.stdout and "PASSED" in res.stdout
     assert "zoo predict u.tflite IMAGE.png" in res.stdout
     assert "Traceback" not in res.stderr and "absl" not in res.stderr
+    # a GAN exports its generator; untrained, its tanh outputs are finer than int8's grid: warned once
+    warned = _cli("export", "wgan", "--set", "image_size=16", "--set", "filters=8", "--quantization", "int8",
+                  "--calibration-samples", "2", "--verify-samples", "2", "--out", "g.tflite", "--latency-runs",
+                  "0", cwd=tmp_path)
+    assert warned.returncode == 0, warned.stderr[-2000:]
+    assert "output 1x16x16x3" in warned.stdout and "exported its generator" in json.loads(
+        (tmp_path / "g.tflite.json").read_text())["notes"][0]
+    assert "WARNING the int8 output step is 0.00781" in warned.stdout
+    assert "UserWarning" not in warned.stderr and "output step" not in warned.stderr  # said once
     again = _cli("export", "unet", "--set", "filters=4", "--out", "u.tflite", cwd=tmp_path)
     assert again.returncode == 2 and "u.tflite' exists; pass overwrite=True" in again.stderr
     res = _cli("export", "unet", "--set", "filters=4", "--set", "depth=2", "--input-shape", "32,32", "--out",

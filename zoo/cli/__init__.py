@@ -4,6 +4,7 @@ module here plus its name in ``COMMANDS``."""
 import argparse
 import importlib
 import sys
+import warnings
 
 from zoo.errors import ZooError
 
@@ -18,8 +19,14 @@ def build_parser():
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line, like errors (no source path, no source line)."""
+    print(f"zoo: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
     try:
         return args.func(args)
     except ZooError as e:

@@ -10,6 +10,7 @@ def _default_out(model, mode):
 
 def _cmd_export(args):
     import json
+    import warnings
     from pathlib import Path
 
     from zoo.export import export
@@ -24,19 +25,28 @@ def _cmd_export(args):
                        f"model; {args.model} is a run folder, whose model is already defined. Drop them.")
     verify = {"yes": True, "warn": "warn", "no": False}[args.verify]
     shape = parse_shape(args.input_shape)
-    result = export(
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _export(export, model, args, verify, shape)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+    for w in caught:  # the result's own warnings are in its text (and JSON) already
+        if args.json or str(w.message) not in result.warnings:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if not args.json:
+        example = "VOLUME.nii.gz" if len(result.input_shape) == 5 else "IMAGE.png"
+        if result.mode != "savedmodel" and result.task != "generation":
+            print(f"  predict: zoo predict {result.path} {example}")
+    return 0
+
+
+def _export(export, model, args, verify, shape):
+    return export(
         model, args.out or _default_out(args.model, args.quantization), quantization=args.quantization,
         representative_data=args.data, input_shape=shape, data_options=key_values(args.data_option, "--data-option"),
         calibration_samples=args.calibration_samples, verify_samples=args.verify_samples, verify=verify,
         strict=args.strict, overwrite=args.overwrite, int8_io=args.int8_io,
         sparse={"auto": None, "yes": True, "no": False}[args.sparse], latency_runs=args.latency_runs,
         seed=args.seed)
-    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
-    if not args.json:
-        example = "VOLUME.nii.gz" if len(result.input_shape) == 5 else "IMAGE.png"
-        if result.mode != "savedmodel" and result.task != "generation":
-            print(f"  predict: zoo predict {result.path} {example}")
-    return 0
 
 
 def add_parsers(sub):

@@ -72,14 +72,21 @@ def _resolve(model):
         raise InvalidArgumentError(f"export: model must be a keras.Model, a finetune run folder or a "
                                    f"registry name; got {type(model).__name__}.")
     run = dict(getattr(model, "zoo_run", None) or {})
-    main = model
+    main = source = model
+    generator = getattr(model, "generator", None)
+    if isinstance(generator, keras.Model) and generator is not model:  # a GAN (zoo's WGAN)
+        main = generator
+        notes.append(f"a GAN: exported its generator ({generator.name}: z -> images); export "
+                     "model.critic for the critic")
+        model = main
+        run.setdefault("task", "generation")
     if len(model.outputs) > 1:
         main = keras.Model(model.inputs, model.outputs[0], name=model.name)
         notes.append(f"exported the main output only ({model.output_names[0]}); the auxiliary "
                      f"head(s) {', '.join(model.output_names[1:])} are for training")
     for key in ("zoo_name", "zoo_task"):
-        if getattr(model, key, None):
-            object.__setattr__(main, key, getattr(model, key))
+        if getattr(source, key, None):
+            object.__setattr__(main, key, getattr(source, key))
     return main, run, notes
 
 
@@ -297,7 +304,7 @@ def export(model, path, *, quantization="float32", representative_data=None, inp
         if verify is True:
             raise VerificationError(f"{text} Nothing was written. Use a higher-precision mode (float16), "
                                     "representative data of the task (a trained model and its data), or "
-                                    "verify='warn' to write the file anyway.", result)
+                                    "verify='warn' (zoo export --verify warn) to write the file anyway.", result)
         result.warnings.append(text)
     for text in result.warnings:
         warnings.warn(text, stacklevel=3)  # the caller of zoo.export(...)

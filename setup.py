@@ -37,6 +37,7 @@ INSTALL_REQUIRES = [
     "scipy>=1.11,<2",
     "tensorboard>=2.20,<3",
     "safetensors>=0.5,<1",  # reads/writes .safetensors weights with validated headers and offsets
+    "ai-edge-litert>=2.3,<3",  # the LiteRT interpreter that runs and verifies every export
 ]
 
 EXTRAS = {

@@ -129,6 +129,11 @@ NORMALIZE = ("auto", "zscore", "none")
 def _resolve_model(model):
     """(keras model, preprocessing defaults) from a model, a run folder or a run's weights file."""
     from zoo._keras import keras
+    if getattr(model, "zoo_tflite", False) or (isinstance(model, (str, os.PathLike))
+                                                and str(model).lower().endswith(".tflite")):  # zoo.export
+        from zoo.export.runtime import load_tflite
+        model = model if getattr(model, "zoo_tflite", False) else load_tflite(model)
+        return model, model.zoo_run
     if isinstance(model, keras.Model):
         run = getattr(model, "zoo_run", None) or {}
     elif isinstance(model, (str, os.PathLike)):
@@ -229,7 +234,8 @@ def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size
     """Segment ``source`` with ``model`` by sliding window; returns the label map.
 
     model: a keras.Model, a finetune ``out_dir`` (its best checkpoint) or a checkpoint file in
-        one; a run's recorded window/normalize/spacing/patch size are the defaults.
+        one; a run's recorded window/normalize/spacing/patch size are the defaults. A ``.tflite``
+        file from ``zoo.export`` runs in LiteRT, with its sidecar's preprocessing and patch size.
     source: a NIfTI file (.nii/.nii.gz), a DICOM series folder (the slices of one scan; the
         label map is written as NIfTI ``<folder>_seg.nii.gz`` with the series' affine in RAS),
         a 2D image file (PNG, JPEG, TIFF, BMP; pixels / 255 or / 65535 as in training; resized

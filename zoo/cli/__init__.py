@@ -1,6 +1,6 @@
 """The ``zoo`` command. One module per group of subcommands, each with ``add_parsers(sub)``:
-``models`` (list, info, build), ``train`` (finetune), ``predict``, ``compress`` (compress,
-recipes), ``datasets`` (the catalogue), ``sample`` (images from a GAN run). A new subcommand is a new
+``models`` (list, info, build), ``train`` (finetune), ``predict``, ``export``, ``run`` (the main job), ``compress`` (compress,
+recipes), ``datasets`` (the catalogue), ``sample`` (images from a GAN run), ``bench``. A new subcommand is a new
 module here plus its name in ``COMMANDS``.
 
 Errors end in one line on stderr and a non-zero exit code: 2 for a ZooError (bad input, with
@@ -11,16 +11,18 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from zoo.errors import ZooError
 
-COMMANDS = ("run", "models", "train", "predict", "compress", "datasets", "sample", "bench")
+COMMANDS = ("run", "models", "train", "predict", "export", "compress", "datasets", "sample", "bench")
 EXAMPLES = """examples:
   zoo run unet3d                           the main job: fine-tune, compress, export, verify (phantoms)
   zoo list --task segmentation            registry entries (add --json for scripts)
   zoo info unet3d                          one entry: config, paper, deviations, weights
   zoo finetune unet --epochs 2 --set filters=8 --out runs/demo
   zoo predict runs/demo image.png          segment or classify with a trained run
+  zoo export runs/demo --quantization int8 --out demo.tflite   TFLite, verified in LiteRT
   zoo compress runs/demo --recipe prune_80 --epochs 2   prune, quantize or cluster a run
   zoo datasets list                        the data-set catalogue (TFDS builders)
   zoo finetune wgan_gp --epochs 5 --out runs/gan   train a GAN (phantoms by default)
@@ -50,10 +52,16 @@ def _one_line(exc):
     return text if len(text) <= 600 else text[:597] + "..."
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line, like errors (no source path, no source line)."""
+    print(f"zoo: warning: {message}", file=file or sys.stderr)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv  # known before parsing, so a parser error can be debugged too
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _one_line_warning
     try:
         return args.func(args)
     except KeyboardInterrupt:

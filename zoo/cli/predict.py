@@ -1,13 +1,17 @@
-"""``zoo predict RUN INPUT``: segment or classify files with a trained run."""
+"""``zoo predict RUN INPUT``: segment or classify files with a trained run (or its .tflite export)."""
 from zoo.cli._common import model_kwargs, parse_shape
 from zoo.errors import ZooError
 
 
 def _model(args):
-    """The keras model: a run folder or checkpoint (model.json beside it), or --model NAME with a
-    weights file, loaded by the zoo's strict loader (which names any mismatch)."""
+    """The model: a .tflite file from zoo export (LiteRT, its sidecar's preprocessing), a run folder
+    or checkpoint (model.json beside it), or --model NAME with a weights file, loaded by the zoo's
+    strict loader (which names any mismatch)."""
     from pathlib import Path
     run = Path(args.run).expanduser()
+    if run.suffix.lower() == ".tflite" and not args.model:  # a zoo.export file: LiteRT, with its sidecar's preprocessing
+        from zoo.export import load_tflite
+        return load_tflite(run)
     if args.model or (run.is_file() and not (run.parent / "model.json").exists()):
         if not args.model:
             raise ZooError(f"{args.run} is a bare weights file (no model.json beside it); name the "
@@ -28,7 +32,8 @@ def _cmd_predict(args):
     from zoo.inference import check_dicom_slice, default_output, predict
     model = _model(args)
     check_dicom_slice(model, args.input)  # before the output checks: the input cannot go to this model
-    classifier = len(model.outputs[0].shape) == 2
+    out_shape = model.output_shape[0] if isinstance(model.output_shape, list) else model.output_shape
+    classifier = len(out_shape) == 2  # (batch, classes); a .tflite file has the same face
     default = json_default(args.input) if classifier else default_output(args.input)
     out = output_path(args.out, args.input, default, overwrite=args.overwrite,
                       suffixes=(".json",) if classifier else None)
@@ -61,7 +66,8 @@ def add_parsers(sub):
                        "its most probable classes by name.",
                        epilog="example: zoo predict runs/u3d scan.nii.gz --out segs/   (a classifier: zoo "
                        "predict runs/r18 image.png --top-k 3 --out pred.json)")
-    s.add_argument("run", help="finetune out_dir, a checkpoint inside it, or a weights file with --model")
+    s.add_argument("run", help="finetune out_dir, a checkpoint inside it, a .tflite file from zoo export, "
+                              "or a weights file with --model")
     s.add_argument("input", help="a .nii/.nii.gz volume, a DICOM series folder or a 2D image file")
     s.add_argument("--out", help="output file or folder (default: <input stem>_seg.nii.gz / .png beside the "
                                  "input, NIfTI for a DICOM folder; a classifier prints its top classes and "

@@ -1,0 +1,367 @@
+"""``zoo.export``: a model -> a verified ``.tflite`` file (or a SavedModel folder) + its JSON sidecar."""
+import os
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from zoo import _io
+from zoo._keras import keras, tf
+from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
+from zoo.export import ops as _ops
+from zoo.export._data import representative, split
+from zoo.export.convert import CALIBRATED, MODES, convert
+from zoo.export.errors import ExportError, UncoveredLayerError, VerificationError
+from zoo.export.result import ExportResult
+from zoo.export.runtime import TFLiteModel
+from zoo.export.sidecar import sha256_bytes, sidecar_path, write_sidecar
+from zoo.export.verify import latency, run_verification
+
+ALL_MODES = MODES + ("savedmodel",)
+_3D = (keras.layers.Conv3D, keras.layers.Conv3DTranspose, keras.layers.MaxPooling3D,
+       keras.layers.AveragePooling3D, keras.layers.UpSampling3D)
+PREPROCESSING = ("window", "normalize", "spacing")
+
+
+def _layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+
+
+def has_3d_layers(model):
+    return any(isinstance(layer, _3D) for layer in _layers(model))
+
+
+def is_qat(model):
+    """True for a tfmot quantization-aware model (its layers are quantize wrappers)."""
+    return any(type(layer).__name__ in ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
+               for layer in _layers(model))
+
+
+def weight_sparsity(model):
+    """The share of exact zeros in the model's kernels (pruned models: the pruned share)."""
+    zeros = total = 0
+    for w in model.weights:
+        if "kernel" in w.name and "quantize" not in w.name:
+            a = w.numpy()
+            zeros, total = zeros + int(np.count_nonzero(a == 0)), total + a.size
+    return zeros / total if total else 0.0
+
+
+def _resolve(model):
+    """(keras model with one output, run config, notes) from a model, a run folder or a name."""
+    notes = []
+    if isinstance(model, (str, os.PathLike)):
+        path = Path(model).expanduser()
+        if path.exists():
+            from zoo.train import load_run
+            model = load_run(path)
+        else:
+            from zoo.hub.registry import get_registry
+            if str(model) not in get_registry().names():
+                raise InvalidArgumentError(
+                    f"export: model={str(model)!r} is neither a finetune run folder (no such path, "
+                    f"relative to {os.getcwd()!r}) nor a registry model name; pass a keras.Model, a run "
+                    "folder such as runs/liver, or a name from zoo.list_models().")
+            from zoo.hub import load
+            model = load(str(model))
+    if not isinstance(model, keras.Model):
+        raise InvalidArgumentError(f"export: model must be a keras.Model, a finetune run folder or a "
+                                   f"registry name; got {type(model).__name__}.")
+    run = dict(getattr(model, "zoo_run", None) or {})
+    main = source = model
+    generator = getattr(model, "generator", None)
+    if isinstance(generator, keras.Model) and generator is not model:  # a GAN (zoo's WGAN)
+        main = generator
+        notes.append(f"a GAN: exported its generator ({generator.name}: z -> images); export "
+                     "model.critic for the critic")
+        model = main
+        run.setdefault("task", "generation")
+    if len(model.outputs) > 1:
+        main = keras.Model(model.inputs, model.outputs[0], name=model.name)
+        notes.append(f"exported the main output only ({model.output_names[0]}); the auxiliary "
+                     f"head(s) {', '.join(model.output_names[1:])} are for training")
+    for key in ("zoo_name", "zoo_task"):
+        if getattr(source, key, None):
+            object.__setattr__(main, key, getattr(source, key))
+    return main, run, notes
+
+
+def _task(model, run):
+    task = run.get("task") or getattr(model, "zoo_task", None)
+    if task in ("classification", "segmentation", "generation"):
+        return task
+    if len(model.input_shape) == 2:
+        return "generation"
+    return "classification" if len(model.output_shape) == 2 else "segmentation"
+
+
+def _shape(model, input_shape, run, notes):
+    """The export's input shape without the batch axis (static)."""
+    have = tuple(model.input_shape[1:])
+    if len(have) == 1:  # a latent vector
+        return have
+    dims = len(have) - 1
+    if input_shape is not None:
+        want = tuple(int(s) for s in input_shape)
+        want = want if len(want) == dims + 1 else want + have[-1:]
+        if len(want) != dims + 1 or any(a is not None and a != b for a, b in zip(have, want)):
+            raise InvalidArgumentError(
+                f"export: input_shape={tuple(input_shape)!r} does not fit model {model.name!r}, which "
+                f"takes {have} (None = any size); give {dims} spatial sizes (+ channels).")
+        return want
+    if None not in have[:-1]:
+        return have
+    if run.get("patch_size"):
+        return tuple(int(s) for s in run["patch_size"]) + have[-1:]
+    size = 64 if dims == 2 else 32
+    shape = tuple(size if s is None else s for s in have[:-1]) + have[-1:]
+    notes.append(f"the model takes any size; exported at {'x'.join(map(str, shape[:-1]))} (the "
+                 "finetune phantom default; zoo.predict slides this patch). Pass input_shape= to choose")
+    return shape
+
+
+def _target(path, mode, overwrite):
+    path = Path(path).expanduser()
+    if not path.parent.is_dir():
+        raise InvalidArgumentError(
+            f"export: the folder of path={str(path)!r} ({str(path.parent)!r}) does not exist; create it "
+            "first (mkdir -p) or choose another path. Nothing was written.")
+    if mode != "savedmodel" and path.suffix.lower() != ".tflite":
+        raise InvalidArgumentError(f"export: path={str(path)!r} must end with .tflite (or pass "
+                                   "quantization='savedmodel' to write a SavedModel folder).")
+    if path.exists():
+        kind = "folder" if path.is_dir() else "file"
+        if (mode == "savedmodel") != path.is_dir():
+            raise InvalidArgumentError(f"export: {str(path)!r} is an existing {kind}, which a "
+                                       f"{'SavedModel' if mode == 'savedmodel' else '.tflite'} export "
+                                       "cannot replace; choose another path.")
+        if not overwrite:
+            raise InvalidArgumentError(f"export: {str(path)!r} exists; pass overwrite=True (zoo export "
+                                       "--overwrite) to replace it, or choose another path. Nothing was "
+                                       "written.")
+    return path
+
+
+def _run_data(run, notes):
+    """A run's own training data (a folder, .npz, tfds: or phantoms) is its default
+    representative data, read with its preprocessing; otherwise phantoms."""
+    train = run.get("train")
+    if isinstance(train, str) and (train == "phantoms" or train.startswith("tfds:") or Path(train).exists()):
+        if train != "phantoms":
+            notes.append(f"representative data: the run's training data {train}")
+        return train
+    return "phantoms"
+
+
+def _mode(mode, model):
+    check_choice("quantization", mode, ALL_MODES, "export")
+    qat = is_qat(model)
+    if qat and mode in ("int8", "qat"):
+        return "qat"
+    if qat and mode != "savedmodel":
+        raise InvalidArgumentError(
+            f"export: model {model.name!r} was trained with quantization-aware training (tfmot quantize "
+            f"wrappers); export it with quantization='int8' (its learnt ranges give the int8 file), not "
+            f"{mode!r}.")
+    if mode == "qat":
+        raise InvalidArgumentError(
+            f"export: quantization='qat' needs a quantization-aware-trained model and {model.name!r} has no "
+            "quantize wrappers; train one with zoo.compress(model, 'qat_int8') or use quantization='int8' "
+            "(post-training, calibrated on representative data).")
+    return mode
+
+
+def _float_op_warnings(ops, mode, strict):
+    floats = [dict(o, layer=_ops.layer_of(o["name"])) for o in _ops.float_ops(ops)]
+    if mode not in ("int8", "qat") or not floats:
+        return floats, []
+    layers = sorted({f"{o['layer']} ({o['op']})" for o in floats})
+    text = (f"the {mode} file still computes {len(floats)} op(s) in float: {', '.join(layers[:8])}"
+            f"{' ...' if len(layers) > 8 else ''}; LiteRT runs them in float between (de)quantize ops, "
+            "integer-only accelerators cannot")
+    if strict:
+        raise UncoveredLayerError(f"export (strict=True): {text}. Replace those layers, or export with "
+                                  f"quantization='float16' (or strict=False to accept the float ops).")
+    return floats, [text]
+
+
+def _resolution_warnings(content, verification, mode):
+    """An integer output grid coarser than the Keras outputs' spread cannot follow them (an
+    untrained generator's tanh outputs within +-0.01 on int8 TANH's fixed 1/128 step)."""
+    step = _ops.output_step(content) if mode in ("int8", "qat", "int16x8") else None
+    spread = verification["metrics"]["output_scale"]
+    if not step or spread >= 4 * step:
+        return []
+    return [f"the {mode} output step is {step:.3g} but the Keras outputs on the verification inputs "
+            f"reach only {spread:.3g} ({spread / step:.1f} steps): the file cannot resolve them. Some "
+            "int8 kernels fix the step (TANH 1/128, LOGISTIC 1/256); an untrained model's outputs "
+            "are often this small, a trained one's span the range. Export a trained model, or use "
+            "quantization='float16'"]
+
+
+def export(model, path, *, quantization="float32", representative_data=None, input_shape=None,
+           data_options=None, calibration_samples=32, verify_samples=8, verify=True, strict=False,
+           overwrite=False, int8_io=False, sparse=None, latency_runs=10, num_threads=None, seed=0):
+    """Export ``model`` to ``path`` and verify the file against the Keras model.
+
+    model: a keras.Model, a finetune run folder (its best checkpoint, training patch size and
+        preprocessing) or a registry name. Models with auxiliary heads export their main output.
+    path: the ``.tflite`` file (its folder must exist), or a folder for ``"savedmodel"``.
+    quantization: "float32", "float16", "dynamic", "int8", "int16x8", "qat" (a tfmot QAT model;
+        "int8" on such a model means this too) or "savedmodel" (TF Serving). See
+        :mod:`zoo.export.convert`.
+    representative_data: calibration and verification inputs: a folder, .npz, "tfds:NAME",
+        "phantoms", (x, y), an array or a tf.data.Dataset. Default: a run's training data (when
+        it still exists), else phantoms. ``data_options`` go to the data source (window=...,
+        normalize=..., spacing=...; a run folder's own preprocessing is the default).
+        The first ``calibration_samples`` calibrate (int8, int16x8), the next ``verify_samples``
+        verify.
+    input_shape: the spatial size (+ channels) to export at, for a model of dynamic size
+        (default: the run's patch size, else 64 px (2D) / 32 voxels (3D)). Batch is 1.
+    verify: True (a failed verification raises VerificationError and writes nothing), "warn"
+        (write the file, warn) or False (skip). Thresholds: zoo.export.verify.THRESHOLDS.
+    strict: an int8/qat file that still holds float ops is an error (default: a warning).
+    overwrite: replace an existing file. int8_io: int8 input/output tensors (int8/qat).
+    sparse: the sparse flatbuffer encoding: None = when the kernels are >= 50% zeros (pruned) and
+        it gives a smaller file that runs; True/False to force. latency_runs: 0 skips timing.
+    Returns an :class:`ExportResult` (``print(result)``, ``result.to_dict()``); the sidecar
+    ``<path>.json`` records the entry, input spec, preprocessing, classes and the numbers.
+    """
+    if verify not in (True, False, "warn"):
+        raise InvalidArgumentError(f"export: verify={verify!r} must be True, 'warn' or False.")
+    for arg, value, low in (("calibration_samples", calibration_samples, 1), ("verify_samples", verify_samples, 1),
+                            ("latency_runs", latency_runs, 0)):
+        check_positive_int(arg, value, "export", minimum=low)
+    check_choice("quantization", quantization, ALL_MODES, "export")
+    target = _target(path, quantization, overwrite)  # before any work: a refusal costs nothing
+    model, run, notes = _resolve(model)
+    mode = _mode(quantization, model)
+    if mode == "qat" and quantization == "int8":
+        notes.append("a quantization-aware model: its fake-quant ranges give the int8 parameters")
+    task = _task(model, run)
+    shape = _shape(model, input_shape, run, notes)
+    prep = {**{k: v for k, v in (run.get("preprocessing") or {}).items() if k in PREPROCESSING},
+            **(data_options or {})}
+    if representative_data is None:
+        representative_data = _run_data(run, notes)
+    n_cal = calibration_samples if mode in CALIBRATED else 0
+    n_ver = verify_samples if verify else 0
+    xs = representative(representative_data, n=max(n_cal + n_ver, 1), shape=shape, task=task,
+                        num_classes=int(model.output_shape[-1] or 2), options=prep, seed=seed)
+    cal, ver, held_out = split(xs, n_cal, n_ver)
+    meta = dict(entry=getattr(model, "zoo_name", None) or run.get("model") or model.name, task=task,
+                params=int(model.count_params()), notes=notes)
+    if mode == "savedmodel":
+        from zoo.export.savedmodel import export_savedmodel
+        return export_savedmodel(model, target, shape, ver if verify else None, verify, overwrite,
+                                 meta, run, prep, held_out)
+    net = model
+    rewrite = None
+    if has_3d_layers(model) and not is_qat(model):
+        from zoo.export.rewrite3d import rewrite_3d
+        try:
+            net = rewrite_3d(model, input_shape=shape, batch_size=1)
+        except (ValueError, TypeError) as e:
+            if isinstance(e, InvalidArgumentError):
+                raise
+            raise InvalidArgumentError(f"export: model {model.name!r} cannot take input_shape {shape} "
+                                       f"({' '.join(str(e).split())[:200]}); pass an input_shape it "
+                                       "accepts.") from None
+        rewrite = {k: list(v) for k, v in net.zoo_rewrite.items()}
+    sparsity = weight_sparsity(model)
+    content, runner, used_sparse = _convert_checked(net, shape, mode, cal, int8_io, sparse, sparsity,
+                                                    num_threads, notes)
+    ops = _ops.read_ops(content)
+    flex = _ops.unsupported_ops(ops)
+    if flex:  # never expected: Flex ops are not enabled
+        raise UncoveredLayerError(f"export: the file needs non-builtin ops {sorted({o['op'] for o in flex})}; "
+                                  "quantization='savedmodel' exports such models.")
+    floats, warns = _float_op_warnings(ops, mode, strict)
+    if rewrite and rewrite["kept"]:
+        notes.append(f"3D layers without a rewrite, kept as TFLite 3D ops: {', '.join(rewrite['kept'])}")
+    verification = None
+    if verify:
+        verification = run_verification(model, runner.predict_on_batch, ver, mode, task)
+        verification["held_out"] = held_out
+        warns += _resolution_warnings(content, verification, mode)
+    probe = ver[0] if len(ver) else (cal[0] if len(cal) else xs[0])
+    timing = latency(model, runner, probe, latency_runs) if latency_runs else None
+    result = ExportResult(
+        path=str(target), mode=mode, entry=meta["entry"], task=task, input_shape=[1, *shape],
+        output_shape=[1, *runner.output_shape[1:]], bytes=len(content),
+        zipped_bytes=len(zlib.compress(content, 6)), params=meta["params"],
+        input_dtype=np.dtype(runner._in["dtype"]).name, ops=_ops.summarize(ops),
+        float_ops=[{k: o[k] for k in ("op", "layer", "name")} for o in floats], verification=verification,
+        latency=timing, rewrite=rewrite, sparse=used_sparse, weight_sparsity=sparsity, notes=notes,
+        warnings=warns)
+    if verification and not verification["passed"]:
+        text = (f"export: the {mode} file disagrees with the Keras model on {verification['samples']} "
+                f"inputs: {verification['summary']}.")
+        if verify is True:
+            raise VerificationError(f"{text} Nothing was written. Use a higher-precision mode (float16), "
+                                    "representative data of the task (a trained model and its data), or "
+                                    "verify='warn' (zoo export --verify warn) to write the file anyway.", result)
+        result.warnings.append(text)
+    for text in result.warnings:
+        warnings.warn(text, stacklevel=3)  # the caller of zoo.export(...)
+    _write(target, content, result, runner, prep, run, shape, cal)
+    return result
+
+
+def _convert_checked(net, shape, mode, cal, int8_io, sparse, sparsity, num_threads, notes):
+    """Convert; with the sparse encoding where asked (or where it helps: pruned kernels, a
+    smaller file that the interpreter runs)."""
+    dense = None
+    if sparse is not True:
+        dense = convert(net, (1,) + tuple(shape), mode, cal, int8_io=int8_io)
+        if sparse is False or sparsity < 0.5:
+            return dense, TFLiteModel(content=dense, num_threads=num_threads), False
+    content = convert(net, (1,) + tuple(shape), mode, cal, int8_io=int8_io, sparse=True)
+    try:
+        runner = TFLiteModel(content=content, num_threads=num_threads)
+    except ExportError as e:
+        if sparse is True:
+            raise ExportError(f"{e}. The sparse flatbuffer does not run in this mode ({mode}); export with "
+                              "sparse=False.") from None
+        notes.append(f"the sparse encoding of this {mode} file does not run in LiteRT; kept the dense one")
+        return dense, TFLiteModel(content=dense, num_threads=num_threads), False
+    if dense is not None and len(content) >= len(dense):
+        notes.append(f"kernels {sparsity:.0%} zeros, but the sparse encoding is not smaller; kept the dense one")
+        return dense, TFLiteModel(content=dense, num_threads=num_threads), False
+    if dense is not None:
+        notes.append(f"kernels {sparsity:.0%} zeros: sparse flatbuffer, {len(content) / len(dense):.2f}x the "
+                     "dense file")
+    return content, runner, True
+
+
+def _write(target, content, result, runner, prep, run, shape, cal):
+    """The .tflite (atomically), then its sidecar (atomically), which records the file's hash."""
+    _io.atomic_write_bytes(target, lambda tmp: Path(tmp).write_bytes(content))
+    side = sidecar_path(target)
+    inp = runner._in
+    scale, zero = inp.get("quantization", (0.0, 0))
+    write_sidecar(side, {
+        "file": target.name, "sha256": sha256_bytes(content), "bytes": len(content), "mode": result.mode,
+        "entry": result.entry, "task": result.task, "spatial_dims": len(shape) - 1 if len(shape) > 1 else 0,
+        "num_classes": int(runner.output_shape[-1]), "class_names": run.get("class_names"),
+        "input": {"shape": result.input_shape, "dtype": result.input_dtype,
+                  "quantization": [float(scale), int(zero)] if scale else None},
+        "output": {"shape": result.output_shape},
+        "patch_size": list(shape[:-1]) if len(shape) > 1 else None, "preprocessing": prep,
+        "verification": result.verification, "ops": result.ops, "float_ops": result.float_ops,
+        "rewrite": result.rewrite, "notes": result.notes, "zoo_version": _version(),
+        "calibration_range": [float(cal.min()), float(cal.max())] if len(cal) else None,
+        "tensorflow": tf.__version__})
+    result.sidecar = str(side)
+
+
+def _version():
+    import zoo
+    return zoo.__version__
+
+
+__all__ = ["export", "ALL_MODES", "has_3d_layers", "is_qat", "weight_sparsity"]

@@ -152,7 +152,8 @@ class RunReport:
 
     def __str__(self):
         d = self._data
-        mb = lambda n: "-" if n is None else f"{n / 1e6:.2f} MB"  # noqa: E731
+        from zoo.export.result import _mb
+        mb = lambda n: "-" if n is None else _mb(n)  # noqa: E731 - the export report's units
         s = d["scores"]
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         lines = [f"zoo run {d['model']}: {d['task']} {d['spatial_dims']}D, {d['params']:,} parameters, "
@@ -165,8 +166,8 @@ class RunReport:
                  f"TFLite {mb(d['sizes']['tflite_bytes'])} (zipped {mb(d['sizes']['tflite_zipped'])})"]
         lat = d.get("latency") or {}
         if lat:
-            lines.append(f"  latency per input: Keras {lat.get('keras_ms', 0):.1f} ms, LiteRT "
-                         f"{lat.get('tflite_ms', 0):.1f} ms ({lat.get('threads', '?')} threads)")
+            lines.append(f"  latency per input (batch 1, median of {lat.get('runs')}): Keras {lat['keras_ms']:.1f} ms, "
+                         f"LiteRT {lat['litert_ms']:.1f} ms ({lat['speedup']:.2f}x, {lat.get('threads')} threads)")
         v = d.get("verification") or {}
         if v:
             lines.append(f"  export verification: {'passed' if v.get('passed') else 'FAILED'} ({v.get('summary')})")
@@ -188,7 +189,7 @@ def _finetune_stage(model, stage, train, val, *, epochs, size, verbose, options,
         net = load_run(stage)
         net.zoo_name = getattr(model, "zoo_name", None)
         return net
-    finetune(model, train, val, epochs=epochs, patch_size=size, out_dir=stage, verbose=verbose, seed=seed,
+    finetune(model, train, val, epochs=epochs, patch_size=size, out_dir=stage, verbose="auto" if verbose else 0, seed=seed,
              data_options=options, **kw)
     return model
 
@@ -204,24 +205,25 @@ def _compress_stage(model, stage, recipe, train, val, *, epochs, size, verbose, 
         net.zoo_name = getattr(model, "zoo_name", None)
         return net, json.loads((stage / "report.json").read_text())
     small, report = compress(model, recipe, train, val, epochs=epochs, out_dir=stage, patch_size=size,
-                             verbose=verbose, data_options=options, seed=seed, **kw)
+                             verbose="auto" if verbose else 0, data_options=options, seed=seed, **kw)
     small.zoo_name = getattr(model, "zoo_name", None)
     return small, report.to_dict()
 
 
 def _export_stage(model, path, quantization, train, size, dims, verbose, options, seed):
     """(the exported file as a LiteRT model, the export result dict): exported here, or (the
-    file and its sidecar written before) read back."""
+    file, its sidecar and the result written before) read back."""
     from zoo.export import export, load_tflite
     from zoo.export.sidecar import sidecar_path
-    side = sidecar_path(path)
-    if path.exists() and side.exists():
+    done = path.with_name(path.name + ".result.json")
+    if path.exists() and sidecar_path(path).exists() and done.exists():
         _log(verbose, f"      done before: {path} (verified when written)")
-        return load_tflite(path), json.loads(side.read_text()).get("export", {})
-    result = export(model, path, quantization=quantization, representative_data=train,
+        return load_tflite(path), json.loads(done.read_text())
+    result = export(model, path, quantization=quantization, representative_data=train, overwrite=path.exists(),
                     input_shape=(size,) * dims + (int(model.input_shape[-1]),), data_options=options, seed=seed)
     if verbose:
         print(result, file=sys.stderr, flush=True)
+    _io.write_json(done, result.to_dict())  # last: the stage counts as done once this exists
     return load_tflite(path), result.to_dict()
 
 
@@ -292,9 +294,9 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
     tfl, xresult = _export_stage(net, path, quantization, train, size, dims, verbose, data_options, seed)
     scores["exported"] = score(entry.task, ys, _predict(tfl, xs))
     artefacts["tflite"] = str(path)
-    from zoo.compress._report import model_sizes
-    float_sizes = (creport or {}).get("sizes") or {}
-    if "float32_bytes" not in float_sizes:
+    float_sizes = dict((creport or {}).get("size") or {})
+    if "float32_bytes" not in float_sizes:  # no compression: the fine-tuned model's float32 weights
+        from zoo.compress._report import model_sizes
         base = model_sizes(net)
         float_sizes = {"float32_bytes": base["bytes"], "float32_zipped": base["zipped"]}
     lat = xresult.get("latency") or {}

@@ -18,7 +18,7 @@ def _cmd_bench(args):
             result = export(model, Path(tmp) / "bench.tflite", quantization=args.tflite,
                             latency_runs=args.runs or 1, verify=False)
         lat = result.to_dict().get("latency") or {}
-        row.update(tflite_mode=args.tflite, tflite_bytes=result.bytes, tflite_ms=lat.get("tflite_ms"),
+        row.update(tflite_mode=args.tflite, tflite_bytes=result.bytes, tflite_ms=lat.get("litert_ms"),
                    keras_ms_export=lat.get("keras_ms"))
     if args.json:
         print(json.dumps(row, indent=2))

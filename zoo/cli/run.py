@@ -5,27 +5,32 @@ from zoo.cli._common import key_values, parse_shape
 
 
 def _cmd_run(args):
+    import contextlib
+    import sys
+
+    from zoo.errors import InvalidArgumentError
     from zoo.pipeline import run
     patch = parse_shape(args.patch_size)
     if patch is not None:
         if len(set(patch)) != 1 or patch[0] is None:
-            from zoo.errors import InvalidArgumentError
             raise InvalidArgumentError(f"zoo run: --patch-size {args.patch_size} must be one size for every axis, "
                                        "e.g. --patch-size 32.")
         patch = patch[0]
-    report = run(args.name, data=args.data, train=args.train, val=args.val, recipe=args.recipe,
-                 quantization=args.quantization, epochs=args.epochs, compress_epochs=args.compress_epochs,
-                 out_dir=args.out, patch_size=patch, spatial_dims=args.spatial_dims, batch_size=args.batch_size,
-                 steps_per_epoch=args.steps_per_epoch, validation_steps=args.validation_steps,
-                 learning_rate=args.lr, model_options=key_values(args.set, "--set"),
-                 data_options=key_values(args.data_option, "--data-option"), seed=args.seed,
-                 verbose=not args.quiet)
+    # --json: the report is the only thing on stdout (Keras' epoch lines go to stderr with the rest)
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
+        report = run(args.name, data=args.data, train=args.train, val=args.val, recipe=args.recipe,
+                     quantization=args.quantization, epochs=args.epochs, compress_epochs=args.compress_epochs,
+                     out_dir=args.out, patch_size=patch, spatial_dims=args.spatial_dims, batch_size=args.batch_size,
+                     steps_per_epoch=args.steps_per_epoch, validation_steps=args.validation_steps,
+                     learning_rate=args.lr, model_options=key_values(args.set, "--set"),
+                     data_options=key_values(args.data_option, "--data-option"), seed=args.seed,
+                     verbose=not args.quiet)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
-    else:
-        print(report)
-        tfl = report["artefacts"]["tflite"]
-        print(f"next: zoo predict {tfl} IMAGE --out OUT   (the exported file, with its preprocessing)")
+        return 0
+    print(report)
+    print(f"next: zoo predict {report['artefacts']['tflite']} IMAGE --out OUT   (the exported file, with its "
+          "preprocessing)")
     return 0
 
 

@@ -53,19 +53,19 @@ def evaluate(model, data, *, batch_size=2, patch_size=None, seed=0, data_options
     """``{"loss", metric...}`` of ``model``'s first output on ``data`` (any finetune data source),
     prepared as finetune prepares validation data."""
     from zoo import losses as _losses, metrics as _metrics
-    from zoo.data import fit_patch
+    from zoo.data import fit_patch, from_source
     from zoo.data._common import check_size
-    from zoo.train._data import _spec, as_batched_dataset, check_data, main_output_shape, resolve_data
+    from zoo.train._data import _spec, as_batched_dataset, main_output_shape
     out_shape = main_output_shape(model)
     task = getattr(model, "zoo_task", None) or ("classification" if len(out_shape) == 2 else "segmentation")
     dims = len(model.input_shape) - 2
     if patch_size is None and all(s is not None for s in model.input_shape[1:-1]):
         patch_size = tuple(model.input_shape[1:-1])
     patch = check_size(patch_size, dims)
-    ds, unbatched = resolve_data(data, training=False, what="validation", task=task, spatial_dims=dims,
-                                 num_classes=out_shape[-1], in_channels=model.input_shape[-1], patch_size=patch,
-                                 seed=seed, augment=False, **dict(data_options or {}))
-    batched = check_data(ds, model, "validation", data, unbatched)
+    ds = from_source(data, training=False, task=task, spatial_dims=dims, num_classes=out_shape[-1],
+                     in_channels=model.input_shape[-1], patch_size=patch, seed=seed, augment=False,
+                     model_name=getattr(model, "zoo_name", None) or model.name, **dict(data_options or {}))
+    batched = _spec(ds)[0].shape.rank == dims + 2
     shape = _spec(ds)[0].shape[:-1] if not batched else None
     if patch and task == "segmentation" and shape is not None and tuple(shape) != patch:
         ds = fit_patch(ds, patch, random=False, seed=seed)

@@ -15,8 +15,7 @@ from zoo.errors import InvalidArgumentError
 
 def _stream(source, *, n, shape, task, num_classes, options, seed):
     """Up to ``n`` input images (numpy, float32) from ``source``."""
-    from zoo.data import fit_patch
-    from zoo.train._data import resolve_data
+    from zoo.data import fit_patch, from_source
     spatial, channels = tuple(shape[:-1]), shape[-1]
     opts = dict(options or {})
     size = spatial
@@ -25,9 +24,8 @@ def _stream(source, *, n, shape, task, num_classes, options, seed):
         # only the images matter here: a 1000-class head would otherwise ask for 999 lesions
         num_classes = min(num_classes or 2, 4)
         size = tuple(max(s, 16) for s in spatial)  # phantoms start at 16: cut smaller inputs out
-    ds, _ = resolve_data(source, training=False, what="representative", task=task,
-                         spatial_dims=len(spatial), num_classes=num_classes, in_channels=channels,
-                         patch_size=size, seed=seed, augment=False, **opts)
+    ds = from_source(source, training=False, task=task, spatial_dims=len(spatial), num_classes=num_classes,
+                     in_channels=channels, patch_size=size, seed=seed, augment=False, **opts)
     spec = ds.element_spec
     image_spec = spec[0] if isinstance(spec, tuple) else spec
     if image_spec.shape.rank == len(shape) + 1:  # a batched dataset: one image at a time

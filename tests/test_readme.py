@@ -23,7 +23,7 @@ def test_readme_opens_with_install_and_test_commands():
     first = blocks[0]
     commands = [l for l in first.splitlines() if l.strip() and not l.startswith("#")]
     assert len(commands) == 2
-    assert "pip install ." in commands[0] and "zoo finetune" in commands[0]
+    assert "pip install ." in commands[0] and commands[0].endswith("zoo run unet3d")
     assert 'pip install -e ".[test]"' in commands[1] and "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'pip install -q -e ".[test]"' in ci and "pytest" in ci

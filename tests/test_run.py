@@ -43,6 +43,9 @@ def test_run_writes_every_stage_and_a_second_call_skips_them(tmp_path, capsys):
     assert Path(d["artefacts"]["tflite"]).is_file() and (out / "report.json").is_file()
     assert (out / "1_finetune" / "state.json").is_file() and (out / "2_prune_50" / "report.json").is_file()
     assert json.loads((out / "report.json").read_text())["scores"] == s
+    # phantoms are used as generated: the export's sidecar tells zoo.predict not to z-score inputs
+    sidecar = json.loads(Path(d["artefacts"]["tflite"] + ".json").read_text())
+    assert sidecar["preprocessing"] == {"normalize": "none"} and sidecar["patch_size"] == [32, 32]
     assert "fine-tuned" in str(report) and "TFLite" in str(report)
     capsys.readouterr()
     t = time.time()

@@ -81,7 +81,7 @@ def card(entry, measured, registry):
             lines += ["", "Measured (`tools/bench_compress.py`, phantoms, short fine-tunes):", "",
                       "| recipe | zipped size vs float32 | metric before -> after |", "|---|---:|---|"]
             for r in rows:
-                lines.append(f"| `{r['recipe']}` | {r['ratio_zipped']:.2f}x smaller | "
+                lines.append(f"| `{r['recipe']}` | {r['x_zipped']:.1f}x smaller | "
                              f"{r['metric']} {r['before']:.3f} -> {r['after']:.3f} |")
         else:
             lines += ["", "Size ratios and metric deltas not measured for this entry yet "

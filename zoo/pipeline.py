@@ -210,17 +210,18 @@ def _compress_stage(model, stage, recipe, train, val, *, epochs, size, verbose, 
     return small, report.to_dict()
 
 
-def _export_stage(model, path, quantization, train, size, dims, verbose, options, seed):
-    """(the exported file as a LiteRT model, the export result dict): exported here, or (the
-    file, its sidecar and the result written before) read back."""
+def _export_stage(run_dir, path, quantization, train, verbose, options, seed):
+    """(the exported file as a LiteRT model, the export result dict): ``run_dir`` (the last stage's
+    run folder: its best weights, patch size and preprocessing) exported here, or (the file, its
+    sidecar and the result written before) read back."""
     from zoo.export import export, load_tflite
     from zoo.export.sidecar import sidecar_path
     done = path.with_name(path.name + ".result.json")
     if path.exists() and sidecar_path(path).exists() and done.exists():
         _log(verbose, f"      done before: {path} (verified when written)")
         return load_tflite(path), json.loads(done.read_text())
-    result = export(model, path, quantization=quantization, representative_data=train, overwrite=path.exists(),
-                    input_shape=(size,) * dims + (int(model.input_shape[-1]),), data_options=options, seed=seed)
+    result = export(str(run_dir), path, quantization=quantization, representative_data=train,
+                    overwrite=path.exists(), data_options=options, seed=seed)
     if verbose:
         print(result, file=sys.stderr, flush=True)
     _io.write_json(done, result.to_dict())  # last: the stage counts as done once this exists
@@ -291,7 +292,8 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
     path = out / "3_export" / f"{entry.name}_{quantization}.tflite"
     path.parent.mkdir(parents=True, exist_ok=True)
     _log(verbose, f"[{steps}/{steps}] export {quantization} TFLite and verify it in LiteRT -> {path}")
-    tfl, xresult = _export_stage(net, path, quantization, train, size, dims, verbose, data_options, seed)
+    last = Path(artefacts["compressed"] if recipe else artefacts["finetune"])
+    tfl, xresult = _export_stage(last, path, quantization, train, verbose, data_options, seed)
     scores["exported"] = score(entry.task, ys, _predict(tfl, xs))
     artefacts["tflite"] = str(path)
     float_sizes = dict((creport or {}).get("size") or {})

@@ -20,6 +20,9 @@ def _stream(source, *, n, shape, task, num_classes, options, seed):
     opts = dict(options or {})
     size = spatial
     if isinstance(source, str) and source == "phantoms":
+        # a run's intensity preprocessing is for files; phantoms are used as generated (the run
+        # of a phantom-trained model records normalize="none")
+        opts = {k: v for k, v in opts.items() if k not in ("window", "normalize", "spacing")}
         opts.setdefault("n", n)
         # only the images matter here: a 1000-class head would otherwise ask for 999 lesions
         num_classes = min(num_classes or 2, 4)

@@ -158,6 +158,16 @@ def _check_input_size(model, train_ds):
     return image_shape
 
 
+def _preprocessing(train, options):
+    """The intensity preprocessing of the training data, which ``zoo.predict`` (and an export's
+    sidecar) apply to new inputs: phantoms are used as generated (values in about [0, 1]), so
+    a phantom-trained model gets ``normalize="none"``, not the z-scoring of NIfTI/DICOM files."""
+    prep = {k: options[k] for k in ("window", "normalize", "spacing") if k in options}
+    if train == "phantoms":
+        prep.setdefault("normalize", "none")
+    return prep
+
+
 def _run_config(model, target, strat, image_shape, *, train, options, batch_size, steps, epochs,
                 freeze_encoder_epochs, mixed_precision, class_names=None, recorded=None):
     """The run's record in state.json (and ``model.zoo_run``): what a resume must match and what
@@ -172,7 +182,7 @@ def _run_config(model, target, strat, image_shape, *, train, options, batch_size
                 steps_per_epoch=steps, epochs=epochs, params=int(model.count_params()),
                 input_shape=list(model.input_shape), output_shape=list(target.output_shape),
                 train=train if isinstance(train, str) else type(train).__name__,
-                preprocessing={k: options[k] for k in ("window", "normalize", "spacing") if k in options},
+                preprocessing=_preprocessing(train, options),
                 freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=bool(mixed_precision),
                 class_names=class_names, options=options_record(options, **(recorded or {})))
 

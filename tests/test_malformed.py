@@ -187,7 +187,8 @@ def test_9_fields_are_typed(tmp_path, extra, match):
 
 def test_9_params_true_is_not_an_integer(tmp_path):
     refused(registry(tmp_path, text=ENTRY.format(extra="").replace("params: 10", "params: true")),
-            r"params \(Keras total parameter count at the reference config\) is true \(a boolean\)")
+            r"params \(Keras total parameter count at the reference config \(required in the zoo's registry, "
+            r"optional in a user's file\)\) is true \(a boolean\); expected an integer")
 
 
 @pytest.mark.parametrize("name,char", [('"my\\u200bnet"', "U+200B"), ('"my\\u202enet"', "U+202E"), ('"a\\nb"', "U+000A")])

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.hub.registry import get_registry, thaw
+from zoo.hub.registry import get_registry
 
 REG = get_registry()
 CASES = [(name, d) for name in REG.names() for d in REG.models[name].sweep.get("dims", REG.models[name].spatial_dims)]
@@ -35,11 +35,7 @@ SWEEP = [pytest.param(n, d, id=f"{n}-{d}d", marks=[pytest.mark.slow] if f"{n}-{d
 
 
 def sweep_kwargs(entry, dims):
-    kwargs = dict(thaw(entry.sweep.get("config", {})))
-    size = entry.sweep.get("size") or entry.input.get("min_size") or 32
-    channels = kwargs.get("in_channels", entry.config.get("in_channels", entry.input.get("channels", 3)))
-    kwargs.update(spatial_dims=dims, input_shape=(size,) * dims + (channels,))
-    return kwargs
+    return entry.sweep_kwargs(dims)
 
 
 def random_input(model, batch=2):

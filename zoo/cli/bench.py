@@ -42,8 +42,8 @@ def add_parsers(sub):
         description="Build NAME at its reference input (or --size per axis), count its multiply-accumulates "
         "layer by layer and time a batch-1 forward pass in Keras; --tflite MODE also exports it and times "
         "the file in LiteRT.",
-        epilog="examples:\n  zoo bench resnet50\n  zoo bench unet3d --size 64 --set num_classes=2\n"
-               "  zoo bench unet --size 128 --tflite int8 --json",
+        epilog="example: zoo bench resnet50\nmore:    zoo bench unet3d --size 64 --set num_classes=2\n"
+               "         zoo bench unet --size 128 --tflite int8 --json",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("name", help="registry entry, e.g. resnet50")
     s.add_argument("--size", type=int, help="input size per axis (default: the entry's reference input)")

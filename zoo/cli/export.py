@@ -53,11 +53,13 @@ def add_parsers(sub):
     s = sub.add_parser("export", help="export a run or registry model to TFLite (verified) or SavedModel",
                        description="Convert MODEL (a finetune run folder or a registry name) to a .tflite "
                        "file that the LiteRT interpreter runs, verify it against the Keras model on held-out "
-                       "inputs, and write it with a JSON sidecar (entry, input spec, preprocessing, numbers). "
-                       "Example: zoo export runs/liver --quantization int8 --data data/train --out liver.tflite")
+                       "inputs, and write it with a JSON sidecar (entry, input spec, preprocessing, numbers).",
+                       epilog="example: zoo export runs/liver --quantization int8 --data data/train --out liver.tflite")
     s.add_argument("model", help="finetune run folder (its best checkpoint) or registry name, e.g. unet3d")
     s.add_argument("--quantization", default="float32",
-                   choices=("float32", "float16", "dynamic", "int8", "int16x8", "qat", "savedmodel"))
+                   choices=("float32", "float16", "dynamic", "int8", "int16x8", "qat", "savedmodel"),
+                   help="float32 (default), float16, dynamic (int8 weights), int8 (calibrated on --data), "
+                        "int16x8, qat (a zoo compress QAT run) or savedmodel (TF Serving)")
     s.add_argument("--out", help="output .tflite file (a folder for savedmodel); its folder must exist "
                                  "(default: <model>_<quantization>.tflite here)")
     s.add_argument("--data", help="representative/verification data: folder, .npz, "
@@ -75,10 +77,10 @@ def add_parsers(sub):
     s.add_argument("--sparse", choices=("auto", "yes", "no"), default="auto",
                    help="sparse flatbuffer (auto: for pruned kernels when smaller)")
     s.add_argument("--latency-runs", type=int, default=10, help="timed runs per runtime (0: skip)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the phantoms and sample choice (default 0)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="registry model keyword override")
-    s.add_argument("--num-classes", type=int)
-    s.add_argument("--in-channels", type=int)
-    s.add_argument("--spatial-dims", type=int, choices=(2, 3))
+    s.add_argument("--num-classes", type=int, help="registry name only: classes of the head")
+    s.add_argument("--in-channels", type=int, help="registry name only: input channels (1 for CT/MR)")
+    s.add_argument("--spatial-dims", type=int, choices=(2, 3), help="registry name only: the 2D or 3D variant")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
     s.set_defaults(func=_cmd_export)

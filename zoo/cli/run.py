@@ -45,8 +45,8 @@ def add_parsers(sub):
         "verify the file in LiteRT and print the metric after each stage, the sizes and the latency. "
         "Each stage has a folder under --out; run the same command again to continue an interrupted run "
         "(finished stages are skipped).",
-        epilog="examples:\n  zoo run unet3d\n  zoo run unet --data data/liver --recipe prune_80 --epochs 10\n"
-               "  zoo run resnet18 --quantization float16 --json > report.json",
+        epilog="example: zoo run unet3d\nmore:    zoo run unet --data data/liver --recipe prune_80 --epochs 10\n"
+               "         zoo run resnet18 --quantization float16 --json > report.json",
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     s.add_argument("name", help="registry entry, e.g. unet3d (zoo list shows them)")
     s.add_argument("--data", help="a folder with train/ and val/ inside (or the training data itself)")

@@ -76,7 +76,8 @@ def _cmd_sample(args):
 def add_parsers(sub):
     s = sub.add_parser("sample", help="generate images with a trained GAN run (a PNG grid)",
                        description="Generate N images with the GAN of a zoo finetune run folder and write "
-                       "them as a PNG grid (3D: middle slices), optionally as .npy or NIfTI volumes.")
+                       "them as a PNG grid (3D: middle slices), optionally as .npy or NIfTI volumes.",
+                       epilog="example: zoo sample runs/gan -n 64 --out samples.png --seed 1")
     s.add_argument("run", help="a zoo finetune run folder of a GAN (e.g. runs/gan)")
     s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     s.add_argument("--out", default="samples.png", help="the PNG grid to write (default samples.png)")

@@ -3,13 +3,8 @@ from zoo._keras import keras
 
 
 def sweep_kwargs(entry, dims):
-    """The builder keywords of an entry's small sweep build (as tests/test_registry.py builds it)."""
-    from zoo.hub.registry import thaw
-    kwargs = dict(thaw(entry.sweep.get("config", {})))
-    size = entry.sweep.get("size") or entry.input.get("min_size") or 32
-    channels = kwargs.get("in_channels", entry.config.get("in_channels", entry.input.get("channels", 3)))
-    kwargs.update(spatial_dims=dims, input_shape=(size,) * dims + (channels,))
-    return kwargs
+    """The builder keywords of an entry's small sweep build (:meth:`ModelEntry.sweep_kwargs`)."""
+    return entry.sweep_kwargs(dims)
 
 
 def check_entry(name, recipe, spatial_dims=None, model=None):

@@ -163,6 +163,15 @@ class ModelEntry:
         kwargs.update(thaw(self.reference))
         return kwargs
 
+    def sweep_kwargs(self, dims):
+        """Builder kwargs of the entry's small sweep build in ``dims`` spatial dims (what the
+        registry sweep, the recipe check and the export sweep build)."""
+        kwargs = dict(thaw(self.sweep.get("config", {})))
+        size = self.sweep.get("size") or self.input.get("min_size") or 32
+        channels = kwargs.get("in_channels", self.config.get("in_channels", self.input.get("channels", 3)))
+        kwargs.update(spatial_dims=dims, input_shape=(size,) * dims + (channels,))
+        return kwargs
+
     def as_dict(self):
         d = {f.name: thaw(getattr(self, f.name)) for f in dataclasses.fields(self)}
         d["weights"] = {t: {f.name: thaw(getattr(w, f.name)) for f in dataclasses.fields(w)

@@ -359,7 +359,8 @@ def finetune(model, train="phantoms", val=None, *, epochs=10, batch_size=None, p
                          batch_size=batch_size, steps=steps, epochs=epochs,
                          freeze_encoder_epochs=freeze_encoder_epochs, mixed_precision=mixed_precision,
                          class_names=data["class_names"],
-                         recorded=dict(val=val, learning_rate=learning_rate, optimizer=optimizer, loss=loss,
+                         recorded=dict(val=val, learning_rate=lr0 if learning_rate is None else learning_rate,
+                                       optimizer=optimizer, loss=loss,
                                        lr_schedule=lr_schedule, weight_decay=weight_decay, augment=augment,
                                        seed=seed, steps_per_epoch=steps_per_epoch))
     _check_resume(out_dir, state, resume, config, force=force_resume)

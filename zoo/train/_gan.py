@@ -161,7 +161,8 @@ def finetune_gan(model, train="phantoms", val=None, *, epochs=10, batch_size=Non
                  out_dir="runs/zoo", strategy="auto", devices=None, mixed_precision=False, jit_compile=False,
                  freeze_encoder_epochs=0, early_stopping=None, monitor="val_loss", tensorboard=True,
                  steps_per_epoch=None, validation_steps=None, augment=False, seed=0, resume=True,
-                 restore_best=True, callbacks=None, verbose="auto", data_options=None, aux_loss_weight=None):
+                 restore_best=True, callbacks=None, verbose="auto", data_options=None, aux_loss_weight=None,
+                 force_resume=False):
     """``zoo.finetune`` of a GAN (see the module doc); batch_size defaults to 64 as in both papers."""
     from zoo.callbacks import GanQuality
     from zoo.train._finetune import _finish, _fit, _history, _resolve_model
@@ -181,7 +182,7 @@ def finetune_gan(model, train="phantoms", val=None, *, epochs=10, batch_size=Non
              "validation_steps": (validation_steps, None, "val holds the quality measures' real images")})
     _check_optimizer(optimizer)
     strat = get_strategy(strategy, devices)
-    model = _resolve_model(model)
+    model = _resolve_model(model, train)
     from zoo.models._wgan_train import infer_variant
     variant = infer_variant(model)
     if patch_size is not None and tuple(np.broadcast_to(patch_size, (len(model.image_shape) - 1,))) \
@@ -213,7 +214,7 @@ def finetune_gan(model, train="phantoms", val=None, *, epochs=10, batch_size=Non
                   output_shape=list(model.output_shape), value_range=list(value_range),
                   train=train if isinstance(train, str) else type(train).__name__, measures=list(measures),
                   quality_samples=len(reference), seed=seed)
-    _check_resume(out_dir, state, resume, config)
+    _check_resume(out_dir, state, resume, config, force=force_resume)
     chief = _is_chief(strat)
     verbose = (1 if sys.stderr.isatty() else 2) if verbose == "auto" else verbose
     cloned = strat is not tf.distribute.get_strategy()

@@ -179,6 +179,7 @@ def test_prune_reaches_the_target_in_every_pruned_layer_and_returns_a_plain_mode
         run(tiny_unet(), "prune_80", tmp_path)
 
 
+@pytest.mark.slow  # over 20 s on the 2-core CI machine
 def test_prune_and_cluster_in_3d(tmp_path):
     x, y = phantom_arrays(8, spatial_dims=3, size=16)
     model = zoo.load("unet3d", filters=4, depth=2, input_shape=(16, 16, 16, 1))
@@ -255,6 +256,7 @@ def test_qat_converts_to_int8_tflite_and_loads_through_zoo_load_model(tmp_path):
     np.testing.assert_allclose(run_model(x), ref, atol=1e-5)
 
 
+@pytest.mark.slow  # over 20 s on the 2-core CI machine
 def test_deep_compression_keeps_zeros_and_clusters_through_qat(tmp_path):
     small, report = run(tiny_unet(), "deep_compression", tmp_path, epochs=1)
     inner = {layer.layer.name: layer for layer in small.layers if hasattr(layer, "layer")}
@@ -269,6 +271,7 @@ def test_deep_compression_keeps_zeros_and_clusters_through_qat(tmp_path):
     assert floats == set()
 
 
+@pytest.mark.slow  # over 20 s on the 2-core CI machine
 def test_cluster_preserving_qat_keeps_k_values_per_output_channel(tmp_path):
     small, report = run(tiny_unet(), "cluster_16+qat_int8", tmp_path, epochs=1)
     inner = {layer.layer.name: layer for layer in small.layers if hasattr(layer, "layer")}

@@ -17,7 +17,11 @@ REG = get_registry()
 ENTRIES = [n for n in REG.names() if REG.models[n].recipes]
 
 
-@pytest.mark.parametrize("name", ENTRIES)
+# the deepest ResNets take 12-21 s each on the 2-core CI machine: the slow tier (their families stay quick)
+SLOW = {"resnet101", "resnet101_tv", "resnet101v2", "resnet152", "resnet152_tv", "resnet152v2"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW else []) for n in ENTRIES])
 def test_every_listed_recipe_passes_the_check_at_the_sweep_size(name):
     entry = REG.get(name)
     for dims in entry.spatial_dims:

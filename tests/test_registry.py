@@ -29,7 +29,10 @@ def _h5_cases():
 
 H5_CASES = _h5_cases()
 # over ~20 s each on one core of the 2-core CI machine (measured with --durations): the slow tier
-SLOW_CASES = set()
+SLOW_CASES = {"resnet152v2-3d", "resnet152_tv-3d", "resnet152-3d", "resnet101_tv-3d", "resnet101v2-3d",
+              "resnet101-3d", "resnet50v2-3d", "resnet34-3d", "deeplabv3_resnet101-3d", "deeplabv3_resnet101-2d",
+              "deeplabv3_resnet50-3d", "deeplabv3_resnet50-2d", "deeplabv2-3d", "deeplabv2-2d", "deeplabv3-3d",
+              "deeplabv3plus-3d"}
 SWEEP = [pytest.param(n, d, id=f"{n}-{d}d", marks=[pytest.mark.slow] if f"{n}-{d}d" in SLOW_CASES else [])
          for n, d in CASES]
 

@@ -122,6 +122,7 @@ def test_unet3d_paper_network():
     assert not any(isinstance(layer, L.Dropout) for layer in model.layers)
 
 
+@pytest.mark.slow  # over 20 s on the 2-core CI machine
 def test_unet3d_132x132x116_forward_narrow():
     model = unet3d(padding="valid", input_shape=(132, 132, 116, 3), in_channels=3,
                    num_classes=3, filters=1)

@@ -86,6 +86,7 @@ def test_googlenet_three_classifiers_and_dropped_aux_heads(tmp_path):
     assert {"aux1", "aux1_fc", "aux2", "aux2_fc"} <= set(report.skipped) and "classifier" in report.loaded
 
 
+@pytest.mark.slow  # over 20 s on the 2-core CI machine
 def test_other_layers_still_strict(tmp_path):
     """Only heads may differ: an ASPP of another width (`filters`) is still refused."""
     path = _save(zoo.load("deeplabv3_resnet50", num_classes=3, **DEEPLAB), tmp_path / "d.npz")

@@ -43,9 +43,9 @@ def test_run_writes_every_stage_and_a_second_call_skips_them(tmp_path, capsys):
     assert Path(d["artefacts"]["tflite"]).is_file() and (out / "report.json").is_file()
     assert (out / "1_finetune" / "state.json").is_file() and (out / "2_prune_50" / "report.json").is_file()
     assert json.loads((out / "report.json").read_text())["scores"] == s
-    # phantoms are used as generated: the export's sidecar tells zoo.predict not to z-score inputs
+    # the export is of the last stage's run folder: its patch size reaches the sidecar
     sidecar = json.loads(Path(d["artefacts"]["tflite"] + ".json").read_text())
-    assert sidecar["preprocessing"] == {"normalize": "none"} and sidecar["patch_size"] == [32, 32]
+    assert sidecar["patch_size"] == [32, 32] and sidecar["entry"] == "unet"
     assert "fine-tuned" in str(report) and "TFLite" in str(report)
     capsys.readouterr()
     t = time.time()
@@ -67,6 +67,8 @@ def test_refusals_name_the_fix(tmp_path):
         zoo.run("unet", out_dir=tmp_path / "f")
     with pytest.raises(InvalidArgumentError, match="spatial_dims"):
         zoo.run("alexnet", spatial_dims=1)
+    with pytest.raises(InvalidArgumentError, match="'warn'"):
+        zoo.run("unet", verify="maybe")
 
 
 def _zoo(*args, **kw):
@@ -89,7 +91,7 @@ def test_cli_run_json_and_a_killed_run_continues(tmp_path):
     """SIGKILL during fine-tuning; the same command again finishes, with every epoch trained once."""
     out = tmp_path / "r"
     args = ["run", "unet", "--set", "filters=4", "--set", "depth=2", "--patch-size", "32", "--epochs", "3",
-            "--compress-epochs", "1", "--steps-per-epoch", "4", "--validation-steps", "2", "--recipe", "prune_50",
+            "--compress-epochs", "1", "--steps-per-epoch", "40", "--validation-steps", "2", "--recipe", "prune_50",
             "--quantization", "float16", "--out", str(out), "--json"]
     proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -98,7 +100,7 @@ def test_cli_run_json_and_a_killed_run_continues(tmp_path):
     while time.time() < deadline:
         if state.exists() and json.loads(state.read_text() or "{}").get("epochs_completed", 0) >= 1:
             break
-        time.sleep(0.5)
+        time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert json.loads(state.read_text())["epochs_completed"] < 3

@@ -210,7 +210,7 @@ def _compress_stage(model, stage, recipe, train, val, *, epochs, size, verbose, 
     return small, report.to_dict()
 
 
-def _export_stage(run_dir, path, quantization, train, verbose, options, seed):
+def _export_stage(run_dir, path, quantization, train, verbose, options, seed, verify=True):
     """(the exported file as a LiteRT model, the export result dict): ``run_dir`` (the last stage's
     run folder: its best weights, patch size and preprocessing) exported here, or (the file, its
     sidecar and the result written before) read back."""
@@ -221,7 +221,7 @@ def _export_stage(run_dir, path, quantization, train, verbose, options, seed):
         _log(verbose, f"      done before: {path} (verified when written)")
         return load_tflite(path), json.loads(done.read_text())
     result = export(str(run_dir), path, quantization=quantization, representative_data=train,
-                    overwrite=path.exists(), data_options=options, seed=seed)
+                    overwrite=path.exists(), data_options=options, seed=seed, verify=verify)
     if verbose:
         print(result, file=sys.stderr, flush=True)
     _io.write_json(done, result.to_dict())  # last: the stage counts as done once this exists
@@ -231,7 +231,7 @@ def _export_stage(run_dir, path, quantization, train, verbose, options, seed):
 def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantization="int8", epochs=3,
         compress_epochs=2, out_dir=None, patch_size=None, spatial_dims=None, batch_size=2,
         steps_per_epoch=16, validation_steps=4, learning_rate=None, model_options=None,
-        data_options=None, seed=0, verbose=True):
+        data_options=None, seed=0, verify=True, verbose=True):
     """Fine-tune, compress, export and verify registry entry ``model``; returns a :class:`RunReport`.
 
     data: a folder with train/ and val/ (or the training data itself); or ``train``/``val``:
@@ -244,6 +244,8 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
         ``steps_per_epoch`` steps of ``batch_size``. patch_size: the input size per axis (default
         64 px in 2D, 32 voxels in 3D). model_options: builder keywords (``{"filters": 16}``);
         data_options: options of the data source (``window=...``).
+    verify: the export's verification: True (a file that disagrees with the Keras model beyond
+        the mode's thresholds is an error and is not written) or "warn" (written, with a warning).
     out_dir: the run's folder (default ``runs/run_<model>``); calling again with the same
         arguments continues an interrupted run and skips finished stages.
     """
@@ -252,6 +254,8 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
     entry = _entry(model)
     check_positive_int("epochs", epochs, "run")
     check_positive_int("compress_epochs", compress_epochs, "run")
+    if verify not in (True, "warn"):
+        raise InvalidArgumentError(f"run: verify={verify!r} must be True or 'warn' (the export always verifies).")
     if entry.task == "generation":
         raise InvalidArgumentError(f"run: {entry.name} is a generative model; train it with `zoo finetune "
                                    f"{entry.name}` and sample with `zoo sample` (compression and int8 export "
@@ -293,7 +297,7 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
     path.parent.mkdir(parents=True, exist_ok=True)
     _log(verbose, f"[{steps}/{steps}] export {quantization} TFLite and verify it in LiteRT -> {path}")
     last = Path(artefacts["compressed"] if recipe else artefacts["finetune"])
-    tfl, xresult = _export_stage(last, path, quantization, train, verbose, data_options, seed)
+    tfl, xresult = _export_stage(last, path, quantization, train, verbose, data_options, seed, verify)
     scores["exported"] = score(entry.task, ys, _predict(tfl, xs))
     artefacts["tflite"] = str(path)
     float_sizes = dict((creport or {}).get("size") or {})

@@ -24,7 +24,7 @@ def _cmd_run(args):
                      steps_per_epoch=args.steps_per_epoch, validation_steps=args.validation_steps,
                      learning_rate=args.lr, model_options=key_values(args.set, "--set"),
                      data_options=key_values(args.data_option, "--data-option"), seed=args.seed,
-                     verbose=not args.quiet)
+                     verify="warn" if args.verify == "warn" else True, verbose=not args.quiet)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -67,6 +67,9 @@ def add_parsers(sub):
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder keyword, e.g. --set filters=16")
     s.add_argument("--data-option", action="append", metavar="KEY=VALUE",
                    help="data source option, e.g. --data-option window=[-100,400]")
+    s.add_argument("--verify", choices=("error", "warn"), default="error",
+                   help="a TFLite file that disagrees with Keras beyond the mode's thresholds: error (default, "
+                        "nothing written) or warn (written, with a warning)")
     s.add_argument("--out", help="run folder (default runs/run_NAME)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--quiet", action="store_true", help="no progress output")

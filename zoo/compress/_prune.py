@@ -26,7 +26,7 @@ class StepsSchedule(pruning_schedule.PruningSchedule):
     whose begin/end steps and frequency are set at the start of training (see module doc)."""
 
     def __init__(self, final_sparsity, initial_sparsity=0.0, power=3, begin_fraction=0.0,
-                 end_fraction=0.75, updates=16):
+                 end_fraction=0.5, updates=16):
         self.final_sparsity, self.initial_sparsity = float(final_sparsity), float(initial_sparsity)
         self.power, self.updates = power, int(updates)
         self.begin_fraction, self.end_fraction = float(begin_fraction), float(end_fraction)

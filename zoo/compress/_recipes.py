@@ -23,7 +23,7 @@ OPTIONS = {
               "initial_sparsity": "sparsity at the first mask update (default 0)",
               "power": "exponent of tfmot's polynomial decay (default 3)",
               "begin": "fraction of the step's training at which pruning starts (default 0)",
-              "end": "fraction of the step's training at which the target is reached (default 0.75)",
+              "end": "fraction of the step's training at which the target is reached (default 0.5)",
               "updates": "number of mask updates between begin and end (default 16)",
               "m_by_n": "[m, n]: structured sparsity, m zeros in every n input channels (e.g. [2, 4])"},
     "cluster": {"clusters": "values per clustered kernel (k >= 2)",
@@ -98,7 +98,7 @@ def check_options(name, kind, options):
                 inclusive=(True, False))
         _number(where, "power", options.get("power", 3), 0)
         begin = _number(where, "begin", options.get("begin", 0.0), 0, 1, inclusive=(True, False))
-        _number(where, "end", options.get("end", 0.75), begin, 1, inclusive=(False, True))
+        _number(where, "end", options.get("end", 0.5), begin, 1, inclusive=(False, True))
         _number(where, "updates", options.get("updates", 16), 1, integer=True, inclusive=(True, False))
     elif kind == "cluster":
         if "clusters" not in options:

@@ -102,7 +102,7 @@ def _wrap(step, plan, base, strat):
     ex = set(plan.excluded)
     if step.kind == "prune":
         opts = {"initial_sparsity": step.get("initial_sparsity", 0.0), "power": step.get("power", 3),
-                "begin_fraction": step.get("begin", 0.0), "end_fraction": step.get("end", 0.75),
+                "begin_fraction": step.get("begin", 0.0), "end_fraction": step.get("end", 0.5),
                 "updates": step.get("updates", 16)}
         wrapped = _prune.wrap(base, final_sparsity=step.get("final_sparsity", 0.5), exclude=ex,
                               m_by_n=step.get("m_by_n"), **opts)
@@ -206,7 +206,7 @@ def compress(model, recipe, train_data="phantoms", val_data=None, *, epochs=2, o
             wrapped.load_weights(str(stage / "last.h5"))
             total = (state.get("config", {}).get("steps_per_epoch") or 1) * epochs
             if step.kind == "prune":
-                extra["schedule"] = _prune.StepsSchedule(0.5, end_fraction=step.get("end", 0.75),
+                extra["schedule"] = _prune.StepsSchedule(0.5, end_fraction=step.get("end", 0.5),
                                                          begin_fraction=step.get("begin", 0.0),
                                                          updates=step.get("updates", 16)).plan(total)
         else:

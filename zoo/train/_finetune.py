@@ -159,13 +159,9 @@ def _check_input_size(model, train_ds):
 
 
 def _preprocessing(train, options):
-    """The intensity preprocessing of the training data, which ``zoo.predict`` (and an export's
-    sidecar) apply to new inputs: phantoms are used as generated (values in about [0, 1]), so
-    a phantom-trained model gets ``normalize="none"``, not the z-scoring of NIfTI/DICOM files."""
-    prep = {k: options[k] for k in ("window", "normalize", "spacing") if k in options}
-    if train == "phantoms":
-        prep.setdefault("normalize", "none")
-    return prep
+    """The intensity preprocessing options of the training data, which ``zoo.predict`` (and an
+    export's sidecar) apply to new inputs."""
+    return {k: options[k] for k in ("window", "normalize", "spacing") if k in options}
 
 
 def _run_config(model, target, strat, image_shape, *, train, options, batch_size, steps, epochs,

@@ -24,6 +24,9 @@ def _tf_config_workers():
     return sum(len(cluster.get(k, [])) for k in ("worker", "chief"))
 
 
+_MIRRORED = {}
+
+
 def get_strategy(strategy="auto", devices=None):
     """A tf.distribute.Strategy from a name (see STRATEGIES) or a strategy object."""
     if isinstance(strategy, tf.distribute.Strategy):
@@ -45,7 +48,12 @@ def get_strategy(strategy="auto", devices=None):
         if devices is None:
             gpus = tf.config.list_logical_devices("GPU")
             devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices=list(devices))
+        key = tuple(devices)
+        if key not in _MIRRORED:  # one per device set and process: a second MirroredStrategy object
+            # would reuse the first one's collective instance keys, and its all-reduces then meet
+            # the first one's tensors ("Shape mismatch in the collective instance")
+            _MIRRORED[key] = tf.distribute.MirroredStrategy(devices=list(devices))
+        return _MIRRORED[key]
     if strategy == "multiworker":
         try:
             return tf.distribute.MultiWorkerMirroredStrategy()

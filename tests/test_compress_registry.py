@@ -90,6 +90,8 @@ def test_family_guarantees_after_a_short_run(name, dims, tmp_path):
         with pytest.raises(RecipeNotApplicableError, match="zoo.export"):
             zoo.compress(model, "qat_int8", "phantoms", out_dir=tmp_path / "q", **run)
         return
+    if "qat_int8" not in entry.recipes:  # the registry does not claim QAT for it (DeepLabv2: see its entry)
+        return
     qat, report = zoo.compress(model, "qat_int8", "phantoms", out_dir=tmp_path / "q", **run)
     allowed = set(float_ops(qat))
     assert set(report["float_ops"]) == allowed

@@ -170,7 +170,8 @@ def test_prune_reaches_the_target_in_every_pruned_layer_and_returns_a_plain_mode
     x = data2d(2)[0]
     np.testing.assert_allclose(loaded(x), small(x), rtol=1e-6, atol=1e-6)
     d = report.to_dict()
-    assert d["steps"][0]["schedule"][1] == 6 and d["size"]["compressed_zipped"] < d["size"]["float32_zipped"]
+    # 8 training steps: the target is reached at half of them (the default end=0.5), step 4
+    assert d["steps"][0]["schedule"][1] == 4 and d["size"]["compressed_zipped"] < d["size"]["float32_zipped"]
     text = str(report)
     assert "prune_80" in text and "sparsity" in text and "zipped" in text and "validation: loss" in text
     assert json.loads((tmp_path / "c" / "report.json").read_text())["recipe"] == "prune_80"

@@ -45,7 +45,9 @@ EXTRAS = {
     "dicom": ["pydicom>=2.4,<4"],
     "images": ["pillow>=10,<13"],
     "metaimage": ["SimpleITK>=2.3,<3"],  # PROMISE12's .mhd/.raw (zoo.datasets)
-    "torch": ["torch==2.13.0"],
+    # torchvision: the peer tools/convert_torchvision.py is tested against (tests/test_torchvision_real.py);
+    # 0.29.1 needs torch 2.14.1 (the CPU-only torch 2.13.0 build has no matching torchvision)
+    "torch": ["torch==2.14.1", "torchvision==0.29.1"],
 }
 # monai: the peer the losses and metrics are tested against (tests/test_losses_monai.py);
 # dill: tensorflow_datasets.testing (the catalogue builders' DatasetBuilderTestCase) imports it;

@@ -1,4 +1,8 @@
-"""tools/convert_torchvision.py on torch modules laid out like torchvision's (torch is optional)."""
+"""tools/convert_torchvision.py on real torchvision modules (torchvision.models, random init) and on torch
+modules laid out like torchvision's at reduced widths (torch and torchvision are in the test extras)."""
+import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +14,7 @@ nn = torch.nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import convert_torchvision as ct  # noqa: E402
+from _torch_ref import assert_matches, randomized, reference_outputs, to_torch  # noqa: E402
 
 import zoo  # noqa: E402
 
@@ -78,63 +83,10 @@ class TorchResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(self.stages(x)[-1]), 1))
 
 
-def randomized(net, seed=0, calibrate=None):
-    """He-normal conv/linear weights (activations keep their scale without BN too), random BN
-    statistics/affine params and biases; eval mode.
-
-    ``calibrate``: an input batch. Each BN's statistics are then set, in one eval-mode pass, to
-    those of its actual input times random factors (var x U(0.5, 1.5), mean shifted by 0.1 std),
-    so that activations stay O(1) through a deep net and the outputs depend on every layer
-    (BNs that see fewer than 32 values per channel keep the random statistics).
-    """
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in net.state_dict().items():
-            if name.endswith("weight") and t.ndim >= 2:
-                t.copy_(torch.randn(t.shape, generator=gen) * (2 / t[0].numel()) ** 0.5)
-            elif name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=gen) + 0.5)
-            elif name.endswith(("running_mean", "bias")) or (name.endswith("weight") and t.ndim == 1):
-                t.copy_(torch.randn(t.shape, generator=gen) * 0.1 + (1.0 if name.endswith("weight") else 0.0))
-        if calibrate is not None:
-            def set_statistics(bn, args):  # runs before the BN: its input is the eval-mode input
-                x = args[0].transpose(0, 1).flatten(1)
-                if x.shape[1] >= 32:  # not e.g. DeepLab's pooled branch (batch x 1 x 1 values)
-                    var = x.var(1, unbiased=False) + 1e-3
-                    bn.running_var.copy_(var * (torch.rand(var.shape, generator=gen) + 0.5))
-                    bn.running_mean.copy_(x.mean(1) + torch.randn(var.shape, generator=gen) * 0.1 * var.sqrt())
-
-            hooks = [m.register_forward_pre_hook(set_statistics) for m in net.modules()
-                     if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-            net.eval()(to_torch(calibrate))
-            for hook in hooks:
-                hook.remove()
-    return net.eval()
-
-
-def to_torch(x):
-    return torch.from_numpy(x.transpose(0, 3, 1, 2)) if isinstance(x, np.ndarray) else x
-
-
 def assert_torch_outputs(got, net, x, atol=1e-4):
-    """``got`` (the Keras model's output or list of outputs on NHWC ``x``) equals ``net``'s.
-
-    Only float32 rounding may differ: within ``atol`` of torch's float32 outputs, and no further
-    from torch's float64 outputs than torch's own float32 outputs are (x2, + 1e-6). The outputs
-    must also depend on the input (the two samples' outputs differ by > 0.01).
-    """
-    got = [np.asarray(g) for g in (got if isinstance(got, (list, tuple)) else [got])]
-    want = {}
-    for dtype in (torch.float64, torch.float32):  # leaves the net in float32
-        with torch.no_grad():
-            out = net.to(dtype)(to_torch(x).to(dtype))
-        out = list(out.values()) if isinstance(out, dict) else list(out) if isinstance(out, tuple) else [out]
-        want[dtype] = [o.numpy().transpose(0, 2, 3, 1) if o.ndim == 4 else o.numpy() for o in out]
-    assert len(got) == len(want[torch.float32])
-    for i, (g, w, w64) in enumerate(zip(got, want[torch.float32], want[torch.float64])):
-        assert g.shape == w.shape and np.abs(w[0] - w[1]).max() > 0.01, (i, g.shape, w.shape)
-        diff, ours, own = np.abs(g - w).max(), np.abs(g - w64).max(), np.abs(w - w64).max()
-        assert diff <= atol and ours <= 2 * own + 1e-6, (i, diff, ours, own)
+    """``got`` (the Keras model's output or list of outputs on NHWC ``x``) equals ``net``'s
+    (see :func:`_torch_ref.assert_matches`)."""
+    assert_matches(got, *reference_outputs(net, x), atol=atol)
 
 
 @pytest.mark.parametrize("model_name,bottleneck,layers,width", [
@@ -284,87 +236,69 @@ def test_converted_vgg_gives_torch_outputs(model_name, tmp_path, isolated_home):
     assert_torch_outputs(model(x), net, x)
 
 
-class BasicConv2d(nn.Module):
-    def __init__(self, cin, cout, k, **kwargs):
-        super().__init__()
-        self.conv, self.bn = nn.Conv2d(cin, cout, k, bias=False, **kwargs), nn.BatchNorm2d(cout, eps=0.001)
-
-    def forward(self, x):
-        return torch.relu(self.bn(self.conv(x)))
-
-
-class Inception(nn.Module):
-    def __init__(self, cin, n1, r3, n3, r5, n5, proj):
-        super().__init__()
-        self.branch1 = BasicConv2d(cin, n1, 1)
-        self.branch2 = nn.Sequential(BasicConv2d(cin, r3, 1), BasicConv2d(r3, n3, 3, padding=1))
-        self.branch3 = nn.Sequential(BasicConv2d(cin, r5, 1), BasicConv2d(r5, n5, 3, padding=1))  # 3x3 (sic)
-        self.branch4 = nn.Sequential(nn.MaxPool2d(3, 1, 1, ceil_mode=True), BasicConv2d(cin, proj, 1))
-
-    def forward(self, x):
-        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+def torchvision_reference(tmp_path, model, x, seed, **kwargs):
+    """REAL ``torchvision.models.<model>(**kwargs)``, randomised, in a subprocess (tests/_torch_ref.py
+    says why): ``(its state dict read back with the converter's loader, float32 outputs, float64 outputs)``."""
+    if importlib.util.find_spec("torchvision") is None:  # not imported here: see tests/_torch_ref.py
+        pytest.skip("torchvision is not installed (pip install -e '.[test]' installs it)")
+    out = tmp_path / f"ref_{model}"
+    out.mkdir()
+    np.save(out / "x.npy", x)
+    script = Path(__file__).with_name("_torch_ref.py")
+    run = subprocess.run([sys.executable, str(script), model, json.dumps(kwargs), str(out / "x.npy"), str(seed),
+                          str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with np.load(out / "outputs.npz") as ref:
+        n = len(ref.files) // 2
+        want32, want64 = [ref[f"f32_{i}"] for i in range(n)], [ref[f"f64_{i}"] for i in range(n)]
+    return ct.load_state_dict(out / "state.pth"), want32, want64
 
 
-class InceptionAux(nn.Module):
-    def __init__(self, cin, num_classes, w):
-        super().__init__()
-        self.conv, self.dropout = BasicConv2d(cin, w(128), 1), nn.Dropout(0.7)
-        self.fc1, self.fc2 = nn.Linear(w(128) * 16, w(1024)), nn.Linear(w(1024), num_classes)
-
-    def forward(self, x):
-        x = torch.flatten(self.conv(nn.functional.adaptive_avg_pool2d(x, (4, 4))), 1)
-        return self.fc2(self.dropout(torch.relu(self.fc1(x))))
-
-
-class TorchGoogLeNet(nn.Module):
-    """torchvision.models.GoogLeNet's module names and forward pass (transform_input=False),
-    every width scaled by ``width`` as zoo.models.googlenet does. With ``aux`` it returns
-    (logits, aux1, aux2) in eval mode too, so that the aux heads' conversion is checked."""
-
-    def __init__(self, width, num_classes, aux):
-        super().__init__()
-        from zoo.models.googlenet import INCEPTION, _width
-        w = lambda c: _width(c, width)  # noqa: E731
-        self.conv1 = BasicConv2d(3, w(64), 7, stride=2, padding=3)
-        self.maxpool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2, self.conv3 = BasicConv2d(w(64), w(64), 1), BasicConv2d(w(64), w(192), 3, padding=1)
-        self.maxpool2, self.maxpool3 = nn.MaxPool2d(3, 2, ceil_mode=True), nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.maxpool4, self.aux = nn.MaxPool2d(2, 2, ceil_mode=True), aux
-        cin = w(192)
-        for key, sizes in INCEPTION.items():
-            sizes = [w(c) for c in sizes]
-            setattr(self, f"inception{key}", Inception(cin, *sizes))
-            cin = sizes[0] + sizes[2] + sizes[4] + sizes[5]
-            if aux and key in ("4a", "4d"):
-                setattr(self, "aux1" if key == "4a" else "aux2", InceptionAux(cin, num_classes, w))
-        self.avgpool, self.dropout, self.fc = nn.AdaptiveAvgPool2d(1), nn.Dropout(0.2), nn.Linear(cin, num_classes)
-
-    def forward(self, x):
-        x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
-        x = self.inception4a(self.maxpool3(self.inception3b(self.inception3a(x))))
-        aux1 = self.aux1(x) if self.aux else None
-        x = self.inception4d(self.inception4c(self.inception4b(x)))
-        aux2 = self.aux2(x) if self.aux else None
-        x = self.inception5b(self.inception5a(self.maxpool4(self.inception4e(x))))
-        x = self.fc(self.dropout(torch.flatten(self.avgpool(x), 1)))
-        return (x, aux1, aux2) if self.aux else x
-
-
-@pytest.mark.parametrize("aux", [True, False])
-def test_converted_googlenet_gives_torch_outputs(aux, tmp_path, isolated_home):
+@pytest.mark.parametrize("aux,transform_input", [(True, True), (False, False)])
+def test_converted_real_torchvision_googlenet(aux, transform_input, tmp_path, isolated_home, capsys):
     # 96 px: even sizes down to 6x6 at 4a (ceil-mode and 'same' pooling agree), where the aux
-    # heads' adaptive 4x4 pool has overlapping bins, and a 3x3 map after the 2x2/2 maxpool4
+    # heads' adaptive 4x4 pool has overlapping bins, and a 3x3 map after the 2x2/2 maxpool4.
+    # The input is ImageNet-normalised, as torchvision's transforms give it.
     x = np.random.default_rng(0).normal(size=(2, 96, 96, 3)).astype("float32")
-    net = randomized(TorchGoogLeNet(0.25, 6, aux), seed=2, calibrate=x)
-    sd = net.state_dict()
-    # torchvision's own checkpoint holds aux1/aux2, aux_logits=False models have none: the
-    # converter sets aux_heads from the state dict (no --set needed)
-    saved = ct.convert(sd, "googlenet_bn", tmp_path / "g.npz", overrides={"width": 0.25}, verbose=False)
+    sd, want32, want64 = torchvision_reference(tmp_path, "googlenet", x, 2, aux_logits=aux,
+                                               transform_input=transform_input, init_weights=True, num_classes=6)
+    # torchvision's pretrained checkpoint holds aux1/aux2 and is used with transform_input=True:
+    # the converter sets aux_heads from the state dict and transform_input=True by default
+    overrides = {} if transform_input else {"transform_input": False}
+    saved = ct.convert(sd, "googlenet_bn", tmp_path / "g.npz", overrides=overrides)
     assert ("aux_heads: true" in saved.snippet) == aux
-    model = zoo.load("googlenet_bn", weights=saved.path, width=0.25, aux_heads=aux, num_classes=6,
-                     input_shape=(96, 96, 3))
+    assert ("transform_input=True (recorded in the file)" in capsys.readouterr().out) == transform_input
+    # nothing but the file: num_classes, aux_heads and transform_input come from its embedded config
+    model = zoo.load("googlenet_bn", weights=saved.path, input_shape=(96, 96, 3))
+    assert ("transform_input" in [layer.name for layer in model.layers]) == transform_input
+    assert len(model.outputs) == (3 if aux else 1)
+    assert model.zoo_load_report.file_config == {"num_classes": 6, **({"aux_heads": True} if aux else {}),
+                                                 **({"transform_input": True} if transform_input else {})}
+    assert not model.zoo_load_report.skipped and not model.zoo_load_report.reinitialised
     assert len(model.zoo_load_report.loaded) == len({k.rsplit(".", 1)[0] for k in sd if "num_batches" not in k})
-    assert_torch_outputs(model(x), net, x)
+    assert_matches(model(x), want32, want64)
+    if transform_input:  # without the transform the outputs are unrelated (the defect this fixes)
+        plain = zoo.load("googlenet_bn", weights=saved.path, input_shape=(96, 96, 3), transform_input=False)
+        assert np.abs(np.asarray(plain(x)[0]) - want32[0]).max() > 0.5
+        assert plain.zoo_load_report.config_differs == {"transform_input": (True, False)}
+        assert "saved with transform_input=True; the model was built with transform_input=False" in str(
+            plain.zoo_load_report)
+
+
+@pytest.mark.parametrize("model,name,fmt,atol", [("resnet18", "resnet18", "safetensors", 1e-4),
+                                                  ("segmentation.deeplabv3_resnet50", "deeplabv3_resnet50",
+                                                   "weights.h5", 1e-3)])
+def test_real_torchvision_full_width(model, name, fmt, atol, tmp_path, isolated_home):
+    """Full-width REAL torchvision modules (random init) convert to outputs within float32 rounding;
+    the class count comes from the converted file's embedded config."""
+    x = np.random.default_rng(1).normal(size=(2, 64, 64, 3)).astype("float32")
+    kwargs = {"num_classes": 7} if name == "resnet18" else {"num_classes": 4, "aux_loss": True,
+                                                            "weights_backbone": None}
+    sd, want32, want64 = torchvision_reference(tmp_path, model, x, 3, **kwargs)
+    saved = ct.convert(sd, name, tmp_path / f"w.{fmt}", verbose=False)
+    net = zoo.load(name, weights=saved.path)
+    assert net.zoo_load_report.file_config["num_classes"] == kwargs["num_classes"]
+    assert_matches(net(x), want32, want64, atol=atol)
 
 
 def test_conversion_rules():

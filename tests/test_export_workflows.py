@@ -97,6 +97,7 @@ def test_int8_unet3d_meets_the_issue_numbers(tmp_path):
     segments a volume like the Keras model."""
     nib = pytest.importorskip("nibabel")
     x, y = phantom_arrays(40, spatial_dims=3, size=32, num_classes=3, seed=1)
+    keras.utils.set_random_seed(0)
     model = zoo.load("unet3d", filters=8, num_classes=3, input_shape=(32, 32, 32, 1))
     model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=12, batch_size=4, verbose=0)
@@ -112,8 +113,11 @@ def test_int8_unet3d_meets_the_issue_numbers(tmp_path):
     a = zoo.predict(tmp_path / "int8.tflite", tmp_path / "case.nii.gz", **kw)
     b = zoo.predict(model, tmp_path / "case.nii.gz", patch_size=(32, 32, 32), **kw)
     from zoo.export.verify import dice_per_class
-    dice = [d for c, d in enumerate(dice_per_class(b, a, 3)) if d is not None and (b == c).any()]
-    assert min(dice) >= 0.95, dice
+    # classes the Keras model finds in >= 100 voxels: a class it puts on a handful of stray voxels
+    # (a few in 69,120) has a Dice of 0.67 for one voxel of disagreement, which says nothing of int8
+    counts = np.bincount(b.ravel(), minlength=3)
+    dice = [d for c, d in enumerate(dice_per_class(b, a, 3)) if d is not None and counts[c] >= 100]
+    assert len(dice) >= 2 and min(dice) >= 0.95, (dice, counts)
 
 
 def test_savedmodel_for_serving(tmp_path):

@@ -214,6 +214,8 @@ def test_width_scales_every_layer():
     ({"aux_heads": True, "spatial_dims": 3, "input_shape": (32, 32, 32, 1), "in_channels": 1},
      ["4x4x4", "input_shape=(224, 224, 224, 1)"]),
     ({"input_shape": (64, 64, 1)}, ["in_channels=3", "in_channels=1"]),
+    ({"transform_input": 1}, ["transform_input=1", "True or False"]),
+    ({"transform_input": True, "in_channels": 1}, ["transform_input=True", "in_channels=1", "transform_input=False"]),
 ])
 def test_error_messages(kwargs, words):
     with pytest.raises(InvalidArgumentError) as info:
@@ -248,3 +250,18 @@ def test_same_pooling_matches_ceil_mode_at_even_sizes():
         np.testing.assert_array_equal(got, _ceil_mode_max_pool(x))
     x = rng.standard_normal((9, 9)).astype("float32")
     assert pool(x[None, :, :, None]).shape[1] == _ceil_mode_max_pool(x).shape[0] + 1
+
+
+def test_transform_input_maps_imagenet_normalised_input_to_half_centred_pixels():
+    """torchvision's transform_input: x_c * std_c / 0.5 + (mean_c - 0.5) / 0.5, per RGB channel,
+    so that ImageNet-normalised pixels p end as (p - 0.5) / 0.5; 3D too."""
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    for dims in (2, 3):
+        model = googlenet(variant="bn", width=0.125, num_classes=2, transform_input=True, spatial_dims=dims)
+        layer = model.get_layer("transform_input")
+        assert model.layers.index(layer) == 1 and not layer.weights  # first, no weights to convert
+        pixels = np.random.default_rng(dims).random((2,) + (8,) * dims + (3,))
+        got = np.asarray(layer((pixels - mean) / std))
+        np.testing.assert_allclose(got, (pixels - 0.5) / 0.5, atol=1e-5)
+        keras.backend.clear_session()
+    assert "transform_input" not in [layer.name for layer in googlenet(variant="bn", width=0.125).layers]

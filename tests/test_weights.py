@@ -282,3 +282,51 @@ def test_report_str_lists_every_category():
         "  adapted: conv1_conv: in_channels 3 -> 1 (summed)",
         "  re-initialised: predictions: 1000 outputs in the file, 2 in the model",
         "  skipped (in the file, not in the model): fc9: classifier of the file; the model has no such layer"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_files_embed_the_build_config_and_zoo_load_rebuilds_from_it(fmt, tmp_path, isolated_home):
+    # a GoogLeNet with aux heads and torchvision's input transform, saved with nothing but the path
+    src = zoo.load("googlenet_bn", width=0.125, num_classes=4, aux_heads=True, transform_input=True,
+                   input_shape=(64, 64, 3))
+    randomize(src)
+    path = zoo.save_weights(src, tmp_path / f"g.{fmt}", verbose=False).path
+    with W._weightfile.read(path) as wf:
+        assert wf.meta["model"] == "googlenet_bn" and wf.meta["builder"] == "zoo.models.googlenet:googlenet"
+        assert wf.meta["config"]["aux_heads"] is True and "input_shape" not in wf.meta["config"]
+    keras.backend.clear_session()
+    dst = zoo.load("googlenet_bn", weights=path, input_shape=(64, 64, 3))  # no keywords repeated
+    assert len(dst.outputs) == 3 and dst.get_layer("transform_input")
+    report = dst.zoo_load_report
+    assert report.file_config == {"width": 0.125, "num_classes": 4, "aux_heads": True, "transform_input": True}
+    assert not report.skipped and not report.reinitialised and not report.config_differs
+    assert "built with the file's config: aux_heads=True" in str(report)
+    x = x_like(src)
+    for a, b in zip(src(x), dst(x)):
+        np.testing.assert_array_equal(a, b)
+    # an explicit keyword wins, and the report says what differs from the file
+    keras.backend.clear_session()
+    lean = zoo.load("googlenet_bn", weights=path, aux_heads=False, input_shape=(64, 64, 3))
+    assert len(lean.outputs) == 1 and lean.zoo_load_report.config_differs == {"aux_heads": (True, False)}
+    assert set(lean.zoo_load_report.skipped) >= {"aux1", "aux2"}
+    # a file saved from another builder lends nothing
+    keras.backend.clear_session()
+    assert W.file_build_defaults(path, zoo.hub.registry.get_registry().get("resnet18")) == {}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_malformed_embedded_metadata_is_refused_naming_the_file(fmt, tmp_path):
+    from zoo.hub import _weightfile
+    src = tiny()
+    for bad, why in (('{"config": [1, 2]}', "expected a JSON object"), ("not json", "not valid JSON"),
+                     ('["a"]', "not a JSON object"), ('{"config": {"k": {"nested": 1}}}', "is not a JSON scalar"),
+                     ('{"model": "' + "x" * 70000 + '"}', "at most 65536")):
+        path = _weightfile.write(src, tmp_path / f"bad.{fmt}", meta=bad)
+        with pytest.raises(WeightsError, match=why) as err:
+            W.load_weights_into(tiny(), weights=path)
+        assert str(path) in str(err.value) and "save the weights again" in str(err.value).lower()
+    if fmt in ("h5", "weights.h5"):  # an attribute of the wrong type
+        with h5py.File(path, "a") as f:
+            f.attrs["zoo_meta"] = np.arange(3)
+        with pytest.raises(WeightsError, match="not the metadata's JSON text"):
+            W.load_weights_into(tiny(), weights=path)

@@ -62,9 +62,17 @@ def test_deeplab_aux_branch_skipped_or_left_initialised(tmp_path):
     keras.backend.clear_session()
     no_aux = _save(zoo.load("deeplabv3_resnet50", num_classes=4, aux_head=False, **DEEPLAB),
                    tmp_path / "noaux.npz")
-    report = zoo.load("deeplabv3_resnet50", num_classes=4, weights=no_aux, **DEEPLAB).zoo_load_report
+    # the file records aux_head=False: built from it alone, the model has no aux branch
+    keras.backend.clear_session()
+    plain = zoo.load("deeplabv3_resnet50", weights=no_aux, **DEEPLAB)
+    assert len(plain.outputs) == 1 and plain.zoo_load_report.file_config == {"aux_head": False, "num_classes": 4}
+    assert not plain.zoo_load_report.reinitialised
+    # asked for explicitly, the aux branch is left as the builder initialised it
+    keras.backend.clear_session()
+    report = zoo.load("deeplabv3_resnet50", num_classes=4, aux_head=True, weights=no_aux, **DEEPLAB).zoo_load_report
     assert report.reinitialised == {n: "auxiliary head, not in the file" for n in ("aux_conv", "aux_bn")} | {
         "aux_classifier": "not in the file (headless weights)"}
+    assert report.config_differs == {"aux_head": (False, True)}
 
 
 def test_deeplabv2_four_class_branches_reinitialised(tmp_path):

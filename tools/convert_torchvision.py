@@ -13,7 +13,11 @@ Families (``--family``; the default comes from the registry entry's builder modu
 * ``alexnet`` - ``torchvision.models.alexnet`` -> zoo.models.alexnet (``alexnet``)
 * ``googlenet`` - ``torchvision.models.googlenet`` -> zoo.models.googlenet variant "bn"
   (``googlenet_bn``); torchvision's own checkpoint holds the (untrained) aux heads, so
-  ``aux_heads`` is set from the state dict. ``transform_input`` is preprocessing, not a layer.
+  ``aux_heads`` is set from the state dict. torchvision builds its pretrained GoogLeNet with
+  ``transform_input=True`` (ImageNet-normalised input re-normalised to ``(x - 0.5) / 0.5``
+  inside the model), so the converted file records ``transform_input: true`` and the zoo model
+  loaded from it applies the same transform; ``--set transform_input=false`` for a checkpoint
+  trained without it.
 * ``vgg`` - ``torchvision.models.vgg11..19`` and ``vgg*_bn`` -> zoo.models.vgg (``vgg11`` ...
   ``vgg19_bn``, keras.applications layer names)
 * ``deeplabv3`` - ``torchvision.models.segmentation.deeplabv3_resnet50/101`` -> zoo.models.deeplab
@@ -23,7 +27,8 @@ Families (``--family``; the default comes from the registry entry's builder modu
   ``[out, aux]`` (torchvision's dict keys), both resized to the input.
 
 ``num_classes`` is taken from the state dict's classifier; ``--set`` overrides any other builder
-keyword (e.g. ``--set width=8`` for a narrow test model).
+keyword (e.g. ``--set width=8`` for a narrow test model). The builder keywords the file was
+converted with are embedded in it, so ``zoo.load(NAME, weights=FILE)`` rebuilds the same model.
 
 Steps: ``torch.load(..., weights_only=True)`` (never unpickles code) -> group the tensors by
 module -> rename modules with the family's mapping (data below) -> convert each module:
@@ -101,7 +106,8 @@ FAMILIES = {
         (r"aux(\d)\.conv\.(conv|bn)", "aux{1}_{2}"), (r"aux(\d)\.fc1", "aux{1}_fc"),
         (r"aux(\d)\.fc2", "aux{1}"), (r"fc", "classifier")],
         "flatten": {"aux1_fc": (4, 4), "aux2_fc": (4, 4)},
-        "requires": {"variant": "bn"}, "aux_flag": "aux_heads"},
+        "requires": {"variant": "bn"}, "aux_flag": "aux_heads",
+        "defaults": {"transform_input": True}},  # torchvision's pretrained GoogLeNet
     # torchvision.models.vgg11..19 (and _bn) -> zoo.models.vgg (keras.applications names)
     "vgg": {"sequence": ("features", _vgg_names),
             "rules": [(r"classifier\.0", "fc1"), (r"classifier\.3", "fc2"), (r"classifier\.6", "predictions")],
@@ -270,6 +276,8 @@ def convert(state_dict, model_name, out, *, family=None, overrides=None, tag="im
     if head is not None:
         kwargs.setdefault("num_classes", int(layers[head][0].shape[-1]))
     kwargs.update(_fit_config(entry, family, kwargs, layers))
+    for key, value in FAMILIES[family].get("defaults", {}).items():
+        kwargs.setdefault(key, value)
     model = zoo.load(model_name, **kwargs)
     wf = _weightfile.WeightFile("<state dict>", "npz", {k: [(None, a) for a in v] for k, v in layers.items()},
                                 list(layers), "name")
@@ -283,6 +291,9 @@ def convert(state_dict, model_name, out, *, family=None, overrides=None, tag="im
                              config={k: v for k, v in kwargs.items() if k != "input_shape"} or None)
     if verbose:
         print(f"sha256:{saved.sha256}  {saved.path}  ({saved.size} bytes, {len(plan)} layers)")
+        if kwargs.get("transform_input"):
+            print("transform_input=True (recorded in the file): the model takes ImageNet-normalised RGB, as "
+                  "torchvision's pretrained GoogLeNet does, and re-normalises it to (x - 0.5) / 0.5 itself.")
         print(saved.snippet)
     return saved
 

@@ -56,7 +56,7 @@ def write_weights(target, layout, values, attrs=None):
                 group.create_dataset(weight_name, data=np.asarray(next(values)))
 
 
-def write_model_weights(target, model):
-    """:func:`write_weights` of ``model``'s current values."""
+def write_model_weights(target, model, attrs=None):
+    """:func:`write_weights` of ``model``'s current values (``attrs``: extra root attributes)."""
     layout, variables = weight_layout(model)
-    write_weights(target, layout, [v.numpy() for v in variables])
+    write_weights(target, layout, [v.numpy() for v in variables], attrs)

@@ -23,6 +23,12 @@ Formats (chosen by the file's suffix unless ``format`` is given):
     The same ``<layer name>/<i>`` keys in a safetensors file, read and written with the
     ``safetensors`` package (which checks that the header's offsets tile the data exactly).
 
+Every format can carry the zoo's metadata (:func:`meta_text`, :func:`parse_meta`): the registry
+entry, builder and builder keywords the weights were saved from, as JSON in the HDF5 root
+attribute ``zoo_meta``, the safetensors metadata key ``zoo_meta``, or the npz member
+``__zoo_meta__`` (its UTF-8 bytes as a uint8 array). ``zoo.load(name, weights=FILE)`` builds
+with that config (e.g. GoogLeNet's ``aux_heads``/``transform_input``), overrides winning.
+
 Reading is lazy and never trusts a header: shapes and dtypes are known first, data is read
 only for arrays the model takes (see :class:`Array`). HDF5 files with soft or external links,
 virtual datasets, external raw storage or non-numeric datasets are refused before any array is
@@ -30,6 +36,7 @@ read, as are npz members that are encrypted, duplicated or not plain numeric ``.
 and safetensors files with overlapping or out-of-file offsets or duplicate names.
 """
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -39,6 +46,10 @@ from zoo import _h5, _io
 from zoo.errors import WeightsError
 
 FORMATS = ("h5", "weights.h5", "npz", "safetensors")
+META_KEY = "zoo_meta"          # HDF5 root attribute / safetensors metadata key
+NPZ_META = "__zoo_meta__"      # npz member (uint8 array of the JSON's UTF-8 bytes)
+META_LIMIT = 65536             # bytes of metadata JSON accepted
+_META_FIELDS = {"model": str, "builder": str, "config": dict}
 
 
 @dataclasses.dataclass
@@ -50,6 +61,7 @@ class WeightFile:
     order: list            # keys in the file's layer order (may be None for class-keyed files)
     keyed_by: str          # "name" or "keras_class"
     closer: object = None  # closes the open file
+    meta: dict = dataclasses.field(default_factory=dict)  # the zoo's metadata (parse_meta), {} if none
 
     def close(self):
         if self.closer is not None:
@@ -114,6 +126,63 @@ def keras_class_keys(model):
     return keys
 
 
+# --------------------------------------------------------------------------- metadata
+def _json_value(value):
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{value!r} ({type(value).__name__}) is not a JSON scalar or list")
+
+
+def meta_text(model_name=None, builder=None, config=None):
+    """The metadata JSON written into a weights file; None when there is nothing to record.
+    ``config``: builder keywords (``input_shape`` and ``name`` are left out: the file fits any size)."""
+    meta = {}
+    if model_name:
+        meta["model"] = str(model_name)
+    if builder:
+        meta["builder"] = str(builder)
+    if config:
+        meta["config"] = {str(k): _json_value(v) for k, v in dict(config).items()
+                          if k not in ("input_shape", "name")}
+    return json.dumps(meta, sort_keys=True) if meta else None
+
+
+def parse_meta(path, text):
+    """Validate the metadata ``text`` read from ``path`` -> dict (``{}`` for None). Anything but a
+    small JSON object of the known fields is a WeightsError naming the file."""
+    if text is None:
+        return {}
+    if isinstance(text, (bytes, np.bytes_, np.ndarray)):
+        raw = bytes(np.asarray(text, dtype=np.uint8).tobytes()) if isinstance(text, np.ndarray) else bytes(text)
+    else:
+        raw = str(text).encode("utf-8")
+    fix = ("save the weights again with zoo.save_weights, or remove the metadata (the arrays alone "
+           "still load with zoo.load(..., weights=FILE) given the builder keywords).")
+    if len(raw) > META_LIMIT:
+        raise WeightsError(f"{path}: its zoo metadata is {len(raw)} bytes (at most {META_LIMIT}); {fix}")
+    try:
+        meta = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise WeightsError(f"{path}: its zoo metadata is not valid JSON ({e}); {fix}") from None
+    if not isinstance(meta, dict):
+        raise WeightsError(f"{path}: its zoo metadata is a {type(meta).__name__}, not a JSON object; {fix}")
+    for key, value in meta.items():
+        kind = _META_FIELDS.get(key)
+        if kind is not None and not isinstance(value, kind):
+            raise WeightsError(f"{path}: zoo metadata field {key!r} is {value!r}, expected a "
+                               f"{'JSON object' if kind is dict else 'string'}; {fix}")
+    for key, value in meta.get("config", {}).items():
+        try:
+            _json_value(value)
+        except TypeError as e:
+            raise WeightsError(f"{path}: zoo metadata config {key}={e}; {fix}") from None
+    return meta
+
+
 # --------------------------------------------------------------------------- reading
 def read(path, fmt=None):
     """Every layer's arrays in ``path``, read lazily and validated: see :mod:`zoo.hub._weightread`."""
@@ -122,16 +191,18 @@ def read(path, fmt=None):
 
 
 # --------------------------------------------------------------------------- writing
-def _write_h5(model, fh):
-    _h5.write_model_weights(fh, model)
+def _write_h5(model, fh, meta):
+    _h5.write_model_weights(fh, model, attrs={META_KEY: meta} if meta else None)
 
 
-def _write_weights_h5(model, fh):
+def _write_weights_h5(model, fh, meta):
     import h5py
 
     keys = keras_class_keys(model)
     with h5py.File(fh, "w") as f:
         f.attrs["zoo_format"] = "zoo weights.h5 v1 (Keras 3 layout + zoo_layer_name attributes)"
+        if meta:
+            f.attrs[META_KEY] = meta
         layers = f.create_group("layers")
         for order, layer in enumerate(model.layers):
             group = layers.create_group(keys[layer.name])
@@ -143,22 +214,25 @@ def _write_weights_h5(model, fh):
         f.create_group("vars")
 
 
-def _write_npz(model, fh):
+def _write_npz(model, fh, meta):
     arrays = {f"{layer.name}/{i}": np.asarray(w.numpy())
               for layer in model.layers for i, w in enumerate(layer.weights)}
+    if meta:
+        arrays[NPZ_META] = np.frombuffer(meta.encode("utf-8"), dtype=np.uint8)
     np.savez(fh, **arrays)
 
 
-def _write_safetensors(model, fh):
+def _write_safetensors(model, fh, meta):
     from safetensors.numpy import save
 
     arrays = {f"{layer.name}/{i}": np.ascontiguousarray(np.asarray(w.numpy()))
               for layer in model.layers for i, w in enumerate(layer.weights)}
-    fh.write(save(arrays, metadata={"format": "zoo"}))
+    fh.write(save(arrays, metadata={"format": "zoo", **({META_KEY: meta} if meta else {})}))
 
 
-def write(model, path, fmt=None):
-    """Write ``model``'s weights to ``path`` atomically (temp file in the same folder + rename)."""
+def write(model, path, fmt=None, meta=None):
+    """Write ``model``'s weights to ``path`` atomically (temp file in the same folder + rename).
+    ``meta``: the metadata JSON (:func:`meta_text`) to embed, or None."""
     path = Path(path).expanduser().resolve()
     fmt = detect_format(path, fmt)
     writer = {"h5": _write_h5, "weights.h5": _write_weights_h5, "npz": _write_npz,
@@ -166,7 +240,7 @@ def write(model, path, fmt=None):
 
     def write_file(tmp):
         with open(tmp, "w+b") as fh:  # a file object: np.savez adds no suffix, h5py reads back
-            writer(model, fh)
+            writer(model, fh, meta)
 
     _io.atomic_write_bytes(path, write_file)
     return path

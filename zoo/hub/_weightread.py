@@ -9,7 +9,8 @@ names the file and the problem.
 import numpy as np
 
 from zoo.errors import WeightsError, ZooError
-from zoo.hub._weightfile import WeightFile, _text, detect_format, short_name
+from zoo.hub._weightfile import (META_KEY, META_LIMIT, NPZ_META, WeightFile, _text, detect_format, parse_meta,
+                                 short_name)
 
 _MAX_OBJECTS = 200_000  # objects in an HDF5 weights file (ResNet-152: ~2,000)
 _MAX_INDEX_DIGITS = 6   # '<layer>/<index>': no layer has a million arrays
@@ -138,6 +139,16 @@ def _read_h5(f, path):
     return WeightFile(str(path), "h5", layers, list(names), "name")
 
 
+def _h5_meta(f, path):
+    if META_KEY not in f.attrs:
+        return None
+    value = f.attrs[META_KEY]
+    if not isinstance(value, (str, bytes, np.bytes_)):
+        raise WeightsError(f"{path}: root attribute {META_KEY!r} is a {type(value).__name__}, not the "
+                           "metadata's JSON text; save the weights again with zoo.save_weights.")
+    return value
+
+
 def _read_weights_h5(f, path):
     import h5py
 
@@ -216,7 +227,8 @@ def _read_safetensors(path):
                                "the weights to float32 (e.g. tensor.float() in PyTorch) and save again.")
         out[key] = Array(f"{path}: {key}", info.get_shape(), np.dtype(_ST_DTYPES[code]).newbyteorder("="),
                          lambda key=key: handle.get_tensor(key))
-    return out, lambda: handle.__exit__(None, None, None)
+    meta = (handle.metadata() or {}).get(META_KEY)
+    return out, meta, lambda: handle.__exit__(None, None, None)
 
 
 def _read_npz(path):
@@ -233,7 +245,7 @@ def _read_npz(path):
     try:
         names = [i.filename for i in infos]
         _unique(path, names, "array")
-        out = {}
+        out, meta = {}, None
         for info in infos:
             key = info.filename[:-4] if info.filename.endswith(".npy") else None
             if key is None:
@@ -242,14 +254,22 @@ def _read_npz(path):
             if info.flag_bits & 0x1:
                 raise WeightsError(f"{path}: member {info.filename!r} is encrypted; save the weights without a "
                                    "password.")
-            out[key] = _npy_member(path, zf, info)
+            array = _npy_member(path, zf, info)
+            if key == NPZ_META:
+                if array.dtype != np.uint8 or array.ndim != 1 or array.size > META_LIMIT:
+                    raise WeightsError(f"{path}: member {NPZ_META!r} must be the metadata's UTF-8 bytes (a "
+                                       f"1-D uint8 array of at most {META_LIMIT} bytes); got {array.dtype} "
+                                       f"{tuple(array.shape)}. Save the weights again with zoo.save_weights.")
+                meta = array.read()
+                continue
+            out[key] = array
     except ZooError:
         zf.close()
         raise
     except Exception as e:
         zf.close()
         raise WeightsError(f"cannot read {path} as .npz weights ({_describe(e)}); the file is damaged.") from None
-    return out, zf.close
+    return out, meta, zf.close
 
 
 def _npy_member(path, zf, info):
@@ -300,13 +320,14 @@ def read(path, fmt=None):
     if not path.is_file():
         raise WeightsError(f"weights file {path} is not a regular file (missing, a folder or a device).")
     if fmt in ("npz", "safetensors"):
-        items, closer = (_read_safetensors if fmt == "safetensors" else _read_npz)(path)
+        items, meta, closer = (_read_safetensors if fmt == "safetensors" else _read_npz)(path)
         try:
             layers = _layer_keyed(path, items.items())
+            meta = parse_meta(path, meta)
         except ZooError:
             closer()
             raise
-        return WeightFile(str(path), fmt, layers, list(layers), "name", closer)
+        return WeightFile(str(path), fmt, layers, list(layers), "name", closer, meta)
     import h5py
 
     try:
@@ -317,6 +338,7 @@ def read(path, fmt=None):
     try:
         _check_hdf5(f, path)
         wf = _read_h5(f, path) if fmt == "h5" else _read_weights_h5(f, path)
+        wf.meta = parse_meta(path, _h5_meta(f, path))
     except ZooError:
         f.close()
         raise

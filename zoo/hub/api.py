@@ -35,8 +35,9 @@ def builder_keywords(builder):
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-def build_kwargs(entry, overrides, weight_spec=None):
-    """Merge an entry's config, the weights' build config and user overrides (in that order)."""
+def build_kwargs(entry, overrides, weight_spec=None, file_config=None):
+    """Merge an entry's config, the weights' build config (a registered spec's, or ``file_config``
+    recorded in a local weights file) and user overrides (in that order)."""
     builder = entry.resolve_builder()
     valid = builder_keywords(builder)
     unknown = [k for k in overrides if k not in valid]
@@ -45,7 +46,8 @@ def build_kwargs(entry, overrides, weight_spec=None):
         raise UnknownArgumentError(
             f"{entry.name}: unknown keyword {unknown[0]!r} for builder {entry.builder}.{did_you_mean(unknown[0], valid)}"
             f" Valid keywords: {', '.join(valid)}.")
-    kwargs = {**thaw(entry.config), **_weight_defaults(weight_spec, valid), **overrides}
+    from_file = {k: v for k, v in (file_config or {}).items() if k in valid and k not in ("input_shape", "name")}
+    kwargs = {**thaw(entry.config), **_weight_defaults(weight_spec, valid), **from_file, **overrides}
     dims = kwargs.get("spatial_dims", entry.spatial_dims[0])
     if dims not in entry.spatial_dims:
         raise InvalidArgumentError(
@@ -84,17 +86,24 @@ def load(name, /, *, weights=None, allow_non_finite=False, **overrides):
     holding NaN/Inf values are refused unless ``allow_non_finite=True``.
     """
     entry = get_registry().get(name)
-    spec = None
+    spec, file_config = None, {}
     if weights is not None:
         from zoo.hub import weights as _weights
-        spec = _weights.resolve(weights, entry)[0]
-    builder, kwargs = build_kwargs(entry, overrides, spec)
+        spec, _, local, _, _ = _weights.resolve(weights, entry)
+        if spec is None and local is not None:  # a local file: build as it was saved (aux heads ...)
+            file_config = _weights.file_build_defaults(local, entry)
+    builder, kwargs = build_kwargs(entry, overrides, spec, file_config)
     model = builder(**kwargs)
     model.zoo_name, model.zoo_task = entry.name, entry.task
     object.__setattr__(model, "zoo_build_kwargs", dict(kwargs))  # untracked: size checks rebuild from it
     if weights is not None:
         report = _weights.load_weights_into(model, entry=entry, weights=weights, build_kwargs=kwargs,
                                             allow_non_finite=allow_non_finite)
+        signature = inspect.signature(builder).parameters.items()
+        defaults = {**{k: p.default for k, p in signature if p.default is not p.empty},
+                    **build_kwargs(entry, {}, spec)[1]}  # what the entry alone builds
+        report.file_config = {k: kwargs[k] for k in file_config
+                              if k in kwargs and k not in overrides and defaults.get(k) != kwargs[k]}
         try:
             model.zoo_load_report = report
         except AttributeError:  # pragma: no cover - models that refuse attributes

@@ -69,6 +69,8 @@ class LoadReport:
     adapted: dict = dataclasses.field(default_factory=dict)         # layer -> how
     reinitialised: dict = dataclasses.field(default_factory=dict)   # layer -> why
     skipped: dict = dataclasses.field(default_factory=dict)         # file layer -> why
+    file_config: dict = dataclasses.field(default_factory=dict)     # builder keywords taken from the file
+    config_differs: dict = dataclasses.field(default_factory=dict)  # keyword -> (file's, model's)
 
     def __str__(self):
         what = f"{self.model or 'model'}" + (f" weights {self.tag!r}" if self.tag else "")
@@ -78,6 +80,11 @@ class LoadReport:
         for title, items in (("adapted", self.adapted), ("re-initialised", self.reinitialised),
                              ("skipped (in the file, not in the model)", self.skipped)):
             lines += [f"  {title}: {name}: {why}" for name, why in items.items()]
+        if self.file_config:
+            lines.append("  built with the file's config: "
+                         + ", ".join(f"{k}={v!r}" for k, v in sorted(self.file_config.items())))
+        lines += [f"  note: the file was saved with {k}={f!r}; the model was built with {k}={m!r}"
+                  for k, (f, m) in sorted(self.config_differs.items())]
         return "\n".join(lines)
 
 
@@ -285,6 +292,28 @@ def plan_transfer(model, wf, *, inflate=False, entry=None, allow_non_finite=Fals
             {"loaded": loaded, "adapted": adapted, "reinitialised": reinit, "skipped": skipped})
 
 
+def file_build_defaults(path, entry):
+    """Builder keywords recorded in the weights file ``path`` (``zoo.save_weights`` and
+    tools/convert_torchvision.py embed them) for building ``entry`` before loading it: ``{}`` when
+    the file records none or was saved from another builder."""
+    with _weightfile.read(path) as wf:
+        meta = wf.meta
+    if entry is None or not meta.get("config"):
+        return {}
+    if meta.get("builder", entry.builder) != entry.builder:
+        return {}
+    return dict(meta["config"])
+
+
+def _config_differs(meta, build_kwargs):
+    """``{keyword: (file's value, model's value)}`` for recorded keywords the model was built otherwise."""
+    if not meta.get("config") or not build_kwargs:
+        return {}
+    norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+    return {k: (v, norm(build_kwargs[k])) for k, v in meta["config"].items()
+            if k in build_kwargs and k not in _ADAPTABLE and norm(build_kwargs[k]) != v}
+
+
 def _model_dims(model):
     shape = model.input_shape[0] if isinstance(model.input_shape, list) else model.input_shape
     return len(shape) - 2
@@ -329,6 +358,7 @@ def load_weights_into(model, *, weights, entry=None, build_kwargs=None, inflate=
     _check_config(spec, build_kwargs, name)
     with _weightfile.read(local, spec.format if spec is not None else None) as wf:
         plan, parts = plan_transfer(model, wf, inflate=inflate, entry=entry, allow_non_finite=allow_non_finite)
+        parts["config_differs"] = _config_differs(wf.meta, build_kwargs)
     for _, variables, values in plan:  # everything checked: now assign
         for var, value in zip(variables, values):
             var.assign(value)
@@ -388,9 +418,20 @@ def save_weights(model, path, *, model_name=None, tag="finetuned", config=None, 
     ``zoo.load(model_name, weights=tag)`` finds the file on another machine. ``model_name``:
     the registry entry (default: the entry the model was loaded as, else ``model.name``);
     ``config``: builder kwargs the model was built with (recorded and checked on load).
+    The file embeds the entry, its builder and the builder kwargs (``config``, else the ones
+    ``zoo.load`` built the model with), so ``zoo.load(model_name, weights=path)`` rebuilds the
+    same architecture (e.g. aux heads) without being told.
     Returns :class:`SavedWeights` (path, sha256, size, snippet).
     """
-    path = _weightfile.write(model, path, format)
+    entry_name = model_name or getattr(model, "zoo_name", None)
+    builder = None
+    if entry_name:
+        from zoo.hub.registry import get_registry
+        registry = get_registry()
+        builder = registry.get(entry_name).builder if entry_name in registry.names() else None
+    recorded = config if config is not None else getattr(model, "zoo_build_kwargs", None)
+    meta = _weightfile.meta_text(entry_name, builder, recorded)
+    path = _weightfile.write(model, path, format, meta)
     digest = _fetch.hash_file(path, ("sha256",))["sha256"]
     size = path.stat().st_size
     text = registry_snippet(model, path, digest, size, model_name=model_name, tag=tag, config=config)

@@ -25,7 +25,14 @@ stage i (1: 1/2, 2: 1/4, 3: 1/8, 4: 1/16, 5: 1/32), ``inception_{3a..5b}_{1x1, 3
 5x5_reduce, 5x5, pool, pool_proj}_{conv,bn,relu}`` and ``inception_*_concat`` (Caffe's names),
 ``stage{i}_out`` (the last layer of each stage; for stages 3-5 it is the concat of the stage's
 last Inception module), ``head_pool``, ``head_dropout``, ``classifier``; aux heads
-``aux{1,2}_...`` with outputs ``aux1``, ``aux2`` after ``classifier``.
+``aux{1,2}_...`` with outputs ``aux1``, ``aux2`` after ``classifier``; ``transform_input``
+(a ``Rescaling`` layer, no weights) before the stem when ``transform_input=True``.
+
+``transform_input`` is torchvision's option of the same name, which its pretrained GoogLeNet
+turns on: the input is expected normalised with the ImageNet mean and std (torchvision's usual
+transform) and the model maps each channel back to ``(pixel - 0.5) / 0.5``, the normalisation
+the weights were trained with (they were ported from TensorFlow), i.e.
+``x_c * std_c / 0.5 + (mean_c - 0.5) / 0.5``.
 """
 from zoo._keras import keras
 from zoo.models import register_builder
@@ -52,6 +59,10 @@ BN_EPSILON = 1e-3  # torchvision BasicConv2d
 AUX_DROPOUT = 0.7
 AUX_GRID = 4  # the aux FC sees a 4x4 (4x4x4) grid of 128 maps
 DEFAULT_SIZE = 224
+# torchvision's transform_input: ImageNet-normalised input -> (pixel - 0.5) / 0.5, per RGB channel
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+TRANSFORM_SCALE = tuple(s / 0.5 for s in IMAGENET_STD)
+TRANSFORM_OFFSET = tuple((m - 0.5) / 0.5 for m in IMAGENET_MEAN)
 
 
 def _conv_act(x, filters, kernel_size, *, spatial_dims, bn, name, strides=1, padding="same",
@@ -129,7 +140,7 @@ def _check_aux_input(input_shape, spatial_dims, in_channels):
 @register_builder
 def googlenet(*, variant="paper", aux_heads=False, spatial_dims=2, in_channels=3, num_classes=1000,
               input_shape=None, width=1.0, dropout=0.4, classifier_activation=None,
-              name="googlenet"):
+              transform_input=False, name="googlenet"):
     """GoogLeNet / Inception v1 as a functional ``keras.Model``.
 
     variant: ``"paper"`` (Table 1: biased convs + LRN, no BN) or ``"bn"`` (torchvision layout:
@@ -145,6 +156,9 @@ def googlenet(*, variant="paper", aux_heads=False, spatial_dims=2, in_channels=3
         light 3D model or fast tests), rounded to the nearest integer, at least 1.
     dropout: rate before the classifier (paper 0.4; torchvision 0.2). Aux heads use 0.7.
     classifier_activation: None (logits), "softmax" or "sigmoid"; applies to aux heads too.
+    transform_input: torchvision's option (on for its pretrained weights): the model takes
+        ImageNet-normalised RGB and re-normalises it to ``(pixel - 0.5) / 0.5`` first (a
+        ``Rescaling`` layer named ``transform_input``); needs 3 input channels.
     """
     check_choice("variant", variant, VARIANTS, _WHERE)
     if not isinstance(aux_heads, bool):
@@ -163,6 +177,15 @@ def googlenet(*, variant="paper", aux_heads=False, spatial_dims=2, in_channels=3
         raise InvalidArgumentError(
             f"{_WHERE}: aux_heads=True needs classifiers but num_classes=0 (headless); pass "
             "num_classes>=1 or aux_heads=False.")
+    if not isinstance(transform_input, bool):
+        raise InvalidArgumentError(
+            f"{_WHERE}: transform_input={transform_input!r} must be True or False; True re-normalises "
+            "ImageNet-normalised input as torchvision's pretrained GoogLeNet does.")
+    if transform_input and in_channels != 3:
+        raise InvalidArgumentError(
+            f"{_WHERE}: transform_input=True re-normalises the 3 RGB channels, but in_channels="
+            f"{in_channels!r}; pass transform_input=False for {in_channels}-channel input (and normalise "
+            "it yourself), or in_channels=3.")
     bn = variant == "bn"
     default_size = None
     if aux_heads and not bn:
@@ -176,7 +199,10 @@ def googlenet(*, variant="paper", aux_heads=False, spatial_dims=2, in_channels=3
     pool = max_pool(spatial_dims)
 
     # stage 1 (1/2): conv 7x7/2, 64, padded 3 on every side as in Caffe/torchvision
-    x = zero_pad(spatial_dims)(3, name="stem_pad")(inputs)
+    x = inputs
+    if transform_input:
+        x = L.Rescaling(list(TRANSFORM_SCALE), list(TRANSFORM_OFFSET), name="transform_input")(x)
+    x = zero_pad(spatial_dims)(3, name="stem_pad")(x)
     x = _conv_act(x, _width(64, width), 7, strides=2, padding="valid", name="stem",
                   out_name="stage1_out", **kw)
 

@@ -1,9 +1,10 @@
 """zoo.compress._rewrite: the exact rewrites before QAT annotation. Here the atrous conv with a bias
 (DeepLab-v2's ASPP-L branches): TensorFlow adds its bias after the conv's BatchToSpaceND, so with a
 dynamic batch the int8 conversion of the QAT model kept the conv, the BatchToSpaceND and the bias
-ADD float."""
+ADD float. And a QAT model holding a zoo layer reloads through zoo.load_model."""
 import numpy as np
 
+import zoo
 from zoo._keras import keras, tf
 from zoo.compress._quantize import quantize
 from zoo.compress._rewrite import rewrite
@@ -87,4 +88,14 @@ def test_the_bias_moves_into_a_depthwise_conv_or_the_norm_after_it_and_outputs_s
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
     kept, done = rewrite(model, exclude=("a",))  # an excluded conv stays float, bias and all
     assert kept.get_layer("a").use_bias and "a" not in done and "a_bias" not in [l.name for l in kept.layers]
+
+
+def test_a_qat_model_with_a_zoo_layer_reloads_through_zoo_load_model(tmp_path):
+    model = randomize(aspp_l(rates=(2, 3)))
+    x = np.random.default_rng(3).normal(size=(1, 8, 8, 4)).astype("float32")
+    qat = qat_of(model, x)
+    qat.save(tmp_path / "qat.h5")
+    loaded = zoo.load_model(str(tmp_path / "qat.h5"))  # was: Unknown layer: 'ResizeLike'
+    assert type(loaded.get_layer("quant_out").layer) is ResizeLike
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(qat(x)), atol=1e-5)
 

@@ -195,8 +195,8 @@ def quantize(model, exclude=(), preserve=()):
     from zoo.compress._tfmot import scope
     preserve = set(preserve)
     with scope():
-        model, _ = _rewrite.rewrite(model)  # a copy: annotation calls layers again
         exclude = set(exclude)
+        model, _ = _rewrite.rewrite(model, exclude)  # a copy: annotation calls layers again
         for layer in model.layers:  # a BatchNorm folded into an excluded conv stays float with it
             if type(layer).__name__ == "BatchNormalization" and folded_batch_norm(layer) \
                     and _rewrite._inbound(layer)[0].name in exclude:

@@ -13,6 +13,15 @@ by layers with the same output, before annotation:
   frozen, as tfmot does for the BNs it folds).
 * an Add of k > 2 inputs (DeepLab-v2's summed ASPP branches) -> k - 1 two-input Adds (TFLite
   chains ADD ops; only the last one had a quantized output), the last keeping the name.
+* the bias of an atrous (dilated) Conv2D/DepthwiseConv2D. TensorFlow runs a dilated conv as
+  SpaceToBatchND -> Conv2D -> BatchToSpaceND and adds the bias after the BatchToSpaceND. With a
+  static batch the converter folds that back into one dilated CONV_2D; with a dynamic batch
+  (``TFLiteConverter.from_keras_model``, the usual way to convert a QAT model) it cannot, and
+  the conv, the BatchToSpaceND and the bias ADD stay float (DeepLab-v2's ASPP-L branches, which
+  have a bias and no norm). The conv loses its bias (same name, same kernel): a BatchNormalization
+  that is its only consumer takes it into its moving mean (``BN(x + b)`` is ``BN'(x)`` with mean
+  ``- b``, then the BN rewrite below applies); otherwise a ``DepthwiseConv2D`` 1x1 named
+  ``{conv}_bias`` (kernel 1, the bias, the conv's activation) follows it.
 * AdaptiveAveragePooling on a static input of n cells per axis to out bins: n % out == 0 is an
   AveragePooling (window n / out), out % n == 0 a nearest UpSampling (each bin is one cell), n ==
   out the identity (AveragePooling 1). Other sizes and dynamic inputs stay a float island.
@@ -105,14 +114,116 @@ def _split_adds(model):
     return copy
 
 
-def rewrite(model):
+def _outbound(layer):
+    return [node.outbound_layer for node in layer._outbound_nodes]
+
+
+def dilated_bias(layer):
+    """Whether ``layer`` is a 2D atrous conv with a bias (which TensorFlow adds after the
+    conv's BatchToSpaceND: see the module docstring)."""
+    if type(layer).__name__ not in ("Conv2D", "DepthwiseConv2D") or not layer.use_bias:
+        return False
+    return len(layer._inbound_nodes) == 1 and len(layer.input_shape) == 4 \
+        and tuple(layer.dilation_rate) != (1, 1)
+
+
+def _bias_into_norm(layer, model):
+    """The BatchNormalization of ``model`` that can take ``layer``'s bias (its only consumer), or None."""
+    after = _outbound(layer)
+    if len(after) != 1 or type(after[0]).__name__ != "BatchNormalization":
+        return None
+    bn = after[0]
+    if layer.get_config()["activation"] != "linear" or len(bn._inbound_nodes) != 1 \
+            or bn.axis not in ([3], [-1], 3, -1) or not any(other is bn for other in model.layers):
+        return None
+    return bn
+
+
+def _repoint(item, old, new):
+    """``item`` (a functional config's inbound nodes / output layers) with the references to
+    layer ``old`` pointing at ``new``."""
+    if isinstance(item, list):
+        if len(item) >= 3 and item[0] == old and isinstance(item[1], int):
+            return [new, *item[1:]]
+        return [_repoint(i, old, new) for i in item]
+    if isinstance(item, dict):
+        return {k: _repoint(v, old, new) for k, v in item.items()}
+    return item
+
+
+def _split_dilated_bias(model, exclude=()):
+    """A copy where every :func:`dilated_bias` conv (not in ``exclude``) has no bias, its bias moved
+    into the BatchNormalization after it or into a new ``{name}_bias`` 1x1 DepthwiseConv2D
+    (None: no such conv). Also returns ``{conv name: what its bias became}``."""
+    convs = [layer for layer in model.layers if dilated_bias(layer) and layer.name not in exclude]
+    if not convs:
+        return None, {}
+    names = {layer.name for layer in model.layers}
+    norms = {layer.name: _bias_into_norm(layer, model) for layer in convs}  # conv -> BN or None
+    takes = {bn.name: conv for conv, bn in norms.items() if bn is not None}  # BN -> conv
+    added, moved = {}, {}  # conv -> its new bias layer; conv -> what its bias became
+    for layer in convs:
+        if norms[layer.name] is None:
+            new = f"{layer.name}_bias"
+            while new in names:
+                new += "_"
+            names.add(new)
+            added[layer.name] = new
+            moved[layer.name] = f"Conv (no bias) + DepthwiseConv2D {new}"
+        else:
+            moved[layer.name] = f"Conv (no bias; bias in {norms[layer.name].name})"
+    config = model.get_config()
+    layers = []
+    for entry in config["layers"]:
+        name = entry["config"]["name"]
+        for old, new in added.items():
+            entry = {**entry, "inbound_nodes": _repoint(entry.get("inbound_nodes") or [], old, new)}
+        if name not in norms:
+            layers.append(entry)
+            continue
+        activation = entry["config"]["activation"]
+        layers.append({**entry, "config": {**entry["config"], "use_bias": False, "activation": "linear"}})
+        if name in added:
+            bias = L.DepthwiseConv2D(1, use_bias=True, activation=activation, name=added[name],
+                                     dtype=entry["config"].get("dtype"))
+            layers.append({**keras.layers.serialize(bias), "name": added[name],
+                           "inbound_nodes": [[[name, 0, 0, {}]]]})
+    outputs = config["output_layers"]
+    for old, new in added.items():
+        outputs = _repoint(outputs, old, new)
+    copy = model.__class__.from_config({**config, "layers": layers, "output_layers": outputs})
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        values = layer.get_weights()
+        if layer.name in norms:
+            kernel, bias = values
+            copy.get_layer(layer.name).set_weights([kernel])
+            if layer.name in added:
+                copy.get_layer(added[layer.name]).set_weights(
+                    [np.ones((1, 1, bias.shape[0], 1), kernel.dtype), bias])
+            continue
+        if layer.name in takes:  # BN(x + b) == BN(x) with moving mean - b
+            bias = model.get_layer(takes[layer.name]).get_weights()[1]
+            short = [w.name.split("/")[-1].split(":")[0] for w in layer.weights]
+            values[short.index("moving_mean")] = values[short.index("moving_mean")] - bias
+        copy.get_layer(layer.name).set_weights(values)
+    return copy, moved
+
+
+def rewrite(model, exclude=()):
     """``(copy, rewritten)``: a copy of ``model`` with the rewrites above, and ``{layer name: what
-    it became}``. Outputs are equal to ``model``'s up to float rounding."""
+    it became}``. Outputs are equal to ``model``'s up to float rounding. The layers named in
+    ``exclude`` (staying float) keep their bias."""
     plan, done = {}, {}
     split = _split_adds(model)
     if split is not None:
         done.update({layer.name: "Add chain" for layer in model.layers
                      if type(layer).__name__ == "Add" and len(_inbound(layer)) > 2})
+        model = split
+    split, moved = _split_dilated_bias(model, exclude)
+    if split is not None:
+        done.update(moved)
         model = split
     for layer in model.layers:
         kind = type(layer).__name__

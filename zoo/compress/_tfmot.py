@@ -32,6 +32,11 @@ def custom_objects():
         objects.update(part)
     objects.update(_prune.CUSTOM_OBJECTS)
     objects.update(_quantize.CUSTOM_OBJECTS)
+    # a quantize wrapper rebuilds its inner layer by class name alone ("ResizeLike", not the
+    # registered "zoo>ResizeLike"): the zoo's registered layers under their bare names too
+    for key, value in keras.utils.get_custom_objects().items():
+        if key.startswith("zoo>") and value is not None:
+            objects.setdefault(key[len("zoo>"):], value)
     return objects
 
 

@@ -48,7 +48,8 @@ SEGMENTATION = {
                  learning_rate=1e-3),
     "unet3d": dict(dims=3, size=32, num_classes=2, config={}, epochs=4, steps_per_epoch=16, batch_size=2,
                    learning_rate=1e-3),
-    # DeepLab (ResNet-101, ~4 s per step at 64 px here) is too slow for this; the Tiramisu trains in ~2 min
+    # no DeepLab: deeplabv3plus (ResNet-101, 59M parameters) took 77 s for 8 steps at 64 px here (graph
+    # building included), too slow for the few hundred steps a clear picture needs; the Tiramisu takes ~2 min
     "fcdensenet56": dict(dims=2, size=64, num_classes=3, config={}, epochs=12, steps_per_epoch=32, batch_size=2,
                          learning_rate=1e-3),
 }
@@ -147,6 +148,7 @@ def segmentation_picture(name, s, work):
     from zoo._keras import keras
     from zoo.data import phantom_arrays
     from zoo.pipeline import score
+    from zoo.train import read_state
     dims, size, ncls = s["dims"], s["size"], s["num_classes"]
     model = zoo.load(name, in_channels=1, num_classes=ncls, input_shape=(size,) * dims + (1,), **s["config"])
     t0 = time.time()
@@ -154,6 +156,7 @@ def segmentation_picture(name, s, work):
                  batch_size=s["batch_size"], learning_rate=s["learning_rate"], patch_size=size,
                  validation_steps=4, out_dir=work / name, tensorboard=False, verbose=0, seed=0)
     train_s = time.time() - t0
+    state = read_state(work / name)
     xs, ys = phantom_arrays(EVAL_SAMPLES, spatial_dims=dims, size=size, num_classes=ncls, seed=HELD_OUT_SEED)
     out = model.predict(xs, batch_size=2, verbose=0)
     probs = out[0] if isinstance(out, list) else out
@@ -172,7 +175,8 @@ def segmentation_picture(name, s, work):
     picture = with_titles(segmentation_panel(image, truth, p, scale=scale), titles)
     meta = {"kind": "segmentation", "settings": _settings_record(s), "dice": round(dice, 4),
             "dice_shown": round(float(dice_shown), 4), "shown": shown, "eval_samples": EVAL_SAMPLES,
-            "held_out_seed": HELD_OUT_SEED, "params": int(model.count_params()), "train_seconds": round(train_s, 1)}
+            "held_out_seed": HELD_OUT_SEED, "params": int(model.count_params()), "train_seconds": round(train_s, 1),
+            "checkpoint": f"best by {state.get('monitor')}", "best_epoch": state.get("best_epoch")}
     del model
     keras.backend.clear_session()
     return picture, meta
@@ -196,7 +200,9 @@ def generation_picture(name, s, work, n=16):
                  batch_size=s["batch_size"], out_dir=work / name, tensorboard=False, verbose=0, seed=0)
     train_s = time.time() - t0
     state = read_state(work / name)
-    last = state["history"][-1]
+    # the model holds the best checkpoint: its epoch's counters and measures describe the samples
+    best = state.get("best_epoch")
+    last = next((r for r in state["history"] if r["epoch"] == best), state["history"][-1])
     init = state["config"].get("quality_init") or {}
     samples = model.sample(n, seed=0)
     real, value_range = unlabelled("phantoms", spatial_dims=2, image_size=size, channels=1, n=n, seed=HELD_OUT_SEED)
@@ -209,7 +215,8 @@ def generation_picture(name, s, work, n=16):
             "critic_steps": int(last.get("critic_steps", 0)), "generator_steps": int(last.get("generator_steps", 0)),
             "quality_before": {k: round(float(v), 4) for k, v in init.items()},
             "quality_after": {k: round(float(last[k]), 4) for k in init if k in last},
-            "checkpoint": "best by " + str(state.get("monitor")), "params": int(model.count_params()),
+            "checkpoint": f"best by {state.get('monitor')}", "best_epoch": last["epoch"],
+            "params": int(model.count_params()),
             "train_seconds": round(train_s, 1)}
     del model
     keras.backend.clear_session()
@@ -236,8 +243,8 @@ def make(name, work):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     known = [*SEGMENTATION, *GENERATION]
     p.add_argument("names", nargs="*", metavar="NAME", help=f"entries (default all: {', '.join(known)})")
     p.add_argument("--list", action="store_true", help="print the entries and their settings")

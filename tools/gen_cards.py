@@ -58,6 +58,13 @@ def _size(settings):
     return "x".join([str(settings["size"])] * dims)
 
 
+def _checkpoint(pic):
+    if not pic.get("checkpoint"):
+        return ""
+    epoch = f": epoch {pic['best_epoch']} of {pic['settings']['epochs']}" if pic.get("best_epoch") else ""
+    return f" (checkpoint {pic['checkpoint']}{epoch})"
+
+
 def picture_caption(name, pic):
     """The caption of an entry's picture, from its metadata (tools/card_pictures.py)."""
     s = pic["settings"]
@@ -65,12 +72,13 @@ def picture_caption(name, pic):
             f"({pic.get('machine', 'CPU')}).")
     config = f"builder config {s['config']}" if s.get("config") else "the registry config"
     if pic["kind"] == "segmentation":
-        where = (f"middle slice (z={s['size'] // 2}) of a {_size(s)} volume" if s.get("dims") == 3
+        where = (f"middle slice z={s['size'] // 2} of a {_size(s)} volume" if s.get("dims") == 3
                  else f"{_size(s)} image")
         return (f"Phantom | ground truth | prediction: held-out phantom {pic['shown']} ({where}) after "
                 f"`zoo.finetune` of `{name}` ({config}, 1 input channel, {s['num_classes']} classes, "
                 f"input {_size(s)}) on the built-in phantoms: {s['epochs']} epochs x {s['steps_per_epoch']} "
-                f"steps of batch {s['batch_size']}, learning rate {s['learning_rate']:g}. Mean foreground "
+                f"steps of batch {s['batch_size']}, learning rate {s['learning_rate']:g}{_checkpoint(pic)}. "
+                "Mean foreground "
                 f"Dice on {pic['eval_samples']} held-out phantoms: **{pic['dice']:.3f}** (the one shown: "
                 f"{pic['dice_shown']:.3f}). {made} Synthetic data: this shows that the model trains and "
                 "predicts, not clinical accuracy.")
@@ -78,11 +86,11 @@ def picture_caption(name, pic):
     quality = ", ".join(f"{k} {before[k]:.3f} -> {after[k]:.3f}" for k in sorted(before) if k in after)
     return (f"Left: {pic['samples']} samples of `{name}` ({config}, 1 channel, {_size(s)} px) trained for this "
             f"card with `zoo.finetune` on the built-in phantoms: {s['epochs']} epochs x {s['steps_per_epoch']} "
-            f"steps of batch {s['batch_size']} = {pic['critic_steps']:,} critic / {pic['generator_steps']:,} "
-            f"generator updates with the paper's optimiser settings, {pic['checkpoint']} checkpoint; right: "
-            f"held-out real phantoms. Quality before -> after (lower is better; `zoo.quality` on a fixed "
-            f"untrained feature net, not FID): {quality or 'not measured'}. {made} The papers train for "
-            "about 10^5 generator updates; this is a short run.")
+            f"steps of batch {s['batch_size']} with the paper's optimiser settings{_checkpoint(pic)}: "
+            f"{pic['critic_steps']:,} critic / {pic['generator_steps']:,} generator updates; right: held-out "
+            f"real phantoms. Quality before training -> at that checkpoint (lower is better; `zoo.quality` on "
+            f"a fixed untrained feature net, not FID): {quality or 'not measured'}. {made} The papers train "
+            "for about 10^5 generator updates; this is a short run.")
 
 
 def _picture_lines(name, pic):

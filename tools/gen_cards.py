@@ -6,14 +6,17 @@ their source and licence, recipes) plus the numbers measured by tools (``docs/mo
 MACs/FLOPs at the reference input (``--measure``, counted by :func:`zoo.bench.flops`), and where a
 benchmark has run, the compression recipes' size ratios and metric deltas
 (``tools/bench_compress.py --json``) and the export modes that passed verification
-(``tools/bench_export.py --json``), merged with ``--merge-compress`` / ``--merge-export``.
+(``tools/bench_export.py --json``), merged with ``--merge-compress`` / ``--merge-export``; and where
+``tools/card_pictures.py`` has run, a picture (``docs/models/img/NAME.png``: a segmentation overlay on
+a phantom, a GAN sample grid) with a caption made from its metadata (``NAME.picture`` in measured.json).
 
     python tools/gen_cards.py                  # rewrite the cards and the README table
     python tools/gen_cards.py --check          # exit 1 when a committed card or the table is stale
     python tools/gen_cards.py --measure        # recount FLOPs for every entry (builds each at its reference input)
     python tools/gen_cards.py --merge-compress bench.json
 
-tests/test_cards.py runs ``--check``, so a registry change without regenerated cards fails.
+tests/test_cards.py runs ``--check``, so a registry change without regenerated cards fails, and so does
+picture metadata naming a missing PNG (or a PNG that no metadata names).
 """
 import argparse
 import json
@@ -46,6 +49,60 @@ def _weights_rows(entry):
     return rows
 
 
+class PictureError(ValueError):
+    """measured.json names a picture that is not there."""
+
+
+def _size(settings):
+    dims = settings.get("dims", 2)
+    return "x".join([str(settings["size"])] * dims)
+
+
+def _checkpoint(pic):
+    if not pic.get("checkpoint"):
+        return ""
+    epoch = f": epoch {pic['best_epoch']} of {pic['settings']['epochs']}" if pic.get("best_epoch") else ""
+    return f" (checkpoint {pic['checkpoint']}{epoch})"
+
+
+def picture_caption(name, pic):
+    """The caption of an entry's picture, from its metadata (tools/card_pictures.py)."""
+    s = pic["settings"]
+    made = (f"Made by `python tools/card_pictures.py {name}` on {pic['date']} in {pic['seconds']:.0f} s "
+            f"({pic.get('machine', 'CPU')}).")
+    config = f"builder config {s['config']}" if s.get("config") else "the registry config"
+    if pic["kind"] == "segmentation":
+        where = (f"middle slice z={s['size'] // 2} of a {_size(s)} volume" if s.get("dims") == 3
+                 else f"{_size(s)} image")
+        return (f"Phantom | ground truth | prediction: held-out phantom {pic['shown']} ({where}) after "
+                f"`zoo.finetune` of `{name}` ({config}, 1 input channel, {s['num_classes']} classes, "
+                f"input {_size(s)}) on the built-in phantoms: {s['epochs']} epochs x {s['steps_per_epoch']} "
+                f"steps of batch {s['batch_size']}, learning rate {s['learning_rate']:g}{_checkpoint(pic)}. "
+                "Mean foreground "
+                f"Dice on {pic['eval_samples']} held-out phantoms: **{pic['dice']:.3f}** (the one shown: "
+                f"{pic['dice_shown']:.3f}). {made} Synthetic data: this shows that the model trains and "
+                "predicts, not clinical accuracy.")
+    before, after = pic.get("quality_before") or {}, pic.get("quality_after") or {}
+    quality = ", ".join(f"{k} {before[k]:.3f} -> {after[k]:.3f}" for k in sorted(before) if k in after)
+    return (f"Left: {pic['samples']} samples of `{name}` ({config}, 1 channel, {_size(s)} px) trained for this "
+            f"card with `zoo.finetune` on the built-in phantoms: {s['epochs']} epochs x {s['steps_per_epoch']} "
+            f"steps of batch {s['batch_size']} with the paper's optimiser settings{_checkpoint(pic)}: "
+            f"{pic['critic_steps']:,} critic / {pic['generator_steps']:,} generator updates; right: held-out "
+            f"real phantoms. Quality before training -> at that checkpoint (lower is better; `zoo.quality` on "
+            f"a fixed untrained feature net, not FID): {quality or 'not measured'}. {made} The papers train "
+            "for about 10^5 generator updates; this is a short run.")
+
+
+def _picture_lines(name, pic):
+    path = CARDS / pic["file"]
+    if not path.is_file():
+        raise PictureError(f"{name}: docs/models/measured.json names the picture {pic['file']}, but "
+                           f"{path.relative_to(ROOT)} does not exist; run python tools/card_pictures.py {name} "
+                           f"(or delete \"picture\" from the {name} entry of measured.json).")
+    return ["## Picture", "", f"![{name}: {pic['kind']} picture]({pic['file']})", "",
+            f"*{picture_caption(name, pic)}*", ""]
+
+
 def card(entry, measured, registry):
     """The Markdown card of one entry."""
     m = measured.get(entry.name, {})
@@ -65,6 +122,8 @@ def card(entry, measured, registry):
     if entry.mirrors:
         lines.append(f"- **Mirrors**: {entry.mirrors}")
     lines += ["", "```python", "import zoo", f"model = zoo.load(\"{entry.name}\")", "```", ""]
+    if m.get("picture"):
+        lines += _picture_lines(entry.name, m["picture"])
     if entry.notes:
         lines += ["## Deviations from the paper and remarks", "", str(entry.notes), ""]
     lines += ["## Weights", ""]
@@ -132,6 +191,12 @@ def render(registry=None, measured=None):
     return out
 
 
+def unused_pictures(measured):
+    """PNGs under docs/models/img/ that no entry's picture metadata names."""
+    named = {CARDS / m["picture"]["file"] for m in measured.values() if m.get("picture")}
+    return sorted(p for p in (CARDS / "img").glob("*.png") if p not in named)
+
+
 def measure_flops(names):
     from zoo._keras import keras
     from zoo.bench import bench
@@ -178,13 +243,21 @@ def main(argv=None):
     for kind, path in (("compress", args.merge_compress), ("export", args.merge_export)):
         if path:
             _write_measured(merge(kind, path))
-    files = render(registry)
+    try:
+        files = render(registry)
+    except PictureError as e:
+        print(f"gen_cards: {e}", file=sys.stderr)
+        return 1
     stale = [path for path, text in files.items() if not path.exists() or path.read_text() != text]
     extra = sorted(set(CARDS.glob("*.md")) - set(files))
+    unused = unused_pictures(_read_measured())
+    for path in unused:
+        print(f"{path.relative_to(ROOT)}: no entry of measured.json names this picture; delete it or run "
+              f"python tools/card_pictures.py {path.stem}", file=sys.stderr)
     if args.check:
         for path in stale + extra:
             print(f"{path.relative_to(ROOT)}: stale; run python tools/gen_cards.py", file=sys.stderr)
-        return 1 if stale or extra else 0
+        return 1 if stale or extra or unused else 0
     CARDS.mkdir(parents=True, exist_ok=True)
     for path in stale:
         path.write_text(files[path])

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from zoo import cli
@@ -110,3 +111,31 @@ def test_every_option_has_help_and_every_subcommand_an_example():
         assert not missing, f"zoo {' '.join(command)}: options without help: {missing}"
         assert parser.epilog and "example: zoo " + " ".join(command) in parser.epilog, \
             f"zoo {' '.join(command)} --help shows no example"
+
+
+def test_python_hints_are_given_in_the_shells_words():
+    """A ZooError written for the Python API suggests the command's own option on the command line."""
+    opts = cli._command_options(cli.build_parser(), "predict")
+    assert "--patch-size" in opts and "--overlap" in opts
+    text = "patch_size is needed, e.g. patch_size=(96, 96, 96); spacing=(1.0, 1.0, 2.0), strides=(2, 2) or filters=8"
+    assert cli.cli_words(text, opts) == ("patch_size is needed, e.g. --patch-size 96,96,96; --spacing 1.0,1.0,2.0, "
+                                         "strides=(2, 2) or filters=8")  # only the command's options
+    assert cli.cli_words("input_shape=(64, 64, 1)", cli._command_options(cli.build_parser(), "export")) == \
+        "--input-shape 64,64,1"
+
+
+def test_predict_with_a_weights_file_builds_from_its_config_and_asks_for_the_patch_in_shell_words(tmp_path):
+    import zoo
+    nib = pytest.importorskip("nibabel")
+    model = zoo.load("unet3d", filters=2, in_channels=1, num_classes=2)
+    zoo.save_weights(model, tmp_path / "u3.weights.h5", verbose=False)
+    vol = np.random.default_rng(0).normal(size=(20, 18, 16)).astype("float32")
+    nib.save(nib.Nifti1Image(vol, np.eye(4)), str(tmp_path / "v.nii.gz"))
+    base = [sys.executable, "-m", "zoo.cli", "predict", "u3.weights.h5", "v.nii.gz", "--model", "unet3d",
+            "--out", "seg.nii.gz"]
+    res = subprocess.run(base, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert res.returncode == 2 and "e.g. --patch-size 96,96,96" in res.stderr.splitlines()[-1], res.stderr
+    res = subprocess.run(base + ["--patch-size", "16,16,16"], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]  # filters=2, 1 channel, 2 classes: from the file
+    assert nib.load(str(tmp_path / "seg.nii.gz")).shape == (20, 18, 16)

@@ -10,6 +10,7 @@ traceback), 130 for Ctrl-C. A closed stdout (``zoo list | head -1``) ends quietl
 import argparse
 import importlib
 import os
+import re
 import sys
 import warnings
 
@@ -52,6 +53,28 @@ def _one_line(exc):
     return text if len(text) <= 600 else text[:597] + "..."
 
 
+def _command_options(parser, command):
+    """The option strings (``--patch-size`` ...) of subcommand ``command``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return set(action.choices[command]._option_string_actions)
+    return set()
+
+
+_TUPLE_HINT = re.compile(r"\b([a-z][a-z0-9_]*)=\(([0-9.\-]+(?:, ?[0-9.\-]+)*),?\)")
+
+
+def cli_words(text, options):
+    """A message written for the Python API, in the shell's words where the command has the option:
+    ``patch_size=(96, 96, 96)`` -> ``--patch-size 96,96,96``."""
+    def swap(match):
+        flag = "--" + match.group(1).replace("_", "-")
+        if flag not in options:
+            return match.group(0)
+        return f"{flag} {','.join(v.strip() for v in match.group(2).split(','))}"
+    return _TUPLE_HINT.sub(swap, text)
+
+
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):
     """Warnings as one line, like errors (no source path, no source line)."""
     print(f"zoo: warning: {message}", file=file or sys.stderr)
@@ -60,7 +83,8 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv  # known before parsing, so a parser error can be debugged too
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     warnings.showwarning = _one_line_warning
     try:
         return args.func(args)
@@ -81,7 +105,7 @@ def main(argv=None):
     except ZooError as e:
         if debug:
             raise
-        print(f"zoo: error: {_one_line(e)}", file=sys.stderr)
+        print(f"zoo: error: {cli_words(_one_line(e), _command_options(parser, args.command))}", file=sys.stderr)
         return 2
     except Exception as e:  # noqa: BLE001 - the safety net: one line, never a bare traceback
         if debug:

@@ -1,7 +1,13 @@
 import os
+import sys
 
 import numpy as np
 import pytest
+
+# torch 2.14's build brings triton, whose bundled LLVM crashes (segfault) a process that has loaded
+# TensorFlow once torch._dynamo probes for it - which importing torchvision, and so monai.losses, does.
+# No test needs triton (it compiles GPU kernels): hide it, so that the probe finds none.
+sys.modules.setdefault("triton", None)
 
 if os.environ.get("PYTEST_XDIST_WORKER") and "TF_NUM_INTRAOP_THREADS" not in os.environ:
     # several workers share the cores: one compute thread each avoids oversubscription

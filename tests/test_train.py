@@ -180,6 +180,31 @@ class NanLoss(keras.losses.Loss):
         return tf.where(self.flag > 0, tf.fill(tf.shape(loss), np.float32("nan")), loss)
 
 
+MANY_RUNS = """
+import sys
+import numpy as np
+import zoo
+from zoo._keras import keras
+x, y = np.random.default_rng(0).random((4, 16, 16, 1), "float32"), np.zeros((4, 16, 16, 1), "int32")
+for i in range(6):  # a notebook or a sweep: one process, several runs
+    keras.backend.clear_session()
+    model = zoo.load("unet", filters=4, depth=1, dropout=0.0, input_shape=(16, 16, 1))
+    zoo.finetune(model, (x, y), (x, y), epochs=1, batch_size=4, out_dir=f"{sys.argv[1]}/r{i}", tensorboard=False,
+                 verbose=0)
+print("done")
+"""
+
+
+def test_many_runs_in_one_process_print_no_retracing_warning(tmp_path):
+    # issue 10: every run built its own checkpoint reader, and TensorFlow warned "triggered
+    # tf.function retracing" from the fifth run on
+    res = subprocess.run([sys.executable, "-c", MANY_RUNS, str(tmp_path)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert res.returncode == 0 and "done" in res.stdout, res.stderr[-2000:]
+    assert len(list(tmp_path.glob("r*/best.h5"))) == 6
+    assert "retracing" not in res.stderr, res.stderr[-2000:]
+
+
 def test_nan_loss_stops_with_a_zoo_error_and_keeps_the_last_good_checkpoints(tmp_path):
     flag = tf.Variable(0.0, trainable=False)
     hashes = {}

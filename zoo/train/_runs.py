@@ -123,6 +123,10 @@ class RunState(keras.callbacks.Callback):
             layout, variables = weight_layout(self.model)
             opt_vars = list(opt.variables) if opt is not None else []
             fn = tf.function(lambda: [tf.identity(v) for v in variables + opt_vars], autograph=False)
+            # one trace per run is the design; TensorFlow counts traces per code object across
+            # instances, so a notebook or sweep calling finetune/compress 5+ times would be told
+            # "triggered tf.function retracing" about this one (there is no public switch for it)
+            fn._omit_frequent_tracing_warning = True
             self._reader, self._reader_owner, self._layout, self._n = fn, (self.model, opt), layout, \
                 len(variables)
         values = [t.numpy() for t in self._reader()]

@@ -105,6 +105,9 @@ def test_alexnet_2012_lrn_matches_paper_formula():
 
 
 def test_alexnet_3d_both_variants():
+    # seeded: with fc_units=8, some random initialisations leave every ReLU of the head dead
+    # (all-zero gradients) and the gradient check below would fail for no fault of the layers
+    keras.utils.set_random_seed(0)
     x = np.random.default_rng(3).standard_normal((1, 67, 67, 67, 1)).astype("float32")
     for variant in ("torchvision", "paper"):
         m = alexnet(variant=variant, spatial_dims=3, in_channels=1, input_shape=(67, 67, 67, 1),

@@ -180,6 +180,19 @@ def test_prune_reaches_the_target_in_every_pruned_layer_and_returns_a_plain_mode
         run(tiny_unet(), "prune_80", tmp_path)
 
 
+def test_a_score_that_falls_by_more_than_the_margin_is_a_warning_naming_the_fix():
+    from zoo.compress._run import QUALITY_MARGIN, _warn_if_worse
+    with pytest.warns(UserWarning, match=r"compress: runs/u with prune_80: dice fell from 0\.951 to 0\.014 on the validation "
+                                         r"data after 3 epoch\(s\) per step; fine-tune longer .*zoo recipes unet"):
+        _warn_if_worse("runs/u", "unet", "prune_80", 3, {"loss": 0.1, "dice": 0.951, "iou": 0.9},
+                       {"loss": 0.9, "dice": 0.014, "iou": 0.85})
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within the margin, or only the loss rose: silent
+        _warn_if_worse("u", "unet", "prune_80", 3, {"loss": 0.1, "dice": 0.95}, {"loss": 5.0, "dice": 0.95 - QUALITY_MARGIN})
+        _warn_if_worse("u", None, "qat_int8", 3, {}, {"dice": 0.1})  # no validation data: nothing to compare
+
+
 @pytest.mark.slow  # over 20 s on the 2-core CI machine
 def test_prune_and_cluster_in_3d(tmp_path):
     x, y = phantom_arrays(8, spatial_dims=3, size=16)

@@ -251,7 +251,24 @@ def compress(model, recipe, train_data="phantoms", val_data=None, *, epochs=2, o
         "model_file": "model.h5" if quantized else "model.keras"})
     _save(out_dir, current, report, read_state(out_dir / f"{len(steps)}_{slug(steps[-1].name)}"))
     object.__setattr__(current, "zoo_compress", report.to_dict())
+    _warn_if_worse(label, getattr(model, "zoo_name", None), name, epochs, before, after)
     return current, report
+
+
+QUALITY_MARGIN = 0.1  # an absolute drop of a [0, 1] metric (Dice, IoU, accuracy, AUC) worth a warning
+
+
+def _warn_if_worse(label, entry, recipe, epochs, before, after):
+    """Warn when a score the validation data measured fell by more than QUALITY_MARGIN: the
+    compressed model was still written, but a user should not ship it without knowing."""
+    import warnings
+    fell = {k: (before[k], after[k]) for k in before if k in after and "loss" not in k
+            and before[k] - after[k] > QUALITY_MARGIN}
+    if fell:
+        what = ", ".join(f"{k} fell from {b:.3f} to {a:.3f}" for k, (b, a) in fell.items())
+        warnings.warn(f"compress: {label} with {recipe}: {what} on the validation data after {epochs} epoch(s) "
+                      f"per step; fine-tune longer (epochs=, --epochs), or choose a milder recipe "
+                      f"(zoo recipes {entry or 'MODEL'} lists them)", UserWarning, stacklevel=4)
 
 
 def _save(out_dir, model, report, last_state):

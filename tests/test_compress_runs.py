@@ -151,7 +151,11 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
 def test_a_learnable_task_stays_well_above_chance_and_close_to_the_float_model(tmp_path):
     x, y = phantom_arrays(96, size=32, seed=0)
     xv, yv = phantom_arrays(32, size=32, seed=1)
-    model = zoo.load("unet", filters=8, depth=2, dropout=0.0, input_shape=(32, 32, 1))
+    # 16 filters, not 8: pruned to 80%, an 8-filter U-Net keeps ~2 filters per layer, and over 5
+    # initialisations its Dice after 3 epochs ranged 0.01-0.95 (CI once failed at 0.78); with 16 it
+    # stays within 0.04-0.11 of the float model. Seeded, so a run is reproducible.
+    keras.utils.set_random_seed(0)
+    model = zoo.load("unet", filters=16, depth=2, dropout=0.0, input_shape=(32, 32, 1))
     zoo.finetune(model, (x, y), (xv, yv), epochs=8, batch_size=8, out_dir=tmp_path / "float",
                  tensorboard=False, verbose=0)
     chance = 2 * np.mean(yv) / (1 + np.mean(yv))  # Dice of "everything is foreground"

@@ -185,16 +185,18 @@ import sys
 import numpy as np
 import zoo
 from zoo._keras import keras
-x, y = np.random.default_rng(0).random((4, 16, 16, 1), "float32"), np.zeros((4, 16, 16, 1), "int32")
-for i in range(6):  # a notebook or a sweep: one process, several runs
+x, y = np.random.default_rng(0).random((16, 16, 16, 1), "float32"), np.zeros((16, 16, 16, 1), "int32")
+for i in range(6):  # a notebook or a sweep: one process, several runs (8 steps each: Keras' own
+    # train/test functions trace once per run, 1 call in 8, below TensorFlow's warning threshold)
     keras.backend.clear_session()
     model = zoo.load("unet", filters=4, depth=1, dropout=0.0, input_shape=(16, 16, 1))
-    zoo.finetune(model, (x, y), (x, y), epochs=1, batch_size=4, out_dir=f"{sys.argv[1]}/r{i}", tensorboard=False,
+    zoo.finetune(model, (x, y), (x, y), epochs=1, batch_size=2, out_dir=f"{sys.argv[1]}/r{i}", tensorboard=False,
                  verbose=0)
 print("done")
 """
 
 
+@pytest.mark.slow  # ~25 s: six runs in a fresh process
 def test_many_runs_in_one_process_print_no_retracing_warning(tmp_path):
     # issue 10: every run built its own checkpoint reader, and TensorFlow warned "triggered
     # tf.function retracing" from the fifth run on

@@ -103,7 +103,8 @@ def load(name, /, *, weights=None, allow_non_finite=False, **overrides):
         defaults = {**{k: p.default for k, p in signature if p.default is not p.empty},
                     **build_kwargs(entry, {}, spec)[1]}  # what the entry alone builds
         report.file_config = {k: kwargs[k] for k in file_config
-                              if k in kwargs and k not in overrides and defaults.get(k) != kwargs[k]}
+                              if k in kwargs and k not in overrides
+                              and _weights._plain(defaults.get(k)) != _weights._plain(kwargs[k])}
         try:
             model.zoo_load_report = report
         except AttributeError:  # pragma: no cover - models that refuse attributes

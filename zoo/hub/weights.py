@@ -309,9 +309,13 @@ def _config_differs(meta, build_kwargs):
     """``{keyword: (file's value, model's value)}`` for recorded keywords the model was built otherwise."""
     if not meta.get("config") or not build_kwargs:
         return {}
-    norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
-    return {k: (v, norm(build_kwargs[k])) for k, v in meta["config"].items()
-            if k in build_kwargs and k not in _ADAPTABLE and norm(build_kwargs[k]) != v}
+    return {k: (v, _plain(build_kwargs[k])) for k, v in meta["config"].items()
+            if k in build_kwargs and k not in _ADAPTABLE and _plain(build_kwargs[k]) != _plain(v)}
+
+
+def _plain(value):
+    """A keyword's value as a file records it (JSON/YAML have lists, not tuples), for comparing."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _model_dims(model):
@@ -326,7 +330,7 @@ def _check_config(spec, build_kwargs, name):
         if key in _ADAPTABLE or key not in build_kwargs:
             continue
         got = build_kwargs[key]
-        if (list(got) if isinstance(got, tuple) else got) != (list(value) if isinstance(value, tuple) else value):
+        if _plain(got) != _plain(value):
             raise WeightsError(
                 f"weights {spec.tag!r} of {name} were saved from {key}={value!r} but the model is built "
                 f"with {key}={got!r}; only num_classes, in_channels and spatial_dims may differ. Build with "

@@ -1,4 +1,5 @@
-"""The export sweep: every registry entry x its spatial dims exports and verifies in LiteRT.
+"""The export sweep: every registry entry x its spatial dims exports and verifies in LiteRT
+(deeper copies of a kept entry's builder once, through it: ``DEEPER_COPIES``).
 
 At the registry sweep's small size (tests/test_registry.py ``sweep_kwargs``): 2D entries in
 float32 and float16, 3D entries in float16 (the 3D rewrite is the same graph in every mode; the
@@ -25,8 +26,9 @@ def _is_qat(recipe):
 
 
 # Deeper copies: entries with the builder, layout and block type of a shallower entry that stays in
-# the int8 sweep; only the number of blocks differs, so their int8 files hold the same op types. The
-# float sweep (test_export_every_entry) still converts every one of them.
+# both sweeps; only the number of blocks differs, so their files hold the same op types, and
+# converting them would only repeat that entry's graph with more blocks (as issue 9 asks of the
+# .h5 round trips: once per family). tests/test_registry.py still builds, runs and counts every one.
 DEEPER_COPIES = {"resnet34", "resnet101", "resnet152", "resnet101_tv", "resnet152_tv", "resnet101v2", "resnet152v2",
                  "vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn", "fcdensenet67", "fcdensenet103",
                  "deeplabv3_resnet101"}
@@ -57,8 +59,11 @@ def _check_file(result, dims):
     assert np.all(np.isfinite(runner.run_one(x)))
 
 
+FLOAT = [(n, d) for n, d in CASES if n not in DEEPER_COPIES]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name,dims", CASES, ids=[f"{n}-{d}d" for n, d in CASES])
+@pytest.mark.parametrize("name,dims", FLOAT, ids=[f"{n}-{d}d" for n, d in FLOAT])
 def test_export_every_entry(name, dims, tmp_path):
     net, entry = _network(name, dims)
     modes = ("float16",) if dims == 3 else ("float32", "float16")

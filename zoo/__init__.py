@@ -1,35 +1,46 @@
 """zoo: a Keras (tf_keras) model zoo for medical image analysis.
 
-Public API (re-exports only; TensorFlow is imported on first use, not by ``import zoo``)::
+The public API (re-exports only; TensorFlow is imported on first use, not by ``import zoo``)::
 
     zoo.list_models("resnet*")      zoo.info("unet3d")      zoo.load("unet3d", num_classes=3)
-    zoo.export(model, "unet3d.tflite", quantization="int8")   # verified TFLite + JSON sidecar
+    zoo.finetune(model, train="data/train", val="data/val", epochs=50, out_dir="runs/liver")
+    small, report = zoo.compress("runs/liver", "prune_80", train="data/train", val="data/val")
+    zoo.export(small, "liver.tflite", quantization="int8", representative_data="data/train")
+    zoo.predict("liver.tflite", "case_001.nii.gz")          zoo.run("unet3d")   # all of it, verified
+
+``docs/architecture.md`` maps the packages and the way of a call.
 """
+# The packages zoo.compress and zoo.export share their names with two verbs. Their __init__
+# modules import nothing heavy; importing them here first binds the package names, which the
+# del below removes, so zoo.compress and zoo.export resolve to the verbs (PEP 562 __getattr__).
+# Later imports of their modules (zoo.compress.recipes ...) do not rebind zoo.compress.
+import zoo.compress  # noqa: F401
+import zoo.export  # noqa: F401
 from zoo.errors import (InvalidArgumentError, MissingDependencyError, RegistryError,
                         UnknownArgumentError, UnknownModelError, WeightsError, ZooError)
-from zoo.hub import contract, info, list_models, load, load_model, save_weights
+from zoo.hub import contract, info, list_models, load, save_weights
+
+del compress, export  # noqa: F821 - the submodule names bound by the imports above
 
 __version__ = "0.1.0"
 
-# Exports that need TensorFlow, imported on first access (PEP 562) so ``import zoo`` stays light.
-_LAZY = {"finetune": "zoo.train", "predict": "zoo.inference", "compress": "zoo.compress",
-         "list_recipes": "zoo.compress", "export": "zoo.export", "run": "zoo.pipeline"}
+# Exports that need TensorFlow, imported on first access so ``import zoo`` stays light.
+_LAZY = {"finetune": "zoo.api", "compress": "zoo.api", "export": "zoo.api", "predict": "zoo.api",
+         "run": "zoo.pipeline", "list_recipes": "zoo.compress.listing", "load_model": "zoo.resolve",
+         "load_run": "zoo.resolve", "load_tflite": "zoo.export.runtime", "FitOptions": "zoo.train.options",
+         "ModelInfo": "zoo.record", "info_of": "zoo.record"}
 
-
-# zoo.datasets (the data-set catalogue), zoo.callbacks (Keras callbacks: imports TensorFlow, so
-# only on first access), zoo.quality (GAN distances)
-_SUBMODULES = ("datasets", "callbacks", "quality")
+# zoo.datasets (the data-set catalogue), zoo.data (the input pipeline), zoo.train, zoo.callbacks
+# (Keras callbacks), zoo.quality (GAN distances), zoo.losses, zoo.metrics: imported on first access
+_SUBMODULES = ("datasets", "data", "train", "callbacks", "quality", "losses", "metrics", "scoring")
 
 
 def __getattr__(name):
+    import importlib
     if name in _SUBMODULES:
-        import importlib
         return importlib.import_module(f"zoo.{name}")
     if name in _LAZY:
-        import importlib
-        module = importlib.import_module(_LAZY[name])
-        # zoo.export is the package itself, callable (zoo.export(...) and zoo.export.rewrite_3d)
-        value = module if module.__name__ == f"zoo.{name}" else getattr(module, name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
@@ -38,6 +49,8 @@ def __getattr__(name):
 def __dir__():
     return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
-__all__ = ["load", "load_model", "list_models", "info", "save_weights", "contract", "ZooError", "RegistryError", "UnknownModelError",
-           "UnknownArgumentError", "InvalidArgumentError", "WeightsError", "MissingDependencyError",
-           "__version__", "finetune", "predict", "compress", "list_recipes", "export", "run"]
+
+__all__ = ["load", "load_model", "load_run", "load_tflite", "list_models", "info", "save_weights", "contract",
+           "finetune", "compress", "export", "predict", "run", "list_recipes", "FitOptions", "ModelInfo",
+           "info_of", "ZooError", "RegistryError", "UnknownModelError", "UnknownArgumentError",
+           "InvalidArgumentError", "WeightsError", "MissingDependencyError", "__version__"]

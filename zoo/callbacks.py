@@ -110,7 +110,7 @@ class GanQuality(keras.callbacks.Callback):
         self._real_features = None
 
     def measure(self, gan):
-        from zoo.models._wgan_sample import generate
+        from zoo.models.wgan import generate
         from zoo.quality import frechet_distance, sliced_wasserstein_images
         fake = generate(gan, gan.latent(len(self.real), self.seed))
         out = {}

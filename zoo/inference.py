@@ -18,6 +18,7 @@ import numpy as np
 
 from zoo._progress import Progress
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
+from zoo.scoring import labels, probabilities
 
 
 def gaussian_importance(patch_size, sigma_scale=0.125):
@@ -126,39 +127,12 @@ DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 NORMALIZE = ("auto", "zscore", "none")
 
 
-def _resolve_model(model):
-    """(keras model, preprocessing defaults) from a model, a run folder or a run's weights file."""
-    from zoo._keras import keras
-    if getattr(model, "zoo_tflite", False) or (isinstance(model, (str, os.PathLike))
-                                                and str(model).lower().endswith(".tflite")):  # zoo.export
-        from zoo.export.runtime import load_tflite
-        model = model if getattr(model, "zoo_tflite", False) else load_tflite(model)
-        return model, model.zoo_run
-    if isinstance(model, keras.Model):
-        run = getattr(model, "zoo_run", None) or {}
-    elif isinstance(model, (str, os.PathLike)):
-        from zoo.train._runs import load_run
-        model = load_run(model)
-        run = model.zoo_run
-    else:
-        raise InvalidArgumentError(f"predict: model must be a keras.Model, a finetune out_dir or a "
-                                   f"checkpoint inside one; got {type(model).__name__}.")
-    if len(model.outputs) > 1:  # auxiliary heads (DeepLab aux, GoogLeNet aux1/2): the first output predicts
-        model = keras.Model(model.inputs, model.outputs[0], name=model.name)
-    return model, run
-
-
-def _labels(logits):
-    if logits.shape[-1] == 1:
-        return (logits[..., 0] > 0).astype(np.int64)
-    return np.argmax(logits, axis=-1)
-
-
-def _probabilities(logits):
-    if logits.shape[-1] == 1:
-        return 1.0 / (1.0 + np.exp(-logits))
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+def _main_output(model):
+    """A Keras model with auxiliary heads (DeepLab aux, GoogLeNet aux1/2) predicts with its first output."""
+    if not getattr(model, "zoo_tflite", False) and len(model.outputs) > 1:
+        from zoo._keras import keras
+        return keras.Model(model.inputs, model.outputs[0], name=model.name)
+    return model
 
 
 def _label_dtype(num_classes):
@@ -229,13 +203,13 @@ def default_output(source):
     return _default_out(path, ".png" if is_image else ".nii.gz")
 
 
-def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size=4, blend="gaussian",
+def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batch_size=4, blend="gaussian",
             window=None, normalize=None, spacing=None, return_probabilities=False, progress=None):
     """Segment ``source`` with ``model`` by sliding window; returns the label map.
 
-    model: a keras.Model, a finetune ``out_dir`` (its best checkpoint) or a checkpoint file in
-        one; a run's recorded window/normalize/spacing/patch size are the defaults. A ``.tflite``
-        file from ``zoo.export`` runs in LiteRT, with its sidecar's preprocessing and patch size.
+    model, info: the model (a keras.Model, or an exported file's LiteRT runner) and its record
+        (:class:`zoo.record.ModelInfo`): the window/normalize/spacing and patch size it was
+        trained with are the defaults.
     source: a NIfTI file (.nii/.nii.gz), a DICOM series folder (the slices of one scan; the
         label map is written as NIfTI ``<folder>_seg.nii.gz`` with the series' affine in RAS),
         a 2D image file (PNG, JPEG, TIFF, BMP; pixels / 255 or / 65535 as in training; resized
@@ -255,9 +229,9 @@ def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size
         output channel) probabilities ``(spatial..., classes)`` instead of labels.
     Classification models return the class index (or probabilities) of the whole image.
     """
-    model, run = _resolve_model(model)
-    prep = run.get("preprocessing", {})
-    patch_size = patch_size if patch_size is not None else run.get("patch_size")
+    model = _main_output(model)
+    prep = info.preprocessing
+    patch_size = patch_size if patch_size is not None else info.patch_size
     window = window if window is not None else prep.get("window")
     spacing = spacing if spacing is not None else prep.get("spacing")
     if normalize is None and "normalize" in prep:
@@ -300,7 +274,7 @@ def predict(model, source, *, out=None, patch_size=None, overlap=0.5, batch_size
     if window is not None or normalize not in (None, "none"):
         image = _normalize(image, window, normalize)
     logits = _infer(model, image, source="the input array", **kw)
-    return _probabilities(logits) if return_probabilities else _labels(logits)
+    return probabilities(logits) if return_probabilities else labels(logits)
 
 
 def _normalize(image, window, normalize):
@@ -355,7 +329,7 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
     image = _normalize(image, window, normalize or "auto")
     logits = _infer(model, image, source=source, **kw)
     if len(model.output_shape) == 2:
-        return _probabilities(logits) if return_probabilities else int(_labels(logits))
+        return probabilities(logits) if return_probabilities else int(labels(logits))
     if logits.shape[:-1] != shape:  # back to the input grid (linear on logits, then exact size)
         from zoo.data._common import require
         ndimage = require("scipy.ndimage", "Resampling volumes (spacing=...)")
@@ -363,10 +337,10 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
         logits = ndimage.zoom(logits, factors, order=1, mode="nearest", grid_mode=True)
         logits = np.pad(logits, [(0, max(0, a - b)) for a, b in zip(shape, logits.shape)] + [(0, 0)],
                         mode="edge")[tuple(slice(0, a) for a in shape)]
-    labels = _labels(logits).astype(_label_dtype(model.output_shape[-1]))
+    labels = labels(logits).astype(_label_dtype(model.output_shape[-1]))
     if write is not None:
         write(labels)
-    return _probabilities(logits) if return_probabilities else labels
+    return probabilities(logits) if return_probabilities else labels
 
 
 def _predict_nifti(model, path, out, **vol):
@@ -455,11 +429,11 @@ def _predict_image(model, path, out, window, normalize, return_probabilities, kw
             image = _normalize(image, window, normalize)
     logits = _infer(model, image, source=str(path), **kw)
     if len(model.output_shape) == 2:
-        return _probabilities(logits) if return_probabilities else int(_labels(logits))
-    labels = _labels(logits).astype(_label_dtype(model.output_shape[-1]))
+        return probabilities(logits) if return_probabilities else int(labels(logits))
+    labels = labels(logits).astype(_label_dtype(model.output_shape[-1]))
     if out is not False:
         from PIL import Image
         out = _out_file(out, _default_out(path, ".png"), path)
         pixels = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)  # L or I;16 PNG
         _write(out, lambda tmp: Image.fromarray(pixels).save(tmp))
-    return _probabilities(logits) if return_probabilities else labels
+    return probabilities(logits) if return_probabilities else labels

@@ -24,10 +24,20 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from zoo import _io
-from zoo.errors import InvalidArgumentError, ZooError, check_positive_int
+from zoo.compress.report import model_sizes
+from zoo.compress.run import compress as compress_model
+from zoo.errors import InvalidArgumentError, UnknownModelError, ZooError, check_positive_int, did_you_mean
+from zoo.export.api import export as export_model
+from zoo.export.result import _mb
+from zoo.export.runtime import load_tflite
+from zoo.hub import load
+from zoo.hub.registry import get_registry
+from zoo.record import info_of
+from zoo.resolve import head_from_data, resolve
+from zoo.scoring import held_out, predict_arrays, score
+from zoo.train import FitOptions, fit, get_strategy, read_state
+from zoo.train.strategy import is_chief
 
 DEFAULT_SIZE = {2: 64, 3: 32}   # phantom size per axis: small enough for 2 CPU cores
 EVAL_SAMPLES = 8
@@ -39,12 +49,11 @@ def _log(verbose, text):
 
 
 def _entry(name):
-    from zoo.hub.registry import get_registry
     registry = get_registry()
     if not isinstance(name, str) or name not in registry.models:
-        from zoo.errors import UnknownModelError
-        raise UnknownModelError(f"run: {name!r} is not a registry entry; `zoo list` shows the names, e.g. "
-                                "zoo.run('unet3d').")
+        near = did_you_mean(name, registry.names()) if isinstance(name, str) else ""
+        raise UnknownModelError(f"run: {name!r} is not a registry entry.{near} `zoo list` shows the names, e.g. "
+                                "unet3d.")
     return registry.models[name]
 
 
@@ -89,51 +98,6 @@ def _data(data, train, val):
     return train, val, notes
 
 
-def _held_out(model, val, task, dims, size, seed, options):
-    """``EVAL_SAMPLES`` validation (image, label) pairs as arrays, the same for every stage."""
-    from zoo.data import fit_patch, from_source
-    ds = from_source(val, training=False, task=task, spatial_dims=dims, num_classes=int(model.output_shape[-1]),
-                     in_channels=int(model.input_shape[-1]), patch_size=size, seed=seed, **(options or {}))
-    if task == "segmentation":
-        ds = fit_patch(ds, (size,) * dims, random=False, seed=seed)
-    xs, ys = [], []
-    for x, y in ds.take(EVAL_SAMPLES):
-        xs.append(np.asarray(x, np.float32))
-        ys.append(np.asarray(y))
-    if not xs:
-        raise ZooError(f"run: the validation data {val!r} gave no samples; pass val= with at least one.")
-    return np.stack(xs), np.stack(ys)
-
-
-def score(task, labels, probs):
-    """Segmentation: mean over cases of the mean foreground-class Dice (a class absent from both
-    the label and the prediction of a case is skipped); classification: top-1 accuracy."""
-    pred = np.argmax(probs, axis=-1)
-    labels = np.asarray(labels)
-    if task == "classification":
-        labels = labels.reshape(len(labels), -1)
-        labels = labels.argmax(-1) if labels.shape[-1] > 1 else labels[:, 0]
-        return float(np.mean(pred.reshape(-1) == labels.astype(int)))
-    labels = labels.reshape(pred.shape).astype(int)
-    cases = []
-    for p, t in zip(pred, labels):
-        dices = []
-        for c in range(1, probs.shape[-1]):
-            a, b = p == c, t == c
-            if a.any() or b.any():
-                dices.append(2 * np.sum(a & b) / (np.sum(a) + np.sum(b)))
-        if dices:
-            cases.append(np.mean(dices))
-    return float(np.mean(cases)) if cases else float("nan")
-
-
-def _predict(model, xs):
-    if getattr(model, "zoo_tflite", False):
-        return np.concatenate([model.predict_on_batch(x[None]) for x in xs])
-    out = model.predict(xs, batch_size=2, verbose=0)
-    return out[0] if isinstance(out, list) else out
-
-
 class RunReport:
     """What ``zoo.run`` did: scores per stage, sizes, latency, artefacts. ``report["key"]``,
     ``to_dict()`` (plain JSON data) and ``print(report)``."""
@@ -152,7 +116,6 @@ class RunReport:
 
     def __str__(self):
         d = self._data
-        from zoo.export.result import _mb
         mb = lambda n: "-" if n is None else _mb(n)  # noqa: E731 - the export report's units
         s = d["scores"]
         fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
@@ -176,52 +139,42 @@ class RunReport:
         return "\n".join(lines)
 
 
-def _finetune_stage(model, stage, train, val, *, epochs, size, verbose, options, seed, **kw):
-    """The fine-tuned model: trained here, resumed, or (finished before) loaded from its folder."""
-    from zoo.train import finetune, load_run, read_state
+def _finetune_stage(model, info, stage, train, val, options, strategy, verbose):
+    """(the fine-tuned model, its record): trained here, resumed, or (finished before) loaded."""
     state = read_state(stage)
     if state.get("finished"):
         done = state.get("config", {}).get("epochs")
-        if done is not None and done != epochs:
-            raise ZooError(f"run: {stage} holds a finished fine-tuning of {done} epochs, not epochs={epochs}; "
+        if done is not None and done != options.epochs:
+            raise ZooError(f"run: {stage} holds a finished fine-tuning of {done} epochs, not epochs={options.epochs}; "
                            "pass the same epochs, or a new out_dir to start again.")
         _log(verbose, f"      done before: {stage} (loaded)")
-        net = load_run(stage)
-        net.zoo_name = getattr(model, "zoo_name", None)
-        return net
-    finetune(model, train, val, epochs=epochs, patch_size=size, out_dir=stage, verbose="auto" if verbose else 0, seed=seed,
-             data_options=options, **kw)
-    return model
+        return resolve(stage, verb="run", allow=("run",), say=False)
+    fit(model, info, train, val, options.replace(out_dir=stage), strategy)
+    return model, info_of(model)
 
 
-def _compress_stage(model, stage, recipe, train, val, *, epochs, size, verbose, options, seed, **kw):
-    """(compressed model, compress report dict), compressed here, resumed or loaded."""
-    from zoo.compress import compress
-    from zoo.train import load_run
+def _compress_stage(model, info, stage, recipe, train, val, options, strategy, verbose):
+    """(compressed model, its record, compress report dict), compressed here, resumed or loaded."""
     done = stage / "compress.json"
     if done.exists() and json.loads(done.read_text()).get("finished"):
         _log(verbose, f"      done before: {stage} (loaded)")
-        net = load_run(stage)
-        net.zoo_name = getattr(model, "zoo_name", None)
-        return net, json.loads((stage / "report.json").read_text())
-    small, report = compress(model, recipe, train, val, epochs=epochs, out_dir=stage, patch_size=size,
-                             verbose="auto" if verbose else 0, data_options=options, seed=seed, **kw)
-    small.zoo_name = getattr(model, "zoo_name", None)
-    return small, report.to_dict()
+        net, net_info = resolve(stage, verb="run", allow=("compress",), say=False)
+        return net, net_info, json.loads((stage / "report.json").read_text())
+    small, report = compress_model(model, info, recipe, train, val, options.replace(out_dir=stage), strategy)
+    return small, info_of(small), report.to_dict()
 
 
-def _export_stage(run_dir, path, quantization, train, verbose, options, seed, verify=True):
-    """(the exported file as a LiteRT model, the export result dict): ``run_dir`` (the last stage's
-    run folder: its best weights, patch size and preprocessing) exported here, or (the file, its
+def _export_stage(model, info, path, quantization, train, verbose, options, verify=True):
+    """(the exported file as a LiteRT model, the export result dict): ``model`` (the last stage's,
+    in memory, with its record: patch size, preprocessing, data) exported here, or (the file, its
     sidecar and the result written before) read back."""
-    from zoo.export import export, load_tflite
     from zoo.export.sidecar import sidecar_path
     done = path.with_name(path.name + ".result.json")
     if path.exists() and sidecar_path(path).exists() and done.exists():
         _log(verbose, f"      done before: {path} (verified when written)")
         return load_tflite(path), json.loads(done.read_text())
-    result = export(str(run_dir), path, quantization=quantization, representative_data=train,
-                    overwrite=path.exists(), data_options=options, seed=seed, verify=verify)
+    result = export_model(model, info, path, quantization=quantization, representative_data=train,
+                          overwrite=path.exists(), data_options=options.data_options, seed=options.seed, verify=verify)
     if verbose:
         print(result, file=sys.stderr, flush=True)
     _io.write_json(done, result.to_dict())  # last: the stage counts as done once this exists
@@ -229,27 +182,36 @@ def _export_stage(run_dir, path, quantization, train, verbose, options, seed, ve
 
 
 def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantization="int8", epochs=3,
-        compress_epochs=2, out_dir=None, patch_size=None, spatial_dims=None, batch_size=2,
-        steps_per_epoch=16, validation_steps=4, learning_rate=None, model_options=None,
-        data_options=None, seed=0, verify=True, verbose=True):
+        compress_epochs=2, out_dir=None, patch_size=None, spatial_dims=None, model_options=None, verify=True,
+        verbose=True, options=None, **option_keywords):
     """Fine-tune, compress, export and verify registry entry ``model``; returns a :class:`RunReport`.
 
-    data: a folder with train/ and val/ (or the training data itself); or ``train``/``val``:
-        anything :func:`zoo.finetune` takes. Default: the built-in phantoms of the entry's task
-        and dimension (validation on other phantoms).
-    recipe: a compression recipe (``zoo.list_recipes(model)``); default the entry's first; ``"none"``
-        skips compression. quantization: the :func:`zoo.export` mode (default ``"int8"``; a QAT
-        recipe's model exports with its own ranges).
-    epochs / compress_epochs: fine-tuning epochs, and epochs per compression step, each of
-        ``steps_per_epoch`` steps of ``batch_size``. patch_size: the input size per axis (default
-        64 px in 2D, 32 voxels in 3D). model_options: builder keywords (``{"filters": 16}``);
-        data_options: options of the data source (``window=...``).
-    verify: the export's verification: True (a file that disagrees with the Keras model beyond
-        the mode's thresholds is an error and is not written) or "warn" (written, with a warning).
-    out_dir: the run's folder (default ``runs/run_<model>``); calling again with the same
-        arguments continues an interrupted run and skips finished stages.
+    Args:
+        model: the registry entry (``zoo list``).
+        data: a folder with train/ and val/ (or the training data itself); or ``train``/``val``:
+            any data source. Default: the built-in phantoms of the entry's task and dimension
+            (validation on other phantoms).
+        recipe: a compression recipe (``zoo.list_recipes(model)``); default the entry's first;
+            ``"none"`` skips compression.
+        quantization: the export mode (default ``"int8"``; a QAT recipe's model exports with its
+            own ranges).
+        epochs, compress_epochs: fine-tuning epochs, and epochs per compression step.
+        out_dir: the run's folder (default ``runs/run_<model>``); calling again with the same
+            arguments continues an interrupted run and skips finished stages.
+        patch_size: the input size per axis (default 64 px in 2D, 32 voxels in 3D).
+        spatial_dims: 2 or 3 for entries with both.
+        model_options: builder keywords (``{"filters": 16}``).
+        verify: the export's verification: True (a file that disagrees with the Keras model
+            beyond the mode's thresholds is an error and is not written) or ``"warn"``.
+        verbose: progress on stderr.
+        options, option_keywords: :class:`zoo.train.FitOptions` for both training stages (here
+            ``batch_size`` 2, ``steps_per_epoch`` 16 and ``validation_steps`` 4 by default;
+            ``strategy="multiworker"`` under ``TF_CONFIG`` runs every stage on the cluster, and
+            only the chief writes the export and the report).
+
+    Returns:
+        A :class:`RunReport` (``print(report)``, ``report.to_dict()``), also in ``report.json``.
     """
-    from zoo.hub import load
     t0 = time.time()
     entry = _entry(model)
     check_positive_int("epochs", epochs, "run")
@@ -260,57 +222,59 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
         raise InvalidArgumentError(f"run: {entry.name} is a generative model; train it with `zoo finetune "
                                    f"{entry.name}` and sample with `zoo sample` (compression and int8 export "
                                    "are for classifiers and segmenters).")
+    defaults = {"batch_size": 2, "steps_per_epoch": 16, "validation_steps": 4} if options is None else {}
+    opts = FitOptions.build(options, verb="run", **{**defaults, **option_keywords, "epochs": epochs,
+                                                    "verbose": "auto" if verbose else 0})
+    strategy = get_strategy(opts.strategy, opts.devices)  # first: a multi-worker strategy precedes all ops
     kwargs, size = _build_options(entry, spatial_dims, patch_size, model_options)
     dims = kwargs["spatial_dims"]
+    opts = opts.replace(patch_size=size)
     recipe = entry.recipes[0] if recipe is None and entry.recipes else recipe
     recipe = None if recipe in (None, "none") else recipe
     train, val, notes = _data(data, train, val)
     if entry.task == "classification" and train != "phantoms" and "num_classes" not in (model_options or {}):
-        from zoo.train._classes import head_from_data  # one output per class folder
         kwargs = head_from_data(entry.name, train, {k: v for k, v in kwargs.items() if k != "num_classes"},
-                                say=bool(verbose))
+                                say=bool(verbose), verb="run")
         kwargs.setdefault("num_classes", 2)
     out = Path(out_dir if out_dir is not None else Path("runs") / f"run_{entry.name}")
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"run: out_dir {str(out)!r} is a file; pass a folder (it is created).")
     steps = 3 if recipe else 2
-    fit_kw = dict(steps_per_epoch=steps_per_epoch, validation_steps=validation_steps, batch_size=batch_size,
-                  learning_rate=learning_rate)
     _log(verbose, f"[1/{steps}] fine-tune {entry.name} ({entry.task}, {dims}D, patch {size}) on {train}: "
-                  f"{epochs} epochs x {steps_per_epoch} steps -> {out / '1_finetune'}")
+                  f"{epochs} epochs x {opts.steps_per_epoch} steps -> {out / '1_finetune'}")
     net = load(entry.name, **kwargs)
-    net.zoo_name = entry.name
-    xs, ys = _held_out(net, val, entry.task, dims, size, seed, data_options)
-    net = _finetune_stage(net, out / "1_finetune", train, val, epochs=epochs, size=size, verbose=verbose,
-                          options=data_options, seed=seed, **fit_kw)
-    scores = {"finetuned": score(entry.task, ys, _predict(net, xs)), "compressed": None}
+    info = info_of(net)
+    xs, ys = held_out(net, info, val, EVAL_SAMPLES, patch_size=size, seed=opts.seed, options=opts.data_options)
+    net, info = _finetune_stage(net, info, out / "1_finetune", train, val, opts, strategy, verbose)
+    metric, first = score(entry.task, ys, predict_arrays(net, xs))
+    scores = {"finetuned": first, "compressed": None}
     artefacts = {"finetune": str(out / "1_finetune")}
     creport = None
     if recipe:
         stage = out / f"2_{recipe.replace('+', '_')}"
         _log(verbose, f"[2/{steps}] compress with {recipe}: {compress_epochs} epochs per step -> {stage}")
-        net, creport = _compress_stage(net, stage, recipe, train, val, epochs=compress_epochs, size=size,
-                                       verbose=verbose, options=data_options, seed=seed, **fit_kw)
-        scores["compressed"] = score(entry.task, ys, _predict(net, xs))
+        net, info, creport = _compress_stage(net, info, stage, recipe, train, val, opts.replace(epochs=compress_epochs),
+                                             strategy, verbose)
+        scores["compressed"] = score(entry.task, ys, predict_arrays(net, xs))[1]
         artefacts["compressed"] = str(stage)
     path = out / "3_export" / f"{entry.name}_{quantization}.tflite"
+    if not is_chief(strategy):  # the chief exports and reports; the other workers are done
+        return None
     path.parent.mkdir(parents=True, exist_ok=True)
     _log(verbose, f"[{steps}/{steps}] export {quantization} TFLite and verify it in LiteRT -> {path}")
-    last = Path(artefacts["compressed"] if recipe else artefacts["finetune"])
-    tfl, xresult = _export_stage(last, path, quantization, train, verbose, data_options, seed, verify)
-    scores["exported"] = score(entry.task, ys, _predict(tfl, xs))
+    tfl, xresult = _export_stage(net, info, path, quantization, train, verbose, opts, verify)
+    scores["exported"] = score(entry.task, ys, predict_arrays(tfl, xs))[1]
     artefacts["tflite"] = str(path)
     float_sizes = dict((creport or {}).get("size") or {})
     if "float32_bytes" not in float_sizes:  # no compression: the fine-tuned model's float32 weights
-        from zoo.compress._report import model_sizes
         base = model_sizes(net)
         float_sizes = {"float32_bytes": base["bytes"], "float32_zipped": base["zipped"]}
     lat = xresult.get("latency") or {}
     report = RunReport({
         "model": entry.name, "task": entry.task, "spatial_dims": dims, "params": int(net.count_params()),
         "train": str(train), "val": str(val), "patch_size": size, "epochs": epochs, "recipe": recipe,
-        "quantization": xresult.get("mode", quantization), "metric": "dice" if entry.task == "segmentation"
-        else "accuracy", "eval_samples": len(xs), "scores": scores,
+        "quantization": xresult.get("mode", quantization), "metric": metric, "eval_samples": len(xs),
+        "scores": scores,
         "sizes": {"float32_bytes": float_sizes.get("float32_bytes"), "float32_zipped": float_sizes.get("float32_zipped"),
                   "compressed_zipped": float_sizes.get("compressed_zipped"), "tflite_bytes": xresult.get("bytes"),
                   "tflite_zipped": xresult.get("zipped_bytes")},

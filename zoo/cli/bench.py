@@ -11,7 +11,7 @@ def _cmd_bench(args):
         import tempfile
         from pathlib import Path
 
-        from zoo.export import export
+        from zoo.api import export
         from zoo.hub import load
         model = load(args.name, spatial_dims=row["spatial_dims"], input_shape=tuple(row["input_shape"]), **overrides)
         with tempfile.TemporaryDirectory() as tmp:

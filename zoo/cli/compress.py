@@ -6,17 +6,10 @@ from zoo.cli._common import key_values, model_kwargs, parse_shape
 from zoo.errors import ZooError
 
 
-def _default_recipe(model):
-    """The first recipe an entry lists (its default), for a registry name or a run folder."""
-    from pathlib import Path
-
+def _default_recipe(name, model):
+    """The first recipe the model's registry entry lists (its default)."""
     from zoo.hub.registry import get_registry
-    registry = get_registry()
-    name = model
-    if Path(model).is_dir():
-        from zoo.train import read_state
-        name = read_state(model).get("config", {}).get("model")
-    entry = registry.models.get(name) if name else None
+    entry = get_registry().models.get(name)
     if entry is None or not entry.recipes:
         raise ZooError(f"zoo compress: {model!r} names no registry entry with recipes; pass --recipe (see "
                        "`zoo recipes NAME`).")
@@ -24,45 +17,53 @@ def _default_recipe(model):
 
 
 def _cmd_compress(args):
-    from pathlib import Path
-
-    from zoo.compress import compress
+    from zoo.api import TRAINABLE, compress
+    from zoo.hub import load
+    from zoo.hub.registry import get_registry
+    from zoo.resolve import resolve
     from zoo.train import get_strategy
     strategy = get_strategy(args.strategy)  # before any model: multi-worker setups need it first
-    model = args.model
     overrides = model_kwargs(args)
-    if not Path(model).exists():
-        from zoo.hub.registry import get_registry
-        if model in get_registry().models:
-            from zoo.hub import load
-            model = load(args.model, weights=args.weights, **overrides)
+    if args.model in get_registry().models and not _exists(args.model):
+        model = load(args.model, weights=args.weights, **overrides)
+        name = args.model
     elif overrides or args.weights:
         raise ZooError("zoo compress: --set/--num-classes/--in-channels/--spatial-dims/--weights apply to a registry "
                        f"name; {args.model!r} is a run folder or file, which already has its architecture.")
-    recipe = args.recipe or _default_recipe(args.model)
+    else:
+        model, info = resolve(args.model, verb="zoo compress", allow=TRAINABLE)
+        name = info.name
+    recipe = args.recipe or _default_recipe(name, args.model)
     train = args.train or args.data
     val = args.val if args.val is not None else ("phantoms" if train == "phantoms" else None)
     patch = parse_shape(args.patch_size)
     patch = patch[0] if patch is not None and len(patch) == 1 else patch
-    small, report = compress(
-        model, recipe, train, val, epochs=args.epochs, out_dir=args.out, student=args.student,
-        learning_rate=args.lr, batch_size=args.batch_size, patch_size=patch, loss=args.loss,
-        strategy=strategy, mixed_precision=args.mixed_precision, verbose=0 if args.quiet else "auto",
-        data_options=key_values(args.data_option, "--data-option"), seed=args.seed,
-        tensorboard=not args.no_tensorboard, steps_per_epoch=args.steps_per_epoch,
-        validation_steps=args.validation_steps)
+    options = dict(epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, patch_size=patch,
+                   loss=args.loss, strategy=strategy, mixed_precision=args.mixed_precision,
+                   verbose=0 if args.quiet else "auto", data_options=key_values(args.data_option, "--data-option"),
+                   seed=args.seed, tensorboard=not args.no_tensorboard, steps_per_epoch=args.steps_per_epoch,
+                   validation_steps=args.validation_steps)
+    if args.out:
+        options["out_dir"] = args.out
+    small, report = compress(model, recipe, train, val, student=args.student, **options)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
         return 0
     out = report["out_dir"]
     print(f"\n{report}")
-    print(f"  model:   {out}/{report['model_file']} (zoo.load_model), run folder {out} (zoo predict {out} IMAGE)")
+    print(f"  model:   {out}/{report['model_file']} (zoo.load_model); the folder: zoo predict {out} IMAGE, "
+          f"zoo export {out}")
     print(f"  report:  {out}/report.json; steps: " + ", ".join(s["dir"] for s in report["steps"]))
     return 0
 
 
+def _exists(path):
+    from pathlib import Path
+    return Path(path).expanduser().exists()
+
+
 def _cmd_recipes(args):
-    from zoo.compress import list_recipes
+    from zoo.compress.listing import list_recipes
     rows = list_recipes(args.name, spatial_dims=args.spatial_dims)
     if args.json:
         print(json.dumps(rows, indent=2))

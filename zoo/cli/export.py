@@ -13,7 +13,7 @@ def _cmd_export(args):
     import warnings
     from pathlib import Path
 
-    from zoo.export import export
+    from zoo.api import export
     model = args.model
     kwargs = model_kwargs(args)
     if not Path(model).exists():  # a registry name: build it with the overrides

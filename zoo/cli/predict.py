@@ -4,15 +4,15 @@ from zoo.errors import ZooError
 
 
 def _model(args):
-    """The model: a .tflite file from zoo export (LiteRT, its sidecar's preprocessing), a run folder
-    or checkpoint (model.json beside it), or --model NAME with a weights file, loaded by the zoo's
-    strict loader (which names any mismatch)."""
+    """(model, record): a .tflite file from zoo export (LiteRT, its sidecar's preprocessing), a run,
+    compress or zoo run folder, a checkpoint in a run folder, a saved model, or --model NAME with a
+    weights file, loaded by the zoo's strict loader (which names any mismatch)."""
     from pathlib import Path
+
+    from zoo.resolve import resolve
     run = Path(args.run).expanduser()
-    if run.suffix.lower() == ".tflite" and not args.model:  # a zoo.export file: LiteRT, with its sidecar's preprocessing
-        from zoo.export import load_tflite
-        return load_tflite(run)
-    if args.model or (run.is_file() and not (run.parent / "model.json").exists()):
+    if args.model or (run.is_file() and run.suffix.lower() != ".tflite" and not (run.parent / "model.json").exists()
+                      and not run.name.lower().endswith(".keras")):
         if not args.model:
             raise ZooError(f"{args.run} is a bare weights file (no model.json beside it); name the "
                            "architecture: zoo predict WEIGHTS INPUT --model NAME [--set key=value ...].")
@@ -20,9 +20,9 @@ def _model(args):
             raise ZooError(f"predict: weights file {args.run} does not exist (with --model, RUN is a weights "
                            "file: .h5, .weights.h5, .npz or .safetensors).")
         from zoo.hub import load
-        return load(args.model, weights=str(run), **model_kwargs(args))
-    from zoo.train import load_run
-    return load_run(run, which="last" if args.last else "best")
+        return resolve(load(args.model, weights=str(run), **model_kwargs(args)), verb="zoo predict")
+    return resolve(args.run, verb="zoo predict", allow=("run", "compress", "zoo_run", "file", "tflite"),
+                   which="last" if args.last else "best")
 
 
 def _cmd_predict(args):
@@ -30,10 +30,9 @@ def _cmd_predict(args):
 
     from zoo.cli._outputs import json_default, output_path, report_classes, top_classes
     from zoo.inference import check_dicom_slice, default_output, predict
-    model = _model(args)
+    model, info = _model(args)
     check_dicom_slice(model, args.input)  # before the output checks: the input cannot go to this model
-    out_shape = model.output_shape[0] if isinstance(model.output_shape, list) else model.output_shape
-    classifier = len(out_shape) == 2  # (batch, classes); a .tflite file has the same face
+    classifier = info.task == "classification"
     default = json_default(args.input) if classifier else default_output(args.input)
     out = output_path(args.out, args.input, default, overwrite=args.overwrite,
                       suffixes=(".json",) if classifier else None)
@@ -44,13 +43,12 @@ def _cmd_predict(args):
     patch = parse_shape(args.patch_size)
     if patch is not None and len(patch) == 1:  # --patch-size 96: the same on every spatial axis
         patch = patch * (len(model.input_shape) - 2)
-    result = predict(model, args.input, out=False if classifier else out, patch_size=patch,
+    result = predict(model, info, args.input, out=False if classifier else out, patch_size=patch,
                      overlap=args.overlap, batch_size=args.batch_size, window=window,
                      normalize=args.normalize, spacing=spacing, return_probabilities=classifier)
     if classifier:
-        run = getattr(model, "zoo_run", None) or {}
-        report_classes(args.input, top_classes(result, run.get("class_names"), args.top_k), out,
-                       model=run.get("dir") or getattr(model, "zoo_name", None))
+        report_classes(args.input, top_classes(result, info.class_names, args.top_k), out,
+                       model=info.path or info.name)
         return 0
     labels = np.asarray(result)
     values, counts = np.unique(labels, return_counts=True)

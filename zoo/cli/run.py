@@ -20,11 +20,13 @@ def _cmd_run(args):
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         report = run(args.name, data=args.data, train=args.train, val=args.val, recipe=args.recipe,
                      quantization=args.quantization, epochs=args.epochs, compress_epochs=args.compress_epochs,
-                     out_dir=args.out, patch_size=patch, spatial_dims=args.spatial_dims, batch_size=args.batch_size,
-                     steps_per_epoch=args.steps_per_epoch, validation_steps=args.validation_steps,
-                     learning_rate=args.lr, model_options=key_values(args.set, "--set"),
-                     data_options=key_values(args.data_option, "--data-option"), seed=args.seed,
-                     verify="warn" if args.verify == "warn" else True, verbose=not args.quiet)
+                     out_dir=args.out, patch_size=patch, spatial_dims=args.spatial_dims,
+                     model_options=key_values(args.set, "--set"), verify="warn" if args.verify == "warn" else True,
+                     verbose=not args.quiet, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
+                     validation_steps=args.validation_steps, learning_rate=args.lr, strategy=args.strategy,
+                     data_options=key_values(args.data_option, "--data-option"), seed=args.seed)
+    if report is None:  # a worker of a multi-worker run: the chief reports
+        return 0
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return 0
@@ -70,6 +72,8 @@ def add_parsers(sub):
     s.add_argument("--verify", choices=("error", "warn"), default="error",
                    help="a TFLite file that disagrees with Keras beyond the mode's thresholds: error (default, "
                         "nothing written) or warn (written, with a warning)")
+    s.add_argument("--strategy", default="auto", help="auto, default, one_device, mirrored, multiworker (with "
+                   "TF_CONFIG: the chief writes the export and the report), tpu")
     s.add_argument("--out", help="run folder (default runs/run_NAME)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--quiet", action="store_true", help="no progress output")

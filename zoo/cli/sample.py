@@ -30,7 +30,7 @@ def print_gan_summary(state, name, train, out):
     print(f"  checkpoints: {out}/best.h5 (best), {out}/last.h5 (last)")
     print(f"  history:     {out}/history.csv")
     print(f"  sample:      zoo sample {out} -n 64 --out samples.png\n"
-          f"               (Python: from zoo.train import load_run; load_run('{out}').sample(64, seed=0))")
+          f"               (Python: zoo.load_run('{out}').sample(64, seed=0))")
     return 0
 
 
@@ -40,7 +40,7 @@ def _cmd_sample(args):
     import zoo.models.wgan  # noqa: F401  (registers the WGAN class for model.json)
     from zoo.callbacks import save_grid, save_nifti
     from zoo.models.wgan import WGAN
-    from zoo.train import load_run
+    from zoo.resolve import load_run
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise InvalidArgumentError(f"zoo sample: --out {args.out!r} must be a .png file (the grid); add --npy "

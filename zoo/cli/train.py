@@ -29,14 +29,16 @@ def _resume_hint(out, epochs):
 
 
 def _cmd_finetune(args):
+    from zoo.api import finetune
     from zoo.hub import load
-    from zoo.train import finetune, get_strategy
-    from zoo.train._classes import head_from_data
+    from zoo.record import info_of
+    from zoo.resolve import head_from_data
+    from zoo.train import get_strategy
     strategy = get_strategy(args.strategy)  # before any model: multi-worker setups need it first
     train = args.train or args.data
     # a classifier gets one output per class folder of the training data unless --num-classes says
     model = load(args.name, weights=args.weights, **head_from_data(args.name, train, model_kwargs(args)))
-    gan = getattr(model, "zoo_task", None) == "generation"
+    gan = info_of(model).task == "generation"
     val = args.val if args.val is not None or gan else ("phantoms" if train == "phantoms" else None)
     out = args.out or _default_run_dir(args.name)
     args.interrupt_hint = lambda: _resume_hint(out, args.epochs)  # Ctrl-C: what was kept, how to go on

@@ -63,7 +63,7 @@ def plan(model, steps, *, mixed_precision=False, student=None, entry=None, sweep
     from zoo.compress import _cluster, _prune, _quantize
     problems, plans = [], []
     dims = len(model.input_shape) - 2
-    what = f"{getattr(model, 'zoo_name', None) or model.name} ({dims}D)"
+    what = f"{entry or model.name} ({dims}D)"
     nested = _nested(model)
     if nested:
         raise RecipeNotApplicableError(

@@ -9,6 +9,7 @@ taken out as a model of its own.
 """
 from zoo._keras import keras, tf
 from zoo.errors import InvalidArgumentError
+from zoo.record import attach, attached, info_of
 
 
 @keras.utils.register_keras_serializable(package="zoo")
@@ -58,16 +59,13 @@ def build_student(teacher, step, student=None, entry=None, sweep=False):
     out_shape = tuple(teacher.outputs[0].shape[1:])
     if isinstance(spec, keras.Model):
         from zoo.compress._quantize import copy_model
-        model = copy_model(spec)
-        for attr in ("zoo_name", "zoo_task"):
-            if getattr(spec, attr, None):
-                setattr(model, attr, getattr(spec, attr))
+        model = copy_model(spec)  # keeps its record (zoo.record)
     elif isinstance(spec, str):
         from zoo.hub import load
         from zoo.hub.registry import get_registry, thaw
         student_entry = get_registry().get(spec)
-        teacher_task = getattr(teacher, "zoo_task", None)
-        if teacher_task and student_entry.task != teacher_task:
+        teacher_task = info_of(teacher).task
+        if student_entry.task != teacher_task:
             raise InvalidArgumentError(f"distill: student {spec!r} is a {student_entry.task} model but the teacher "
                                        f"is a {teacher_task} model; pick a student of the same task.")
         small = dict(thaw(student_entry.sweep.get("config", {}))) if sweep else {}
@@ -100,9 +98,10 @@ def wrap(teacher, student, *, temperature, alpha):
     t_out = t_out[0] if isinstance(t_out, (list, tuple)) else t_out
     out = DistillationHead(temperature, alpha, name="distill")([student(inputs), t_out])
     model = keras.Model(inputs, out, name=f"distill_{student.name}")
-    model.zoo_task = getattr(teacher, "zoo_task", None)
-    model.zoo_name = getattr(student, "zoo_name", None) or original
-    model.zoo_student_name = original
+    object.__setattr__(model, "zoo_student_name", original)  # untracked: unwrap renames the student
+    known = attached(student)
+    if known is not None:
+        attach(model, known)
     return model
 
 
@@ -117,7 +116,6 @@ def unwrap(model):
     student = next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.trainable)
     out = copy_model(student)
     out._name = getattr(model, "zoo_student_name", None) or out.name
-    out.zoo_name, out.zoo_task = getattr(model, "zoo_name", None), getattr(model, "zoo_task", None)
     return out
 
 

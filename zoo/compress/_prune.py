@@ -14,7 +14,7 @@ have no weights to prune); excluded layers and layers without a prunable kernel 
 import numpy as np
 
 from zoo._keras import keras, tf
-from zoo.compress._tfmot import PruneLowMagnitude, sparsity as S
+from zoo.compress.tfmot import PruneLowMagnitude, sparsity as S
 from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry, pruning_schedule
 
 _KERNEL_LAYERS = ("Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "Conv3DTranspose", "Dense")

@@ -26,7 +26,8 @@ import numpy as np
 
 from zoo._keras import keras, tf
 from zoo.compress import _rewrite
-from zoo.compress._tfmot import quantization as Q
+from zoo.record import attach, attached
+from zoo.compress.tfmot import quantization as Q
 from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_wrapper
@@ -192,7 +193,7 @@ def scheme(preserve=()):
 def quantize(model, exclude=(), preserve=()):
     """The QAT model of ``model`` (not modified): every layer but ``exclude`` annotated with its
     zoo config (or tfmot's default), then ``quantize_apply`` with :func:`scheme`."""
-    from zoo.compress._tfmot import scope
+    from zoo.compress.tfmot import scope
     preserve = set(preserve)
     with scope():
         exclude = set(exclude)
@@ -252,10 +253,11 @@ def _quantize_relu_inputs(model, registry):
 
 
 def copy_model(model):
-    """A functional copy of ``model`` with its weights (new layers, same names)."""
+    """A functional copy of ``model`` with its weights (new layers, same names) and its record."""
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
-    return clone
+    known = attached(model)
+    return attach(clone, known) if known is not None else clone
 
 
 def _wrappers(model):

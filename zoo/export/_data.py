@@ -10,49 +10,19 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo._keras import tf
+from zoo.data.prepare import Target, samples
 from zoo.errors import InvalidArgumentError
-
-
-def _stream(source, *, n, shape, task, num_classes, options, seed):
-    """Up to ``n`` input images (numpy, float32) from ``source``."""
-    from zoo.data import fit_patch, from_source
-    spatial, channels = tuple(shape[:-1]), shape[-1]
-    opts = dict(options or {})
-    size = spatial
-    if isinstance(source, str) and source == "phantoms":
-        # a run's intensity preprocessing is for files; phantoms are used as generated (the run
-        # of a phantom-trained model records normalize="none")
-        opts = {k: v for k, v in opts.items() if k not in ("window", "normalize", "spacing")}
-        opts.setdefault("n", n)
-        # only the images matter here: a 1000-class head would otherwise ask for 999 lesions
-        num_classes = min(num_classes or 2, 4)
-        size = tuple(max(s, 16) for s in spatial)  # phantoms start at 16: cut smaller inputs out
-    ds = from_source(source, training=False, task=task, spatial_dims=len(spatial), num_classes=num_classes,
-                     in_channels=channels, patch_size=size, seed=seed, augment=False, **opts)
-    spec = ds.element_spec
-    image_spec = spec[0] if isinstance(spec, tuple) else spec
-    if image_spec.shape.rank == len(shape) + 1:  # a batched dataset: one image at a time
-        ds = ds.unbatch()
-        spec = ds.element_spec
-        image_spec = spec[0] if isinstance(spec, tuple) else spec
-    if isinstance(spec, tuple) and task == "segmentation" and image_spec.shape.rank == len(shape) \
-            and tuple(image_spec.shape[:-1]) != size and spec[1].shape.rank >= len(spatial):
-        ds = fit_patch(ds, size, random=False)
-    if isinstance(spec, tuple):
-        ds = ds.map(lambda image, *_: image)
-    if size != spatial:
-        ds = ds.map(lambda image: image[tuple(slice((a - b) // 2, (a - b) // 2 + b) for a, b in zip(size, spatial))])
-    return np.stack([np.asarray(x, "float32") for x in ds.take(n).as_numpy_iterator()]) \
-        if n else np.zeros((0,) + tuple(shape), "float32")
 
 
 def _describe(source):
     return repr(str(source)) if isinstance(source, (str, Path)) else type(source).__name__
 
 
-def representative(source, *, n, shape, task, num_classes, options=None, seed=0):
-    """``n`` (or fewer, if the source is smaller) inputs of ``shape`` (no batch axis)."""
-    from zoo._keras import tf
+def representative(source, model, info, *, n, shape, options=None, seed=0):
+    """``n`` (or fewer, if the source is smaller) inputs of ``shape`` (no batch axis) for the
+    export of ``model`` (its record ``info``): arrays as given, standard normal vectors for a
+    generator, anything else through the one data path (:func:`zoo.data.prepare.samples`)."""
     shape = tuple(int(s) for s in shape)
     source = "phantoms" if source is None else source
     latent = len(shape) == 1
@@ -71,9 +41,10 @@ def representative(source, *, n, shape, task, num_classes, options=None, seed=0)
                 f"length {shape[0]} (a generator), not images; leave representative_data unset (standard "
                 f"normal vectors) or pass an array of shape (N, {shape[0]}).")
         xs = np.random.default_rng(seed).standard_normal((n,) + shape).astype("float32")
-    elif isinstance(source, tf.data.Dataset) or isinstance(source, (str, Path)):
-        xs = _stream(source, n=n, shape=shape, task=task, num_classes=num_classes, options=options,
-                     seed=seed)
+    elif isinstance(source, (tf.data.Dataset, str, Path)):
+        target = Target.of(model, info, shape[:-1])
+        xs, _ = samples(source, target, n, seed=seed, options=options, preprocessing=info.preprocessing,
+                        shape=shape, labels=False)
     else:
         raise InvalidArgumentError(
             f"export: representative_data={_describe(source)} is not supported; pass 'phantoms', a folder, "

@@ -17,11 +17,11 @@ from zoo.export.result import ExportResult
 from zoo.export.runtime import TFLiteModel
 from zoo.export.sidecar import sha256_bytes, sidecar_path, write_sidecar
 from zoo.export.verify import latency, run_verification
+from zoo.record import PREPROCESSING
 
 ALL_MODES = MODES + ("savedmodel",)
 _3D = (keras.layers.Conv3D, keras.layers.Conv3DTranspose, keras.layers.MaxPooling3D,
        keras.layers.AveragePooling3D, keras.layers.UpSampling3D)
-PREPROCESSING = ("window", "normalize", "spacing")
 
 
 def _layers(model):
@@ -51,55 +51,23 @@ def weight_sparsity(model):
     return zeros / total if total else 0.0
 
 
-def _resolve(model):
-    """(keras model with one output, run config, notes) from a model, a run folder or a name."""
+def _main_network(model, info):
+    """(keras model with one output, notes): a GAN exports its generator, a model with
+    auxiliary heads its main output."""
     notes = []
-    if isinstance(model, (str, os.PathLike)):
-        path = Path(model).expanduser()
-        if path.exists():
-            from zoo.train import load_run
-            model = load_run(path)
-        else:
-            from zoo.hub.registry import get_registry
-            if str(model) not in get_registry().names():
-                raise InvalidArgumentError(
-                    f"export: model={str(model)!r} is neither a finetune run folder (no such path, "
-                    f"relative to {os.getcwd()!r}) nor a registry model name; pass a keras.Model, a run "
-                    "folder such as runs/liver, or a name from zoo.list_models().")
-            from zoo.hub import load
-            model = load(str(model))
-    if not isinstance(model, keras.Model):
-        raise InvalidArgumentError(f"export: model must be a keras.Model, a finetune run folder or a "
-                                   f"registry name; got {type(model).__name__}.")
-    run = dict(getattr(model, "zoo_run", None) or {})
-    main = source = model
     generator = getattr(model, "generator", None)
     if isinstance(generator, keras.Model) and generator is not model:  # a GAN (zoo's WGAN)
-        main = generator
         notes.append(f"a GAN: exported its generator ({generator.name}: z -> images); export "
                      "model.critic for the critic")
-        model = main
-        run.setdefault("task", "generation")
+        model = generator
     if len(model.outputs) > 1:
-        main = keras.Model(model.inputs, model.outputs[0], name=model.name)
         notes.append(f"exported the main output only ({model.output_names[0]}); the auxiliary "
                      f"head(s) {', '.join(model.output_names[1:])} are for training")
-    for key in ("zoo_name", "zoo_task"):
-        if getattr(source, key, None):
-            object.__setattr__(main, key, getattr(source, key))
-    return main, run, notes
+        model = keras.Model(model.inputs, model.outputs[0], name=model.name)
+    return model, notes
 
 
-def _task(model, run):
-    task = run.get("task") or getattr(model, "zoo_task", None)
-    if task in ("classification", "segmentation", "generation"):
-        return task
-    if len(model.input_shape) == 2:
-        return "generation"
-    return "classification" if len(model.output_shape) == 2 else "segmentation"
-
-
-def _shape(model, input_shape, run, notes):
+def _shape(model, input_shape, info, notes):
     """The export's input shape without the batch axis (static)."""
     have = tuple(model.input_shape[1:])
     if len(have) == 1:  # a latent vector
@@ -115,8 +83,8 @@ def _shape(model, input_shape, run, notes):
         return want
     if None not in have[:-1]:
         return have
-    if run.get("patch_size"):
-        return tuple(int(s) for s in run["patch_size"]) + have[-1:]
+    if info.patch_size and len(info.patch_size) == dims:
+        return tuple(info.patch_size) + have[-1:]
     size = 64 if dims == 2 else 32
     shape = tuple(size if s is None else s for s in have[:-1]) + have[-1:]
     notes.append(f"the model takes any size; exported at {'x'.join(map(str, shape[:-1]))} (the "
@@ -146,15 +114,25 @@ def _target(path, mode, overwrite):
     return path
 
 
-def _run_data(run, notes):
-    """A run's own training data (a folder, .npz, tfds: or phantoms) is its default
-    representative data, read with its preprocessing; otherwise phantoms."""
-    train = run.get("train")
-    if isinstance(train, str) and (train == "phantoms" or train.startswith("tfds:") or Path(train).exists()):
-        if train != "phantoms":
-            notes.append(f"representative data: the run's training data {train}")
+def _run_data(info, notes):
+    """The model's own training data (a folder, .npz, tfds: or phantoms) is its default
+    representative data, read with its preprocessing. Phantoms only where it was trained on
+    them or nothing is known; a model trained on data that is gone is an error, not a silent
+    calibration on phantoms."""
+    train = info.train
+    if train is None or train in ("phantoms", "hard_phantoms"):
+        return train or "phantoms"
+    if train.startswith("tfds:") or Path(train).exists():
+        notes.append(f"representative data: the model's training data {train}")
         return train
-    return "phantoms"
+    if "/" not in train and "\\" not in train and not Path(train).suffix:  # an in-memory source's type name
+        notes.append(f"the model was trained on in-memory data ({train}); calibrated on phantoms: pass "
+                     "representative_data= with inputs like the model's")
+        return "phantoms"
+    raise InvalidArgumentError(
+        f"export: the model was trained on {train}, which no longer exists here, and no representative_data "
+        "was given; pass representative_data= (zoo export --representative-data DIR) with inputs like its "
+        "training data (calibrating on the built-in phantoms would give a file that fails on real data).")
 
 
 def _mode(mode, model):
@@ -203,25 +181,27 @@ def _resolution_warnings(content, verification, mode):
             "quantization='float16'"]
 
 
-def export(model, path, *, quantization="float32", representative_data=None, input_shape=None,
+def export(model, info, path, *, quantization="float32", representative_data=None, input_shape=None,
            data_options=None, calibration_samples=32, verify_samples=8, verify=True, strict=False,
            overwrite=False, int8_io=False, sparse=None, latency_runs=10, num_threads=None, seed=0):
     """Export ``model`` to ``path`` and verify the file against the Keras model.
 
-    model: a keras.Model, a finetune run folder (its best checkpoint, training patch size and
-        preprocessing) or a registry name. Models with auxiliary heads export their main output.
+    model, info: the model and its record (:class:`zoo.record.ModelInfo`: its task, the patch
+        size and preprocessing it was trained with, its classes and data). Models with auxiliary
+        heads export their main output; a GAN its generator.
     path: the ``.tflite`` file (its folder must exist), or a folder for ``"savedmodel"``.
     quantization: "float32", "float16", "dynamic", "int8", "int16x8", "qat" (a tfmot QAT model;
         "int8" on such a model means this too) or "savedmodel" (TF Serving). See
         :mod:`zoo.export.convert`.
     representative_data: calibration and verification inputs: a folder, .npz, "tfds:NAME",
-        "phantoms", (x, y), an array or a tf.data.Dataset. Default: a run's training data (when
-        it still exists), else phantoms. ``data_options`` go to the data source (window=...,
-        normalize=..., spacing=...; a run folder's own preprocessing is the default).
+        "phantoms", (x, y), an array or a tf.data.Dataset. Default: the model's training data
+        (an error when it was a path that no longer exists), phantoms for a model trained on
+        phantoms or of unknown data. ``data_options`` go to the data source (window=...,
+        normalize=..., spacing=...; the model's recorded preprocessing is the default).
         The first ``calibration_samples`` calibrate (int8, int16x8), the next ``verify_samples``
         verify.
     input_shape: the spatial size (+ channels) to export at, for a model of dynamic size
-        (default: the run's patch size, else 64 px (2D) / 32 voxels (3D)). Batch is 1.
+        (default: the patch size it was trained at, else 64 px (2D) / 32 voxels (3D)). Batch is 1.
     verify: True (a failed verification raises VerificationError and writes nothing), "warn"
         (write the file, warn) or False (skip). Thresholds: zoo.export.verify.THRESHOLDS.
     strict: an int8/qat file that still holds float ops is an error (default: a warning).
@@ -238,27 +218,25 @@ def export(model, path, *, quantization="float32", representative_data=None, inp
         check_positive_int(arg, value, "export", minimum=low)
     check_choice("quantization", quantization, ALL_MODES, "export")
     target = _target(path, quantization, overwrite)  # before any work: a refusal costs nothing
-    model, run, notes = _resolve(model)
+    model, notes = _main_network(model, info)
     mode = _mode(quantization, model)
     if mode == "qat" and quantization == "int8":
         notes.append("a quantization-aware model: its fake-quant ranges give the int8 parameters")
-    task = _task(model, run)
-    shape = _shape(model, input_shape, run, notes)
-    prep = {**{k: v for k, v in (run.get("preprocessing") or {}).items() if k in PREPROCESSING},
-            **(data_options or {})}
+    task = info.task
+    shape = _shape(model, input_shape, info, notes)
+    prep = {**info.preprocessing, **{k: v for k, v in (data_options or {}).items() if k in PREPROCESSING}}
     if representative_data is None:
-        representative_data = _run_data(run, notes)
+        representative_data = _run_data(info, notes)
     n_cal = calibration_samples if mode in CALIBRATED else 0
     n_ver = verify_samples if verify else 0
-    xs = representative(representative_data, n=max(n_cal + n_ver, 1), shape=shape, task=task,
-                        num_classes=int(model.output_shape[-1] or 2), options=prep, seed=seed)
+    xs = representative(representative_data, model, info, n=max(n_cal + n_ver, 1), shape=shape,
+                        options=data_options, seed=seed)
     cal, ver, held_out = split(xs, n_cal, n_ver)
-    meta = dict(entry=getattr(model, "zoo_name", None) or run.get("model") or model.name, task=task,
-                params=int(model.count_params()), notes=notes)
+    meta = dict(entry=info.name, task=task, params=int(model.count_params()), notes=notes)
     if mode == "savedmodel":
         from zoo.export.savedmodel import export_savedmodel
         return export_savedmodel(model, target, shape, ver if verify else None, verify, overwrite,
-                                 meta, run, prep, held_out)
+                                 meta, info, prep, held_out)
     net = model
     rewrite = None
     if has_3d_layers(model) and not is_qat(model):
@@ -308,7 +286,7 @@ def export(model, path, *, quantization="float32", representative_data=None, inp
         result.warnings.append(text)
     for text in result.warnings:
         warnings.warn(text, stacklevel=3)  # the caller of zoo.export(...)
-    _write(target, content, result, runner, prep, run, shape, cal)
+    _write(target, content, result, runner, prep, info, shape, cal)
     return result
 
 
@@ -338,7 +316,7 @@ def _convert_checked(net, shape, mode, cal, int8_io, sparse, sparsity, num_threa
     return content, runner, True
 
 
-def _write(target, content, result, runner, prep, run, shape, cal):
+def _write(target, content, result, runner, prep, info, shape, cal):
     """The .tflite (atomically), then its sidecar (atomically), which records the file's hash."""
     _io.atomic_write_bytes(target, lambda tmp: Path(tmp).write_bytes(content))
     side = sidecar_path(target)
@@ -347,7 +325,7 @@ def _write(target, content, result, runner, prep, run, shape, cal):
     write_sidecar(side, {
         "file": target.name, "sha256": sha256_bytes(content), "bytes": len(content), "mode": result.mode,
         "entry": result.entry, "task": result.task, "spatial_dims": len(shape) - 1 if len(shape) > 1 else 0,
-        "num_classes": int(runner.output_shape[-1]), "class_names": run.get("class_names"),
+        "num_classes": int(runner.output_shape[-1]), "class_names": None if info.class_names is None else list(info.class_names),
         "input": {"shape": result.input_shape, "dtype": result.input_dtype,
                   "quantization": [float(scale), int(zero)] if scale else None},
         "output": {"shape": result.output_shape},

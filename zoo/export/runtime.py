@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo.errors import InvalidArgumentError
+from zoo.record import ModelInfo, attach
 from zoo.export.errors import ExportError
 
 
@@ -49,9 +50,15 @@ class TFLiteModel:
         self.outputs = [self.output_shape]  # one output: zoo.inference keeps the model as is
         stem = Path(self.path).name if self.path else "model.tflite"
         self.name = self.sidecar.get("entry") or stem
-        self.zoo_run = {k: self.sidecar[k] for k in ("patch_size", "preprocessing", "num_classes",
-                                                     "task", "class_names") if k in self.sidecar}
-        self.zoo_run["tflite"] = self.path
+        side = self.sidecar
+        dims = len(self.input_shape) - 2
+        task = side.get("task") or ("generation" if dims < 1 else "classification" if len(self.output_shape) == 2
+                                    else "segmentation")
+        attach(self, ModelInfo(name=self.name, task=task, spatial_dims=side.get("spatial_dims", max(dims, 0)),
+                               in_channels=None if dims < 1 else self.input_shape[-1],
+                               num_classes=side.get("num_classes", self.output_shape[-1]),
+                               patch_size=side.get("patch_size"), preprocessing=side.get("preprocessing") or {},
+                               class_names=side.get("class_names"), source="tflite", path=self.path))
         self._range = self.sidecar.get("calibration_range")
 
     def _check_range(self, x):

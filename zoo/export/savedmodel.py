@@ -73,7 +73,7 @@ def move_into_place(tmp, path, overwrite):
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
 
 
-def export_savedmodel(model, target, shape, ver, verify, overwrite, meta, run, prep, held_out):
+def export_savedmodel(model, target, shape, ver, verify, overwrite, meta, info, prep, held_out):
     """Write, verify and move into place a SavedModel folder; returns the ExportResult."""
     import zlib
 
@@ -105,7 +105,7 @@ def export_savedmodel(model, target, shape, ver, verify, overwrite, meta, run, p
                              "task": meta["task"], "input": {"shape": result.input_shape, "dtype": "float32"},
                              "output": {"shape": result.output_shape},
                              "num_classes": int(model.output_shape[-1] or 0),
-                             "class_names": run.get("class_names"), "patch_size": list(shape[:-1]),
+                             "class_names": None if info.class_names is None else list(info.class_names), "patch_size": list(shape[:-1]),
                              "preprocessing": prep, "verification": verification})
         move_into_place(tmp, target, overwrite)
     except BaseException:

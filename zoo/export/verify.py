@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from zoo.scoring import dice_per_class, labels
+
 TASKS = ("classification", "segmentation", "generation")
 FLOAT_TOL = {"float32": 1e-4, "float16": 1e-2, "savedmodel": 1e-5}
 QUANTIZED_TASK = {"classification": ("top1_agreement", 0.98), "segmentation": ("min_dice", 0.95),
@@ -29,20 +31,6 @@ THRESHOLDS = {**{m: {t: ("rel_max_abs_diff", tol) for t in TASKS} for m, tol in 
 def threshold(mode, task):
     """``(metric, bound)`` of ``mode`` for ``task``."""
     return THRESHOLDS[mode].get(task, THRESHOLDS[mode]["generation"])
-
-
-def labels(out):
-    return (out[..., 0] > 0).astype(np.int64) if out.shape[-1] == 1 else np.argmax(out, axis=-1)
-
-
-def dice_per_class(ref, got, num_classes):
-    """Per class: 2|A n B| / (|A| + |B|) over all samples; None where neither has the class."""
-    out = []
-    for c in range(max(num_classes, 2)):
-        a, b = ref == c, got == c
-        total = int(a.sum()) + int(b.sum())
-        out.append(None if total == 0 else float(2.0 * np.logical_and(a, b).sum() / total))
-    return out
 
 
 def _correlation(a, b):

@@ -3,6 +3,7 @@ import inspect
 
 from zoo.errors import InvalidArgumentError, UnknownArgumentError, check_choice
 from zoo.hub.registry import TASKS, get_registry, thaw
+from zoo.record import attach, describe
 
 
 def list_models(pattern=None, *, task=None, spatial_dims=None, pretrained=None):
@@ -94,8 +95,9 @@ def load(name, /, *, weights=None, allow_non_finite=False, **overrides):
             file_config = _weights.file_build_defaults(local, entry)
     builder, kwargs = build_kwargs(entry, overrides, spec, file_config)
     model = builder(**kwargs)
-    model.zoo_name, model.zoo_task = entry.name, entry.task
-    object.__setattr__(model, "zoo_build_kwargs", dict(kwargs))  # untracked: size checks rebuild from it
+    attach(model, describe(model, name=entry.name, task=entry.task, source="registry", build=kwargs,
+                           spatial_dims=kwargs.get("spatial_dims", entry.spatial_dims[0]),
+                           preprocessing=dict(spec.preprocessing or {}) if spec is not None else {}))
     if weights is not None:
         report = _weights.load_weights_into(model, entry=entry, weights=weights, build_kwargs=kwargs,
                                             allow_non_finite=allow_non_finite)
@@ -110,35 +112,3 @@ def load(name, /, *, weights=None, allow_non_finite=False, **overrides):
         except AttributeError:  # pragma: no cover - models that refuse attributes
             pass
     return model
-
-
-def register_custom_objects():
-    """Import every module that registers zoo layers, models, losses and metrics with Keras."""
-    import importlib
-    import pkgutil
-
-    import zoo.models
-    for module in ("zoo.models.layers", "zoo.losses", "zoo.metrics"):
-        importlib.import_module(module)
-    for info_ in pkgutil.iter_modules(zoo.models.__path__):
-        importlib.import_module(f"zoo.models.{info_.name}")
-    from zoo.compress._tfmot import register  # QAT models keep tfmot's quantize wrappers
-    register()
-
-
-def load_model(path, *, compile=False):
-    """Load a whole model saved with ``model.save`` (``.keras``, ``.h5`` or SavedModel).
-
-    Same as ``keras.models.load_model`` but registers the zoo's custom layers and model
-    classes first, so it works in a fresh process. ``compile=True`` restores the training
-    configuration (zoo losses and metrics included).
-    """
-    import os
-
-    from zoo.errors import InvalidArgumentError
-    if not os.path.exists(path):
-        raise InvalidArgumentError(f"load_model: {str(path)!r} does not exist; pass the path given to "
-                                   "model.save (.keras, .h5 or a SavedModel folder).")
-    register_custom_objects()
-    from zoo._keras import keras
-    return keras.models.load_model(path, compile=compile)

@@ -31,6 +31,7 @@ import fnmatch
 import re
 
 from zoo.errors import InvalidArgumentError, RegistryError, did_you_mean
+from zoo.record import attached
 
 SPEC_KEYS = {
     "base": "name of a spec in the registry's contracts: section that this one extends",
@@ -264,7 +265,7 @@ def contract(model, entry=None):
     """The :class:`Contract` of a built Keras model.
 
     ``entry``: a registry name or entry; default the entry the model was loaded as
-    (``model.zoo_name``), else the family spec whose names the model has. A generative entry's
+    (its record's name, ``zoo.record.info_of``), else the family spec whose names the model has. A generative entry's
     networks are asked one at a time (``contract(gan.critic)``).
     """
     from zoo._keras import keras
@@ -273,10 +274,10 @@ def contract(model, entry=None):
     if isinstance(entry, str):
         from zoo.hub.registry import get_registry
         entry = get_registry().get(entry)
-    if entry is None and getattr(model, "zoo_name", None):
+    known = attached(model)
+    if entry is None and known is not None:
         from zoo.hub.registry import get_registry
-        registry = get_registry()
-        entry = registry.models.get(model.zoo_name)
+        entry = get_registry().models.get(known.name)
     spec = entry_spec(entry) if entry is not None else _detect_spec(model)
     names = [layer.name for layer in model.layers]
     aux = tuple(n for n in names if re.fullmatch(spec["aux"], n))

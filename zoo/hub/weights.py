@@ -48,6 +48,7 @@ import numpy as np
 from zoo.hub import _fetch, _weightfile, _weightread
 from zoo.errors import InvalidArgumentError, WeightsError, did_you_mean
 from zoo.hub.contract import class_heads, contract, kernel_of
+from zoo.record import attached
 
 INFLATED_SUFFIX = "-inflated"
 # builder arguments that weights may legitimately differ in (everything else must agree)
@@ -391,7 +392,8 @@ def registry_snippet(model, path, sha256, size, *, model_name=None, tag="finetun
     stem = model.get_layer(parts.first_conv) if parts.first_conv else None
     head = model.get_layer(parts.classifiers[0]) if parts.classifiers else None
     report = getattr(model, "zoo_load_report", None)
-    model_name = model_name or getattr(model, "zoo_name", None) or getattr(report, "model", None) or model.name
+    known = attached(model)
+    model_name = model_name or (known.name if known else None) or getattr(report, "model", None) or model.name
     spec = {"url": Path(path).as_uri(), "hash": f"sha256:{sha256}", "size": int(size),
             "format": _weightfile.detect_format(path), "in_channels": int(model.input_shape[-1]),
             "num_classes": int(_kernel(head).shape[-1]) if head is not None else 0,
@@ -427,13 +429,15 @@ def save_weights(model, path, *, model_name=None, tag="finetuned", config=None, 
     same architecture (e.g. aux heads) without being told.
     Returns :class:`SavedWeights` (path, sha256, size, snippet).
     """
-    entry_name = model_name or getattr(model, "zoo_name", None)
+    known = attached(model)
+    from zoo.hub.registry import get_registry
+    entry_name = model_name or (known.name if known and known.name in get_registry().names() else None)
     builder = None
     if entry_name:
         from zoo.hub.registry import get_registry
         registry = get_registry()
         builder = registry.get(entry_name).builder if entry_name in registry.names() else None
-    recorded = config if config is not None else getattr(model, "zoo_build_kwargs", None)
+    recorded = config if config is not None else (known.build if known else None)
     meta = _weightfile.meta_text(entry_name, builder, recorded)
     path = _weightfile.write(model, path, format, meta)
     digest = _fetch.hash_file(path, ("sha256",))["sha256"]

@@ -52,9 +52,9 @@ def paper_optimizer(variant, learning_rate=None):
 
 def infer_variant(model):
     """'wgan_gp' for the registry entry wgan_gp or a critic with LayerNormalization, else 'wgan'."""
-    name = getattr(model, "zoo_name", None)
-    if name in VARIANTS:
-        return name
+    info = getattr(model, "zoo_info", None)  # the record zoo.load attaches (zoo.record)
+    if getattr(info, "name", None) in VARIANTS:
+        return info.name
     has_ln = any(isinstance(layer, keras.layers.LayerNormalization) for layer in model.critic.layers)
     return "wgan_gp" if has_ln else "wgan"
 

@@ -43,6 +43,9 @@ from zoo._keras import keras
 from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import check_spatial_dims, conv, conv_transpose
+from zoo.models import _wgan_sample as S, _wgan_train as T
+from zoo.models._wgan_sample import generate  # noqa: F401 - public: zoo.callbacks samples with it
+from zoo.models._wgan_train import infer_variant, paper_optimizer  # noqa: F401 - public: zoo.train.gan
 
 L = keras.layers
 MIN_SIZE = 16
@@ -141,7 +144,6 @@ class WGAN(keras.Model):
         seed: of the z and interpolation noise (an int; default 0): training is reproducible.
         Other keywords (``run_eagerly``, ``steps_per_execution``) go to ``keras.Model.compile``.
         """
-        from zoo.models import _wgan_train as T
         if "loss" in kwargs or "metrics" in kwargs or "optimizer" in kwargs:
             raise InvalidArgumentError(
                 "WGAN.compile: loss/metrics/optimizer are set by the variant (the critic's "
@@ -199,15 +201,12 @@ class WGAN(keras.Model):
         return list(self.optimizer.variables) + list(self.generator_optimizer.variables)
 
     def train_step(self, data):
-        from zoo.models import _wgan_train as T
         return T.train_step(self, data)
 
     def test_step(self, data):
-        from zoo.models import _wgan_train as T
         return T.test_step(self, data)
 
     def make_train_function(self, force=False):
-        from zoo.models import _wgan_train as T
         if self.train_function is None or force:
             self.train_settings  # noqa: B018 - a clear error before compile
             self.train_function = T.make_train_function(self)
@@ -216,20 +215,17 @@ class WGAN(keras.Model):
     # ------------------------------------------------------------------ sampling
     def latent(self, n, seed=0):
         """``n`` latent vectors ``(n, z_dim)`` ~ N(0, 1), the same for the same ``seed`` anywhere."""
-        from zoo.models._wgan_sample import latent
-        return latent(self, n, seed)
+        return S.latent(self, n, seed)
 
     def sample(self, n, seed=0, batch_size=64):
         """``n`` generated images as a NumPy array in ``value_range`` (deterministic by ``seed``)."""
-        from zoo.models._wgan_sample import sample
-        return sample(self, n, seed, batch_size)
+        return S.sample(self, n, seed, batch_size)
 
     def interpolate(self, start=0, end=1, steps=8, spherical=True):
         """Images along a latent path from ``start`` to ``end`` (seeds or z vectors), ``steps``
         of them, in ``value_range``; ``spherical`` (slerp, White 2016) keeps the path at the norm
         a Gaussian latent has, a straight line (lerp) passes through atypically short z."""
-        from zoo.models._wgan_sample import interpolate
-        return interpolate(self, start, end, steps, spherical)
+        return S.interpolate(self, start, end, steps, spherical)
 
 
 # tf_keras' HDF5 writer records a top-level model's bare class name ("WGAN"), not its

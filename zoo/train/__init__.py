@@ -1,12 +1,30 @@
-"""Training: ``zoo.finetune``, its strategies and its run folder.
+"""Training: the run loop, its two adapters, the options and the strategies.
 
-``finetune`` (in ``_finetune``) trains on one device, several GPUs or several machines;
-``strategy`` picks and queries the ``tf.distribute`` strategy; ``_runs`` writes and reads the run
-folder (checkpoints, state, resume point); ``_data`` turns any data source into the batched
-dataset a run trains on.
+- :mod:`zoo.train.options`: :class:`FitOptions`, every training option in one validated object;
+- :mod:`zoo.train.loop`: the run loop (phases, checkpoints, resume, the run folder's life);
+- :mod:`zoo.train.supervised` and :mod:`zoo.train.gan`: what labelled and GAN training add to it;
+- :mod:`zoo.train.runfolder`: the run folder's files (state, checkpoints, the resume point);
+- :mod:`zoo.train.strategy`: picking and querying the ``tf.distribute`` strategy.
+
+:func:`fit` trains a model with its record; ``zoo.finetune`` (the public verb) resolves what
+the user passed into that pair first.
 """
-from zoo.train._finetune import encoder_layers, finetune
-from zoo.train._runs import load_run, read_state
+from zoo.train import gan, supervised
+from zoo.train.options import FitOptions
+from zoo.train.runfolder import read_state
 from zoo.train.strategy import STRATEGIES, get_strategy
+from zoo.train.supervised import encoder_layers
 
-__all__ = ["finetune", "get_strategy", "load_run", "read_state", "encoder_layers", "STRATEGIES"]
+
+def fit(model, info, train="phantoms", val=None, options=None, strategy=None):
+    """Train ``model`` described by ``info`` (a :class:`zoo.record.ModelInfo`) with ``options``
+    (a :class:`FitOptions`) on ``strategy`` (default: ``options.strategy``); a GAN trains with
+    :mod:`zoo.train.gan`, anything else with :mod:`zoo.train.supervised`. Returns the run's
+    Keras History; the model ends with the run's weights and an updated record."""
+    options = options or FitOptions()
+    strategy = strategy or get_strategy(options.strategy, options.devices)
+    kind = gan if gan.is_gan(model) else supervised
+    return kind.finetune(model, info, train, val, options, strategy)
+
+
+__all__ = ["fit", "FitOptions", "get_strategy", "read_state", "encoder_layers", "STRATEGIES"]

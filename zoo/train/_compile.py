@@ -125,7 +125,7 @@ def build_in_scope(strategy, model, *, task, num_classes, loss, metrics, mixed_p
     created in the scope); a multi-worker copy starts from the chief's weights everywhere."""
     from zoo import losses as _losses
     from zoo import metrics as _metrics
-    from zoo.train.strategy import _broadcast_weights
+    from zoo.train.strategy import broadcast_weights
 
     cloned = mixed_precision or strategy is not tf.distribute.get_strategy()  # (outside the scope!)
     with strategy.scope():
@@ -135,5 +135,5 @@ def build_in_scope(strategy, model, *, task, num_classes, loss, metrics, mixed_p
                         for m in metrics] if metrics is not None
                        else _metrics.get_metrics(task, num_classes))
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        _broadcast_weights(strategy, net)
+        broadcast_weights(strategy, net)
     return net, loss_fn, metric_objs

@@ -77,7 +77,7 @@ def get_strategy(strategy="auto", devices=None):
     return tf.distribute.TPUStrategy(resolver)
 
 
-def _is_chief(strategy):
+def is_chief(strategy):
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
         return True
@@ -85,14 +85,14 @@ def _is_chief(strategy):
                                             and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def _strategy_name(strategy):
+def strategy_name(strategy):
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
     return "default" if not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy() \
         else type(strategy).__name__
 
 
-def _broadcast_weights(strategy, model):
+def broadcast_weights(strategy, model):
     """Give every replica of every worker the weights of global replica 0 (exact: a sum
     all-reduce in which only replica 0 contributes). Each worker builds its own model, so
     without this, randomly initialised workers would train different copies."""
@@ -111,16 +111,16 @@ def _broadcast_weights(strategy, model):
         v.assign(strategy.experimental_local_results(value)[0])
 
 
-_LOST_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+LOST_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
                      tf.errors.CancelledError)
 
 
-def _multi_process(strategy):
+def multi_process(strategy):
     """Whether ``strategy`` spans several processes (its collectives fail when a peer dies)."""
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or _tf_config_workers() > 1
 
 
-def _lost_worker(error, out_dir, run_state):
+def lost_worker(error, out_dir, run_state):
     """The error a surviving worker raises when another worker died (killed, preempted, OOM)."""
     first = " ".join(str(error).split())[:240]
     done = run_state.rows[-1]["epoch"] if run_state.rows else 0

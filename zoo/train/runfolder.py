@@ -1,4 +1,4 @@
-"""The run folder of ``zoo.finetune``: atomic files, state.json, checkpoints callbacks, reload.
+"""The run folder of a training run: atomic files, state.json, the checkpointing callback, resume.
 
 ``out_dir/`` holds ``best.h5``, ``last.h5`` (Keras 2 HDF5 weights, each written to a
 temporary file and renamed, so a crash never leaves half a checkpoint), ``model.json`` (the architecture),
@@ -245,7 +245,7 @@ def resume_changes(old, new):
     return changes
 
 
-def _check_resume(out_dir, state, resume, config=None, force=False):
+def check_resume(out_dir, state, resume, config=None, force=False):
     if state.get("finished"):
         raise ZooError(f"finetune: {out_dir} already holds a finished run ({state.get('epochs_completed')} "
                        "epochs; its checkpoints are kept). Choose a new out_dir to train again.")
@@ -264,30 +264,3 @@ def _check_resume(out_dir, state, resume, config=None, force=False):
         raise ZooError(f"finetune: {out_dir} holds an unfinished run with other options ({listed}). Rerun with "
                        "the same options to resume it, choose a new --out (out_dir), or pass --force-resume "
                        "(force_resume=True) to continue it with the new ones.")
-
-
-def load_run(path, which="best"):
-    """Rebuild the model of a finetune run: ``path`` is its out_dir or a checkpoint (``.h5``)
-    beside its ``model.json``. ``which``: "best" or "last" checkpoint of a run folder."""
-    import zoo.models.layers  # noqa: F401  (registers the zoo's custom layers)
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise InvalidArgumentError(f"load_run: {str(path)!r} does not exist; pass a finetune out_dir "
-                                   "or a checkpoint (.h5) inside one.")
-    run = path if path.is_dir() else path.parent
-    weights = run / f"{which}.h5" if path.is_dir() else path
-    if not (run / "model.json").exists() or not weights.exists():
-        raise InvalidArgumentError(
-            f"load_run: {str(path)!r} is not a finetune run folder (it needs model.json and "
-            f"{weights.name}). For a bare weights file, build the model (zoo.load(name, ...)) "
-            "and call model.load_weights(file).")
-    text = (run / "model.json").read_text()
-    if "QuantizeWrapper" in text:  # a zoo.compress QAT model: tfmot's classes must be known
-        from zoo.compress._tfmot import register
-        register()
-    model = keras.models.model_from_json(text)
-    model.load_weights(str(weights))
-    config = read_state(run).get("config", {})
-    model.zoo_name, model.zoo_task = config.get("model"), config.get("task")
-    object.__setattr__(model, "zoo_run", {"dir": str(run), "weights": str(weights), **config})
-    return model

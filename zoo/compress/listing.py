@@ -11,7 +11,7 @@ def check_entry(name, recipe, spatial_dims=None, model=None):
     """None when ``recipe`` passes the pre-training check on entry ``name`` built small, else the
     reason (the check's message)."""
     from zoo.compress._check import plan
-    from zoo.compress._recipes import resolve
+    from zoo.compress.recipes import resolve
     from zoo.errors import InvalidArgumentError
     from zoo.hub import load
     from zoo.hub.registry import get_registry
@@ -26,7 +26,7 @@ def check_entry(name, recipe, spatial_dims=None, model=None):
 
 
 def list_recipes(name, spatial_dims=None):
-    from zoo.compress._recipes import resolve
+    from zoo.compress.recipes import resolve
     from zoo.hub import load
     from zoo.hub.registry import get_registry
     registry = get_registry()

@@ -62,7 +62,7 @@ def save_grid(images, path, value_range=(0.0, 1.0), nrow=None):
 
 def save_nifti(volume, path):
     """One volume ``(X, Y, Z, C)`` as NIfTI (identity affine: 1 mm voxels), atomically."""
-    from zoo.data._common import require
+    from zoo._deps import require
     nib = require("nibabel", "Writing NIfTI volumes")
     data = volume[..., 0] if volume.shape[-1] == 1 else volume
     image = nib.Nifti1Image(np.asarray(data, np.float32), np.eye(4))

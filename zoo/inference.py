@@ -331,7 +331,7 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
     if len(model.output_shape) == 2:
         return probabilities(logits) if return_probabilities else int(labels(logits))
     if logits.shape[:-1] != shape:  # back to the input grid (linear on logits, then exact size)
-        from zoo.data._common import require
+        from zoo._deps import require
         ndimage = require("scipy.ndimage", "Resampling volumes (spacing=...)")
         factors = [a / b for a, b in zip(shape, logits.shape[:-1])] + [1.0]
         logits = ndimage.zoom(logits, factors, order=1, mode="nearest", grid_mode=True)
@@ -344,7 +344,7 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
 
 
 def _predict_nifti(model, path, out, **vol):
-    from zoo.data._common import require
+    from zoo._deps import require
     from zoo.data.volumes import load_nifti
     nib = require("nibabel", "Reading and writing NIfTI files")
     image, file_spacing, _ = load_nifti(path)
@@ -372,7 +372,7 @@ def _predict_dicom(model, folder, out, **vol):
     """One DICOM series folder -> label map; written as NIfTI ``<folder>_seg.nii.gz`` beside the
     folder, voxel for voxel on the series grid (columns, rows, slices), with the series'
     patient-space affine converted from DICOM's LPS to NIfTI's RAS (qform = sform, code 1)."""
-    from zoo.data._common import require
+    from zoo._deps import require
     from zoo.data.dicom import read_dicom_series
     image, file_spacing, lps_affine = read_dicom_series(folder)
     if out is not False and len(model.output_shape) > 2:

@@ -91,7 +91,7 @@ def _data(data, train, val):
     train = train if train is not None else "phantoms"
     if val is None:
         if train == "phantoms":
-            val = "phantoms"  # other phantoms than training's (zoo.data.from_source)
+            val = "phantoms"  # other phantoms than training's (zoo.datapath.sources.from_source)
         else:
             val = train
             notes.append(f"no validation data: validated on the training data {train}")

@@ -255,7 +255,7 @@ def resolve(obj, *, verb, allow=KINDS, train=None, overrides=None, which="best",
 def head_from_data(name, train, overrides, *, say=True, verb="finetune"):
     """Builder overrides for registry model ``name`` trained on ``train``: for a classification
     entry without an explicit ``num_classes``, the number of class folders of ``train``."""
-    from zoo.data import class_names_of
+    from zoo.datapath import class_names_of
     if "num_classes" in overrides or get_registry().get(name).task != "classification":
         return dict(overrides)
     names = class_names_of(train)

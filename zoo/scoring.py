@@ -12,7 +12,7 @@ that ``zoo.finetune`` logs), so a figure means the same wherever it is printed.
 """
 import numpy as np
 
-from zoo.data.prepare import Target, samples
+from zoo.datapath.prepare import Target, samples
 
 
 def labels(logits):

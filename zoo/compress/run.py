@@ -18,7 +18,7 @@ from zoo import _io, losses as _losses, metrics as _metrics
 from zoo._keras import keras
 from zoo.compress import _check, _cluster, _distill, _prune, _quantize, report as _report, tfmot as _tfmot
 from zoo.compress.recipes import resolve, slug
-from zoo.data.prepare import Target, prepare
+from zoo.datapath.prepare import Target, prepare
 from zoo.errors import InvalidArgumentError, ZooError
 from zoo.record import attach, attached
 from zoo.train import fit, get_strategy, read_state
@@ -33,7 +33,7 @@ REFUSED = {"freeze_encoder_epochs": (0, "the wrappers rename the encoder's layer
 def evaluate(model, info, data, *, batch_size=2, patch_size=None, seed=0, data_options=None, loss=None,
              steps=None):
     """``{"loss", metric...}`` of ``model``'s first output on ``data`` (any data source), prepared
-    as validation data is (:func:`zoo.data.prepare.prepare`)."""
+    as validation data is (:func:`zoo.datapath.prepare.prepare`)."""
     target = Target.of(model, info, patch_size)
     prepared = prepare(data, target, "validate", batch_size=batch_size, steps=steps, seed=seed,
                        options=data_options, preprocessing=info.preprocessing, verb="compress")

@@ -9,7 +9,7 @@ is parsed without those fixes.
 """
 import numpy as np
 
-from zoo.data._common import DataError, describe
+from zoo.data.checks import DataError, describe
 
 MAX_VOXEL_SIZE = 1e5   # in the file's units (mm, or um/m per xyzt_units): 100 m per voxel is not an image
 MAX_OFFSET = 1e7       # an origin 10 km (in mm) from the scanner's is no patient position

@@ -1,7 +1,7 @@
-"""In-memory arrays and .npz files (TFDS data sets: :mod:`zoo.data.tfds_source`)."""
+"""In-memory arrays and .npz files (TFDS data sets: :mod:`zoo.datasets.reader`)."""
 import numpy as np
 
-from zoo.data._common import (DataError, as_path, check_channels, check_finite, check_labels,
+from zoo.data.checks import (DataError, as_path, check_channels, check_finite, check_labels,
                                   describe, label_map)
 from zoo.errors import check_choice
 

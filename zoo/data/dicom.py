@@ -7,7 +7,7 @@ RescaleSlope/RescaleIntercept (Hounsfield units for CT). The volume is float32
 ``(X, Y, Z, 1)`` = (columns, rows, slices, channel), the same voxel order as NIfTI, with
 spacing ``(column spacing, row spacing, slice spacing)`` in mm and an LPS affine.
 
-A file counts as DICOM (for folder detection in ``zoo.data.from_source``) when its name
+A file counts as DICOM (for folder detection in ``zoo.datapath.sources.from_source``) when its name
 ends with .dcm/.dicom/.ima or it carries the DICOM Part 10 marker ``DICM`` at byte 128.
 """
 import os
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data._common import DataError, as_path, describe, require
+from zoo.data.checks import DataError, as_path, describe
+from zoo._deps import require
 from zoo.data._geometry import check_affine, check_spacing
 from zoo.data.volumes import match_labels, volume_dataset
 

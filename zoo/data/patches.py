@@ -12,7 +12,7 @@ of an odd difference goes after): the image with its own minimum (as volumes are
 label map with 0 (background). NIfTI/DICOM volumes have their own foreground-aware patch
 sampler (``samples_per_volume``, ``fg_fraction``; see :mod:`zoo.data.volumes`).
 """
-from zoo.data._common import check_size
+from zoo.data.checks import check_size
 
 
 def fit_patch(ds, patch_size, *, random=True, seed=0):

@@ -16,7 +16,8 @@ to get them. :func:`write_nifti` writes a volumetric example (or a prediction fo
 with its affine and voxel sizes. For ``tfds.load`` users: ``zoo.datasets.register()`` makes the
 names known to TFDS. ``import zoo.datasets`` imports neither TensorFlow nor TFDS.
 """
-from zoo.datasets._api import load, prepare
+from zoo.datasets._api import prepare
+from zoo.datasets.reader import load
 from zoo.datasets._nifti import write_nifti
 from zoo.datasets._catalog import (DatasetFilesError, UnknownDatasetError, builder, info,
                                    list_datasets, register)

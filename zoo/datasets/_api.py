@@ -52,26 +52,3 @@ def prepare(name, *, manual_dir=None, data_dir=None, overwrite=False):
                                               download_mode=mode)
         builder.download_and_prepare(download_config=config)
     return builder
-
-
-def load(name, split="train", *, manual_dir=None, data_dir=None, raw=False, **options):
-    """A catalogue data set as a ``tf.data.Dataset``, prepared first if needed (see :func:`prepare`).
-
-    Default: unbatched ``(image, label)`` pairs as every zoo data source gives them (float32
-    images, uint8 pixels / 255; int32 labels, segmentation maps with a channel axis), with the
-    options of ``zoo.data.tfds`` (``patch_size``, ``samples_per_volume``, ``fg_fraction``,
-    ``window``, ``normalize``, ``spacing`` for volumes). ``raw=True``: TFDS's example dicts
-    with every feature (``id``; volumes also ``spacing`` and ``affine``). ``split`` takes TFDS's
-    forms: ``"train"``, ``"validation"``, ``"train+validation"``, ``"train[:80%]"``.
-    """
-    if raw:
-        if options:
-            from zoo.errors import InvalidArgumentError
-            raise InvalidArgumentError(f"load(raw=True) gives TFDS's examples as stored; options "
-                                       f"{sorted(options)} need raw=False.")
-        builder = prepare(name, manual_dir=manual_dir, data_dir=data_dir)
-        with quiet_tfds():
-            return builder.as_dataset(split=split, shuffle_files=False)
-    from zoo.data import tfds as read
-    options.setdefault("shuffle", False)  # load() reads; zoo.finetune draws random patches itself
-    return read(name, split=split, manual_dir=manual_dir, data_dir=data_dir, **options)

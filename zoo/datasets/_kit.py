@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from zoo.data._common import require  # noqa: F401 - the builders' optional imports (names the extra)
+from zoo._deps import require  # noqa: F401 - the builders' optional imports (names the extra)
 from zoo.datasets._catalog import DatasetFilesError
 
 

@@ -14,7 +14,7 @@ def write_nifti(example, path, data=None, *, overwrite=False):
     examples (tensors or NumPy). Written atomically; an existing file needs ``overwrite=True``.
     Returns the path."""
     from zoo._io import atomic_write_bytes
-    from zoo.data._common import require
+    from zoo._deps import require
     nib = require("nibabel", "Writing NIfTI files")
     missing = [k for k in ("affine", "spacing") if k not in example]
     if missing:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from zoo._keras import tf
-from zoo.data.prepare import Target, samples
+from zoo.datapath.prepare import Target, samples
 from zoo.errors import InvalidArgumentError
 
 
@@ -22,7 +22,7 @@ def _describe(source):
 def representative(source, model, info, *, n, shape, options=None, seed=0):
     """``n`` (or fewer, if the source is smaller) inputs of ``shape`` (no batch axis) for the
     export of ``model`` (its record ``info``): arrays as given, standard normal vectors for a
-    generator, anything else through the one data path (:func:`zoo.data.prepare.samples`)."""
+    generator, anything else through the one data path (:func:`zoo.datapath.prepare.samples`)."""
     shape = tuple(int(s) for s in shape)
     source = "phantoms" if source is None else source
     latent = len(shape) == 1

@@ -45,7 +45,7 @@ from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.models.layers import (ResizeLike, check_dropout, check_spatial_dims, conv, conv_norm_act,
                                global_avg_pool)
-from zoo.models.resnet import check_depth_layout, resnet
+from zoo.models.resnet import check_depth_layout, resnet, stage_output_names
 
 L = keras.layers
 
@@ -217,8 +217,7 @@ def deeplab(*, variant="v3plus", backbone_depth=101, backbone_layout="torchvisio
                       width=width, norm=norm, output_stride=output_stride,
                       name=f"{name}_backbone")
     inputs = backbone.input
-    from zoo.hub.contract import contract  # the backbone's stage outputs, as every consumer asks
-    stages = [backbone.get_layer(n).output for n in contract(backbone).stage_outputs]
+    stages = [backbone.get_layer(n).output for n in stage_output_names(backbone_depth, backbone_layout)]
     features = stages[3]
 
     if variant == "v2":

@@ -242,6 +242,21 @@ def _keras_body(ops, x, width, plan, v2):
     return x
 
 
+def stage_output_names(depth, layout="torchvision", block=None):
+    """The names of the four stage outputs (the last layer at each resolution, shallow to deep) of
+    the ResNet ``resnet(depth=depth, layout=layout, block=block)`` builds: ``stage{i}_out`` in the
+    torchvision layout, the last block's ``_out`` of each stage in keras.applications' v1 layout,
+    and in v2 (whose last block of a stage downsamples) that block's pre-activation then
+    ``post_relu``. DeepLab takes its features from these; the registry's contract specs of the
+    keras layouts name the same layers."""
+    _, blocks = _stage_blocks(depth, block, layout)
+    if layout == "torchvision":
+        return [f"stage{i}_out" for i in range(1, len(blocks) + 1)]
+    if layout == "keras_v2":
+        return [f"conv{s}_block{n}_preact_relu" for s, n in zip(range(2, 5), blocks[:3])] + ["post_relu"]
+    return [f"conv{s}_block{n}_out" for s, n in zip(range(2, 6), blocks)]
+
+
 # --------------------------------------------------------------------------- builder
 @register_builder
 def resnet(*, depth, block=None, layout="torchvision", spatial_dims=2, in_channels=3,

@@ -29,7 +29,7 @@ import numpy as np
 from zoo._h5 import weight_layout
 from zoo._keras import keras, tf
 from zoo.callbacks import GanQuality
-from zoo.data.prepare import batched, count_steps
+from zoo.datapath.prepare import batched, count_steps
 from zoo.data.unlabelled import unlabelled
 from zoo.errors import InvalidArgumentError, ZooError
 from zoo.models.wgan import WGAN, infer_variant, paper_optimizer

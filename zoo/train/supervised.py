@@ -1,7 +1,7 @@
 """Supervised training on the run loop: classification and segmentation with labels.
 
 :func:`finetune` trains a model and its record on any data source (prepared by
-:func:`zoo.data.prepare.prepare`), on one device, several GPUs or several machines, with the
+:func:`zoo.datapath.prepare.prepare`), on one device, several GPUs or several machines, with the
 run folder of :mod:`zoo.train.loop`. What it adds to the loop:
 
 * the data: training and validation sources fitted to the model's patch, classes checked
@@ -16,7 +16,7 @@ run folder of :mod:`zoo.train.loop`. What it adds to the loop:
   weighted by ``aux_loss_weight``; metrics and the history's keys follow the main output.
 """
 from zoo._keras import tf
-from zoo.data.prepare import Target, prepare, say
+from zoo.datapath.prepare import Target, prepare, say
 from zoo.errors import InvalidArgumentError, ZooError
 from zoo.hub.contract import contract
 from zoo.hub.registry import get_registry

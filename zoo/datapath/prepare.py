@@ -13,7 +13,7 @@ Every verb reads its data here. :func:`prepare` turns a data argument (a folder,
 
 :class:`Target` is what the data must fit, read once from the model and its record
 (:class:`zoo.record.ModelInfo`); the element checks themselves are
-:func:`zoo.data._common.check_pairs`, run by :func:`zoo.data.from_source` for every source.
+:func:`zoo.data.checks.check_pairs`, run by :func:`zoo.datapath.sources.from_source` for every source.
 """
 import dataclasses
 import sys
@@ -22,9 +22,9 @@ from typing import Optional, Tuple
 import numpy as np
 
 from zoo._keras import tf
-from zoo.data import from_source
-from zoo.data._common import DataError, check_size
+from zoo.data.checks import DataError, check_size
 from zoo.data.patches import fit_patch
+from zoo.datapath.sources import from_source
 from zoo.errors import InvalidArgumentError, check_positive_int
 from zoo.record import PREPROCESSING
 
@@ -196,7 +196,7 @@ def prepare(source, target, purpose, *, batch_size=2, steps=None, seed=0, augmen
     """``source`` ready for ``purpose`` (``"train"`` or ``"validate"``) of the model ``target``.
 
     Args:
-        source: any data argument of the verbs (see :func:`zoo.data.from_source`).
+        source: any data argument of the verbs (see :func:`zoo.datapath.sources.from_source`).
         target: the model's :class:`Target`.
         purpose: ``"train"`` (random patches, shuffled, repeating when ``steps`` is given) or
             ``"validate"`` (fixed patches, read whole each epoch).

@@ -1,5 +1,5 @@
-"""TensorFlow Datasets (TFDS) as a data source: the catalogue's named data sets (``zoo.datasets``)
-and any TFDS builder already prepared on disk.
+"""The catalogue's reader: its named data sets (and any TFDS builder already prepared on disk) as
+(image, label) pairs, built from the input pipeline's pieces (:mod:`zoo.data`).
 
 A catalogue name (``isbi2012_em``, ``decathlon/task04_hippocampus``, ... see
 ``zoo.datasets.list()``) is prepared on first use from ``manual_dir`` (or downloaded where
@@ -13,20 +13,21 @@ and 2D classification images are resized to it (as image folders).
 """
 import numpy as np
 
-from zoo.data._common import DataError, check_channels, check_size, require
+from zoo._deps import require
+from zoo.data.checks import DataError, check_channels, check_size
 from zoo.data.patches import fit_patch
 from zoo.data.volumes import volume_dataset
-from zoo.datasets._catalog import quiet_tfds
+from zoo.datasets._api import prepare
+from zoo.errors import InvalidArgumentError
+from zoo.datasets._catalog import folders, info, parse, quiet_tfds
 
 
 def _catalogue(name):
-    from zoo.datasets._catalog import folders, parse
     return parse(name)[0] in folders()
 
 
 def _builder(tfds_mod, name, data_dir, manual_dir):
     if _catalogue(name):
-        from zoo.datasets import prepare
         return prepare(name, manual_dir=manual_dir, data_dir=data_dir)
     if manual_dir is not None:
         raise DataError(f"manual_dir is for the zoo's catalogue data sets (zoo.datasets.list()); "
@@ -108,7 +109,6 @@ def tfds(name, *, split=None, data_dir=None, manual_dir=None, image_key="image",
         check_channels(shape[-1] if len(shape) >= 3 else 1, in_channels, f"TFDS dataset {name!r}")
     declared = getattr(features[label_key], "num_classes", None)
     if declared is None and _catalogue(name) and label_key == "label":  # label maps: the entry's classes
-        from zoo.datasets import info
         declared = len(info(name)["classes"])
     if num_classes and declared and declared > max(num_classes, 2):
         raise DataError(f"TFDS dataset {name!r}: {label_key!r} has {declared} classes but "
@@ -158,3 +158,24 @@ def tfds(name, *, split=None, data_dir=None, manual_dir=None, image_key="image",
     if patch and seg:  # 2D segmentation: random patches (training) or the centre one
         ds = fit_patch(ds, patch, random=shuffle, seed=seed)
     return ds
+
+
+def load(name, split="train", *, manual_dir=None, data_dir=None, raw=False, **options):
+    """A catalogue data set as a ``tf.data.Dataset``, prepared first if needed (see :func:`prepare`).
+
+    Default: unbatched ``(image, label)`` pairs as every zoo data source gives them (float32
+    images, uint8 pixels / 255; int32 labels, segmentation maps with a channel axis), with the
+    options of :func:`zoo.datasets.reader.tfds` (``patch_size``, ``samples_per_volume``, ``fg_fraction``,
+    ``window``, ``normalize``, ``spacing`` for volumes). ``raw=True``: TFDS's example dicts
+    with every feature (``id``; volumes also ``spacing`` and ``affine``). ``split`` takes TFDS's
+    forms: ``"train"``, ``"validation"``, ``"train+validation"``, ``"train[:80%]"``.
+    """
+    if raw:
+        if options:
+            raise InvalidArgumentError(f"load(raw=True) gives TFDS's examples as stored; options "
+                                       f"{sorted(options)} need raw=False.")
+        builder = prepare(name, manual_dir=manual_dir, data_dir=data_dir)
+        with quiet_tfds():
+            return builder.as_dataset(split=split, shuffle_files=False)
+    options.setdefault("shuffle", False)  # load() reads; zoo.finetune draws random patches itself
+    return tfds(name, split=split, manual_dir=manual_dir, data_dir=data_dir, **options)

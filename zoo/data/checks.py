@@ -11,21 +11,6 @@ class DataError(InvalidArgumentError):
     """An input file, array or dataset cannot be used as training data (the message names it)."""
 
 
-EXTRAS = {"nibabel": "nifti", "pydicom": "dicom", "PIL": "images", "SimpleITK": "metaimage"}  # medzoo extras
-PIP_NAMES = {"scipy": "scipy", "tensorflow_datasets": "tensorflow-datasets"}  # core dependencies
-
-
-def require(module, feature):
-    """Import an optional dependency or raise MissingDependencyError with the pip command."""
-    import importlib
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        top = module.split(".")[0]
-        cmd = (f'pip install "medzoo[{EXTRAS[top]}]"' if top in EXTRAS
-               else f"pip install {PIP_NAMES.get(top, top)}")
-        raise MissingDependencyError(
-            f"{feature} needs the package {top!r}, which is not installed. Install it with: {cmd}") from None
 
 
 def as_path(path, arg, *, kind="file or folder"):
@@ -130,7 +115,7 @@ def spec(shape, dtype):
 
 def check_pairs(ds, *, source, training=True, spatial_dims=None, in_channels=None, task=None,
                 model_name=None, batched=False):
-    """The one check that a dataset fits a model (``zoo.data.from_source`` runs it for every
+    """The one check that a dataset fits a model (``zoo.datapath.sources.from_source`` runs it for every
     source, so ``zoo.finetune`` sees it too): (image, label) pairs; images of ``spatial_dims``
     spatial axes plus channels, ``in_channels`` of them; labels one class index per image
     (``task="classification"``) or a label map (``"segmentation"``). ``batched``: False for

@@ -1,5 +1,6 @@
 """Packaging for zoo. The import name is ``zoo``; the distribution is ``medzoo``
 because the PyPI name ``zoo`` belongs to an unrelated 2016 project."""
+import re
 import shutil
 from pathlib import Path
 
@@ -7,6 +8,7 @@ from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "zoo" / "_version.py").read_text()).group(1)
 
 
 class BuildWithRegistry(build_py):
@@ -59,7 +61,7 @@ EXTRAS["all"] = sorted({r for k, v in EXTRAS.items() if k != "test" for r in v})
 
 setup(
     name="medzoo",
-    version="0.1.0",
+    version=VERSION,
     description="A Keras (tf_keras) model zoo for medical image analysis with a model-hub registry",
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",

@@ -16,13 +16,20 @@ The public API (re-exports only; TensorFlow is imported on first use, not by ``i
 # Later imports of their modules (zoo.compress.recipes ...) do not rebind zoo.compress.
 import zoo.compress  # noqa: F401
 import zoo.export  # noqa: F401
-from zoo.errors import (InvalidArgumentError, MissingDependencyError, RegistryError,
-                        UnknownArgumentError, UnknownModelError, WeightsError, ZooError)
+from zoo._version import __version__
+from zoo.errors import (
+    InvalidArgumentError,
+    MissingDependencyError,
+    RegistryError,
+    UnknownArgumentError,
+    UnknownModelError,
+    WeightsError,
+    ZooError,
+)
 from zoo.hub import contract, info, list_models, load, save_weights
 
 del compress, export  # noqa: F821 - the submodule names bound by the imports above
 
-__version__ = "0.1.0"
 
 # Exports that need TensorFlow, imported on first access so ``import zoo`` stays light.
 _LAZY = {"finetune": "zoo.api", "compress": "zoo.api", "export": "zoo.api", "predict": "zoo.api",

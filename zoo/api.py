@@ -11,8 +11,9 @@ arguments are spelled alike everywhere: ``train`` and ``val`` (any data source: 
 import inspect
 from pathlib import Path
 
+from zoo.compress.recipes import resolve as resolve_recipe
+from zoo.compress.recipes import slug
 from zoo.compress.run import compress as compress_model
-from zoo.compress.recipes import resolve as resolve_recipe, slug
 from zoo.export.api import export as export_model
 from zoo.inference import predict as predict_model
 from zoo.resolve import resolve

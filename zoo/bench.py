@@ -35,7 +35,8 @@ def _layer_macs(layer):
     if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):  # window x in x multiplier per output voxel
         return _positions(out_shape) * int(np.prod(layer.depthwise_kernel.shape))
     if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
-        return _positions(out_shape) * int(np.prod(layer.depthwise_kernel.shape) + np.prod(layer.pointwise_kernel.shape))
+        return _positions(out_shape) * int(np.prod(layer.depthwise_kernel.shape)
+                                           + np.prod(layer.pointwise_kernel.shape))
     if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
         in_shape = layer.input_shape  # every input voxel scatters window x out x in
         return _positions(in_shape) * int(np.prod(layer.kernel.shape))
@@ -103,6 +104,7 @@ def bench(name, *, size=None, spatial_dims=None, runs=10, **kwargs):
     else:
         model = load(name, **kw)
     count = flops(model)
-    return {"model": name, "part": "generator" if entry.task == "generation" else "model", "spatial_dims": dims, "input_shape": list(model.input_shape[1:]),
+    return {"model": name, "part": "generator" if entry.task == "generation" else "model", "spatial_dims": dims,
+            "input_shape": list(model.input_shape[1:]),
             "params": int(model.count_params()), "macs": count["macs"], "flops": count["flops"],
             "keras_ms": latency(model, runs=runs) if runs else None}

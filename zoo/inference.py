@@ -18,7 +18,8 @@ import numpy as np
 
 from zoo._progress import Progress
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.scoring import labels, probabilities
+from zoo.scoring import labels as labels_of
+from zoo.scoring import probabilities
 
 
 def gaussian_importance(patch_size, sigma_scale=0.125):
@@ -274,7 +275,7 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
     if window is not None or normalize not in (None, "none"):
         image = _normalize(image, window, normalize)
     logits = _infer(model, image, source="the input array", **kw)
-    return probabilities(logits) if return_probabilities else labels(logits)
+    return probabilities(logits) if return_probabilities else labels_of(logits)
 
 
 def _normalize(image, window, normalize):
@@ -329,7 +330,7 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
     image = _normalize(image, window, normalize or "auto")
     logits = _infer(model, image, source=source, **kw)
     if len(model.output_shape) == 2:
-        return probabilities(logits) if return_probabilities else int(labels(logits))
+        return probabilities(logits) if return_probabilities else int(labels_of(logits))
     if logits.shape[:-1] != shape:  # back to the input grid (linear on logits, then exact size)
         from zoo._deps import require
         ndimage = require("scipy.ndimage", "Resampling volumes (spacing=...)")
@@ -337,7 +338,7 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
         logits = ndimage.zoom(logits, factors, order=1, mode="nearest", grid_mode=True)
         logits = np.pad(logits, [(0, max(0, a - b)) for a, b in zip(shape, logits.shape)] + [(0, 0)],
                         mode="edge")[tuple(slice(0, a) for a in shape)]
-    labels = labels(logits).astype(_label_dtype(model.output_shape[-1]))
+    labels = labels_of(logits).astype(_label_dtype(model.output_shape[-1]))
     if write is not None:
         write(labels)
     return probabilities(logits) if return_probabilities else labels
@@ -429,8 +430,8 @@ def _predict_image(model, path, out, window, normalize, return_probabilities, kw
             image = _normalize(image, window, normalize)
     logits = _infer(model, image, source=str(path), **kw)
     if len(model.output_shape) == 2:
-        return probabilities(logits) if return_probabilities else int(labels(logits))
-    labels = labels(logits).astype(_label_dtype(model.output_shape[-1]))
+        return probabilities(logits) if return_probabilities else int(labels_of(logits))
+    labels = labels_of(logits).astype(_label_dtype(model.output_shape[-1]))
     if out is not False:
         from PIL import Image
         out = _out_file(out, _default_out(path, ".png"), path)

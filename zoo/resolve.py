@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 
 from zoo._keras import keras
-from zoo.compress import tfmot
-from zoo.errors import InvalidArgumentError, ZooError
+from zoo.compress import objects as compress_objects
+from zoo.errors import InvalidArgumentError
 from zoo.export.runtime import load_tflite
 from zoo.hub import load as load_entry
 from zoo.hub.registry import get_registry
@@ -54,7 +54,7 @@ def custom_objects():
         importlib.import_module(module)
     for found in pkgutil.iter_modules(zoo.models.__path__):  # every family registers its classes
         importlib.import_module(f"zoo.models.{found.name}")
-    return tfmot.custom_objects()
+    return compress_objects.custom_objects()
 
 
 def _info_from(data, **known):
@@ -113,7 +113,7 @@ def _load_run_folder(path, which):
         register_custom_objects()  # a wrapped model: tfmot's classes must be known
     else:
         custom_objects()  # the zoo's layers register on import
-    with tfmot.scope():
+    with compress_objects.scope():
         model = keras.models.model_from_json(text)
     model.load_weights(str(weights))
     config = read_state(run).get("config", {})
@@ -131,7 +131,7 @@ def _load_compressed(folder):
         raise InvalidArgumentError(f"{folder} holds an unfinished compression ({record.get('recipe')}); run the "
                                    "same zoo compress call again to finish it, then use the folder.")
     register_custom_objects()
-    with tfmot.scope():
+    with compress_objects.scope():
         model = keras.models.load_model(str(folder / record["model_file"]), compile=False)
     info = _info_from(record.get("info"), source="compress", path=str(folder)) if record.get("info") \
         else describe(model, source="compress", path=str(folder))

@@ -45,7 +45,8 @@ def _config(folder, modalities, classes, md5):
     return DecathlonConfig(
         name=folder.lower(), description=f"{folder}: {', '.join(modalities)} -> {', '.join(classes[1:])}",
         task="segmentation", spatial_dims=3, channels=len(modalities), classes=classes, license=LICENSE,
-        files=(f"{folder}.tar or its extracted {folder}/ (dataset.json, imagesTr/, labelsTr/)",), source=SOURCE, download=f"{S3}/{folder}.tar", md5=md5,
+        files=(f"{folder}.tar or its extracted {folder}/ (dataset.json, imagesTr/, labelsTr/)",), source=SOURCE,
+        download=f"{S3}/{folder}.tar", md5=md5,
         homepage="http://medicaldecathlon.com/", folder=folder, modalities=modalities)
 
 

@@ -1,5 +1,6 @@
 """The ``zoo`` command. One module per group of subcommands, each with ``add_parsers(sub)``:
-``models`` (list, info, build), ``train`` (finetune), ``predict``, ``export``, ``run`` (the main job), ``compress`` (compress,
+``models`` (list, info, build), ``train`` (finetune), ``predict``, ``export``, ``run`` (the main job),
+``compress`` (compress,
 recipes), ``datasets`` (the catalogue), ``sample`` (images from a GAN run), ``bench``. A new subcommand is a new
 module here plus its name in ``COMMANDS``.
 

@@ -63,7 +63,8 @@ def add_parsers(sub):
     s.add_argument("--out", help="output .tflite file (a folder for savedmodel); its folder must exist "
                                  "(default: <model>_<quantization>.tflite here)")
     s.add_argument("--data", help="representative/verification data: folder, .npz, "
-                                                      "tfds:NAME or phantoms (default: a run's training data, else phantoms)")
+                                                      "tfds:NAME or phantoms (default: the model's training "
+                                                      "data, else phantoms)")
     s.add_argument("--data-option", action="append", metavar="KEY=VALUE",
                    help="data source option, e.g. --data-option window=[-100,400] (default: the run's)")
     s.add_argument("--input-shape", help="spatial size to export at for dynamic-size models, e.g. 64,64,64")

@@ -24,7 +24,8 @@ def _cmd_list(args):
     for n in names:
         e = reg.models[n]
         dims = ",".join(str(d) for d in e.spatial_dims)
-        print(f"{n:<{width}}  {e.task:<14} {dims:<5} {format(e.params, ',') if e.params is not None else '-':>12}  {','.join(e.weights) or '-'}")
+        params = format(e.params, ",") if e.params is not None else "-"
+        print(f"{n:<{width}}  {e.task:<14} {dims:<5} {params:>12}  {','.join(e.weights) or '-'}")
     print(f"{len(names)} model(s)", file=sys.stderr)
     return 0
 
@@ -87,7 +88,8 @@ def add_parsers(sub):
     s.set_defaults(func=_cmd_list)
 
     s = sub.add_parser("info", help="show one registry entry", description="Show one registry entry: "
-                       "builder, config, paper, deviations, contract, weights.", epilog="example: zoo info unet3d --json")
+                       "builder, config, paper, deviations, contract, weights.",
+                       epilog="example: zoo info unet3d --json")
     s.add_argument("name", help="registry name (zoo list shows them)")
     s.add_argument("--json", action="store_true", help="print the entry as JSON")
     s.set_defaults(func=_cmd_info)

@@ -8,7 +8,8 @@ pruning) keeps the zeros: the zero cluster stays at 0 and pruned weights stay pr
 import numpy as np
 
 from zoo._keras import keras
-from zoo.compress.tfmot import ClusterWeights, clustering as C
+from zoo.compress.tfmot import ClusterWeights
+from zoo.compress.tfmot import clustering as C
 
 _KERNEL_LAYERS = ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "Dense")
 INITS = {"kmeans++": C.CentroidInitialization.KMEANS_PLUS_PLUS, "linear": C.CentroidInitialization.LINEAR,

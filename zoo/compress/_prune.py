@@ -12,10 +12,11 @@ Layers are wrapped one by one (tfmot's model-level call refuses the zoo's custom
 have no weights to prune); excluded layers and layers without a prunable kernel stay as they are.
 """
 import numpy as np
+from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry, pruning_schedule
 
 from zoo._keras import keras, tf
-from zoo.compress.tfmot import PruneLowMagnitude, sparsity as S
-from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry, pruning_schedule
+from zoo.compress.tfmot import PruneLowMagnitude
+from zoo.compress.tfmot import sparsity as S
 
 _KERNEL_LAYERS = ("Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "Conv3DTranspose", "Dense")
 
@@ -123,7 +124,8 @@ def m_by_n_problems(layer, m_by_n):
     """Why tfmot's ``m_by_n`` sparsity cannot hold exactly on ``layer`` (None when it can)."""
     kernel = layer.kernel
     if len(kernel.shape) not in (2, 4):
-        return f"{len(kernel.shape) - 2}D kernel (tfmot's {m_by_n[0]}:{m_by_n[1]} sparsity handles Dense and Conv2D only)"
+        return (f"{len(kernel.shape) - 2}D kernel (tfmot's {m_by_n[0]}:{m_by_n[1]} sparsity handles Dense and "
+                "Conv2D only)")
     cin = kernel.shape[-2]
     if cin % m_by_n[1]:
         return f"{cin} input channels, not a multiple of {m_by_n[1]}"

@@ -23,23 +23,35 @@ default-8-bit one (same layers and quantizer ranges, no extra training variables
 and loads with ``zoo.load_model``.
 """
 import numpy as np
+from tensorflow_model_optimization.python.core.quantization.keras import quant_ops, quantize_wrapper
+from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer
+from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+    cluster_preserve_quantize_registry as _cqat,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
+    default_8bit_cluster_preserve_quantize_scheme as _cqat_scheme,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
+    default_8bit_prune_preserve_quantize_scheme as _pqat_scheme,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
+    prune_preserve_quantize_registry as _pqat,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_quantize_configs as _configs8,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_quantize_registry as _registry8,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_quantizers as _quantizers8,
+)
 
 from zoo._keras import keras, tf
 from zoo.compress import _rewrite
-from zoo.record import attach, attached
 from zoo.compress.tfmot import quantization as Q
-from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
-from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _quantize_layer
-from tensorflow_model_optimization.python.core.quantization.keras import quantize_wrapper
-from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
-    cluster_preserve_quantize_registry as _cqat)
-from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.cluster_preserve import (
-    default_8bit_cluster_preserve_quantize_scheme as _cqat_scheme)
-from tensorflow_model_optimization.python.core.quantization.keras.collab_opts.prune_preserve import (
-    default_8bit_prune_preserve_quantize_scheme as _pqat_scheme, prune_preserve_quantize_registry as _pqat)
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-    default_8bit_quantize_configs as _configs8, default_8bit_quantize_registry as _registry8,
-    default_8bit_quantizers as _quantizers8)
+from zoo.compress.tfmot import tfmot_objects
+from zoo.record import attach, attached
 
 OutputConfig = _configs8.Default8BitOutputQuantizeConfig
 NoOpConfig = _configs8.NoOpQuantizeConfig
@@ -193,9 +205,8 @@ def scheme(preserve=()):
 def quantize(model, exclude=(), preserve=()):
     """The QAT model of ``model`` (not modified): every layer but ``exclude`` annotated with its
     zoo config (or tfmot's default), then ``quantize_apply`` with :func:`scheme`."""
-    from zoo.compress.tfmot import scope
     preserve = set(preserve)
-    with scope():
+    with keras.utils.custom_object_scope({**tfmot_objects(), **CUSTOM_OBJECTS}):
         exclude = set(exclude)
         model, _ = _rewrite.rewrite(model, exclude)  # a copy: annotation calls layers again
         for layer in model.layers:  # a BatchNorm folded into an excluded conv stays float with it
@@ -232,9 +243,10 @@ class QuantizeLayer(_quantize_layer.QuantizeLayer):
 
 
 def _quantize_relu_inputs(model, registry):
-    """Replace tfmot's QuantizeLayer by :class:`QuantizeLayer`, and work around tfmot 0.8's LayerReLUQuantize: for a Conv2D/DepthwiseConv2D/Dense followed by
-    a ReLU it sets NoOpQuantizeConfig, which leaves the *weights* unquantized during QAT (meant:
-    no output quantizer between the layer and its ReLU). Such wrappers get the scheme's own
+    """Replace tfmot's QuantizeLayer by :class:`QuantizeLayer`, and work around tfmot 0.8's
+    LayerReLUQuantize: for a Conv2D/DepthwiseConv2D/Dense followed by a ReLU it sets
+    NoOpQuantizeConfig, which leaves the *weights* unquantized during QAT (meant: no output
+    quantizer between the layer and its ReLU). Such wrappers get the scheme's own
     config (its preserving quantizers included) without activation or output quantizers."""
     broken = {layer.name for layer in _wrappers(model)
               if type(layer.layer).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense")

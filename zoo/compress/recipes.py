@@ -33,7 +33,8 @@ OPTIONS = {
     "distill": {"student": "registry name of the student (or pass student= to zoo.compress)",
                 "student_config": "builder keyword overrides of the student, e.g. {filters: 16}",
                 "temperature": "softmax temperature T > 0 (default 4)",
-                "alpha": "weight of the distillation term, 0 < alpha < 1: (1 - alpha) task + alpha T^2 KL (default 0.5)"},
+                "alpha": "weight of the distillation term, 0 < alpha < 1: (1 - alpha) task + alpha T^2 KL "
+                         "(default 0.5)"},
     "chain": {"steps": "list of recipe names run in order (distill, prune, cluster, qat)"},
     "ptq": {"quantization": "post-training quantization of the export"},
 }

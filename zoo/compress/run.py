@@ -14,9 +14,12 @@ import sys
 import time
 from pathlib import Path
 
-from zoo import _io, losses as _losses, metrics as _metrics
+from zoo import _io
+from zoo import losses as _losses
+from zoo import metrics as _metrics
 from zoo._keras import keras
-from zoo.compress import _check, _cluster, _distill, _prune, _quantize, report as _report, tfmot as _tfmot
+from zoo.compress import _check, _cluster, _distill, _prune, _quantize, objects
+from zoo.compress import report as _report
 from zoo.compress.recipes import resolve, slug
 from zoo.datapath.prepare import Target, prepare
 from zoo.errors import InvalidArgumentError, ZooError
@@ -189,7 +192,7 @@ def compress(model, info, recipe, train="phantoms", val=None, options=None, stra
             step_options = options.replace(
                 out_dir=stage, restore_best=False, resume=True, callbacks=cbs + list(options.callbacks or []),
                 learning_rate=options.learning_rate or step.get("learning_rate") or 1e-4, loss=step_loss)
-            with _tfmot.scope(), strat.scope():
+            with objects.scope(), strat.scope():
                 fit(wrapped, info, train, val, step_options, strat)
             plan_cb = next((c for c in cbs if isinstance(c, _prune.ScheduleSteps)), None)
             if plan_cb is not None and plan_cb.plan is not None:

@@ -1,6 +1,6 @@
-"""The one import of tensorflow-model-optimization, and the objects a wrapped model needs to be
-rebuilt from its config (strategy clones, ``model.json``, ``.keras``/``.h5`` files)."""
-from zoo._keras import keras  # noqa: F401  (sets TF_USE_LEGACY_KERAS before tfmot imports Keras)
+"""The one import of tensorflow-model-optimization, and tfmot's classes a wrapped model names in
+its config (the whole list, with the zoo's own, is :mod:`zoo.compress.objects`)."""
+from zoo._keras import keras  # first: sets TF_USE_LEGACY_KERAS before tfmot imports Keras
 from zoo.errors import MissingDependencyError
 
 try:
@@ -21,30 +21,17 @@ PruneLowMagnitude = pruning_wrapper.PruneLowMagnitude
 ClusterWeights = cluster_wrapper.ClusterWeights
 
 
-def custom_objects():
+def tfmot_objects():
     """Every tfmot class a pruned, clustered or quantization-aware model may name in its config,
-    plus the zoo's own schedule, wrapper and quantize configs."""
-    from zoo.compress import _prune, _quantize
+    and the zoo's registered layers under their bare class names too: a quantize wrapper
+    rebuilds its inner layer by class name alone ("ResizeLike", not the registered "zoo>ResizeLike").
+    The zoo's own compression classes are added by :func:`zoo.compress.objects.custom_objects`."""
     objects = {"PruneLowMagnitude": PruneLowMagnitude, "ClusterWeights": ClusterWeights,
                "PolynomialDecay": sparsity.PolynomialDecay, "ConstantSparsity": sparsity.ConstantSparsity}
     scope_ = quantization.quantize_scope()  # tfmot's own list of quantization classes
     for part in scope_.custom_objects:  # a tuple of dicts
         objects.update(part)
-    objects.update(_prune.CUSTOM_OBJECTS)
-    objects.update(_quantize.CUSTOM_OBJECTS)
-    # a quantize wrapper rebuilds its inner layer by class name alone ("ResizeLike", not the
-    # registered "zoo>ResizeLike"): the zoo's registered layers under their bare names too
     for key, value in keras.utils.get_custom_objects().items():
         if key.startswith("zoo>") and value is not None:
             objects.setdefault(key[len("zoo>"):], value)
     return objects
-
-
-def scope():
-    """A Keras custom-object scope in which wrapped models deserialize."""
-    return keras.utils.custom_object_scope(custom_objects())
-
-
-def register():
-    """Make the objects of :func:`custom_objects` known to Keras for good (``zoo.load_model``)."""
-    keras.utils.get_custom_objects().update(custom_objects())

@@ -1,8 +1,7 @@
 """In-memory arrays and .npz files (TFDS data sets: :mod:`zoo.datasets.reader`)."""
 import numpy as np
 
-from zoo.data.checks import (DataError, as_path, check_channels, check_finite, check_labels,
-                                  describe, label_map)
+from zoo.data.checks import DataError, as_path, check_channels, check_finite, check_labels, describe, label_map
 from zoo.errors import check_choice
 
 

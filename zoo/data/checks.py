@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.errors import InvalidArgumentError, MissingDependencyError
+from zoo.errors import InvalidArgumentError
 
 
 class DataError(InvalidArgumentError):

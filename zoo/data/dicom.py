@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data.checks import DataError, as_path, describe
 from zoo._deps import require
 from zoo.data._geometry import check_affine, check_spacing
+from zoo.data.checks import DataError, as_path, describe
 from zoo.data.volumes import match_labels, volume_dataset
 
 SKIP_NAMES = {"dicomdir"}

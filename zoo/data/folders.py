@@ -14,7 +14,16 @@ import warnings
 import numpy as np
 
 from zoo._deps import require
-from zoo.data.checks import (DataError, as_path, check_channels, check_finite, check_labels, check_size, describe, list_files)
+from zoo.data.checks import (
+    DataError,
+    as_path,
+    check_channels,
+    check_finite,
+    check_labels,
+    check_size,
+    describe,
+    list_files,
+)
 from zoo.data.patches import fit_patch
 from zoo.errors import check_choice
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.data.checks import DataError, as_path, check_finite
 from zoo._deps import require
+from zoo.data.checks import DataError, as_path, check_finite
 from zoo.data.folders import IMAGE_SUFFIXES, read_image
 from zoo.data.volumes import NIFTI_SUFFIXES, load_nifti
 from zoo.errors import InvalidArgumentError

@@ -15,8 +15,19 @@ gives the same patches in file order every epoch. A volume smaller than the patc
 import numpy as np
 
 from zoo._deps import require
-from zoo.data.checks import (DataError, check_channels, check_finite, check_labels, check_size, dataset_from_generator, describe, list_files, spec, stem)
 from zoo.data._geometry import check_affine, check_nifti_header, check_spacing, quiet_nibabel
+from zoo.data.checks import (
+    DataError,
+    check_channels,
+    check_finite,
+    check_labels,
+    check_size,
+    dataset_from_generator,
+    describe,
+    list_files,
+    spec,
+    stem,
+)
 from zoo.errors import InvalidArgumentError, check_choice
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")

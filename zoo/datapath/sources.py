@@ -5,8 +5,20 @@
 import inspect
 from pathlib import Path
 
-from zoo.data import (DataError, IMAGE_SUFFIXES, NIFTI_SUFFIXES, check_pairs, dicom, from_arrays, holds_series,
-                      image_folder, nifti, npz, phantoms, segmentation_folder)
+from zoo.data import (
+    IMAGE_SUFFIXES,
+    NIFTI_SUFFIXES,
+    DataError,
+    check_pairs,
+    dicom,
+    from_arrays,
+    holds_series,
+    image_folder,
+    nifti,
+    npz,
+    phantoms,
+    segmentation_folder,
+)
 from zoo.datasets.reader import tfds
 from zoo.errors import InvalidArgumentError
 

@@ -17,11 +17,9 @@ with its affine and voxel sizes. For ``tfds.load`` users: ``zoo.datasets.registe
 names known to TFDS. ``import zoo.datasets`` imports neither TensorFlow nor TFDS.
 """
 from zoo.datasets._api import prepare
-from zoo.datasets.reader import load
+from zoo.datasets._catalog import DatasetFilesError, UnknownDatasetError, builder, info, list_datasets, register
 from zoo.datasets._nifti import write_nifti
-from zoo.datasets._catalog import (DatasetFilesError, UnknownDatasetError, builder, info,
-                                   list_datasets, register)
-
+from zoo.datasets.reader import load
 
 list = list_datasets  # noqa: A001 - zoo.datasets.list(), as zoo.list_models() for models
 

@@ -1,8 +1,8 @@
 """Preparing and loading catalogue data sets: TFDS's ``download_and_prepare`` from ``manual_dir``."""
 from pathlib import Path
 
-from zoo.datasets._catalog import builder as make_builder
 from zoo.datasets._catalog import DatasetFilesError, full_name, quiet_tfds, resolve
+from zoo.datasets._catalog import builder as make_builder
 
 
 def _manual(manual_dir, name):
@@ -38,8 +38,9 @@ def prepare(name, *, manual_dir=None, data_dir=None, overwrite=False):
     Missing or incomplete source files raise ``DatasetFilesError`` listing the exact files
     expected and where to get them.
     """
-    from zoo._keras import tf  # noqa: F401 - TensorFlow comes up with tf_keras as its Keras
     import tensorflow_datasets as tfds
+
+    from zoo._keras import tf  # noqa: F401 - TensorFlow comes up with tf_keras as its Keras
     tfds.display_progress_bar(_progress())
     manual = _manual(manual_dir, name)
     with quiet_tfds():

@@ -13,8 +13,8 @@ def write_nifti(example, path, data=None, *, overwrite=False):
     and ``example["spacing"]`` as voxel sizes. ``example``: one of ``load(..., raw=True)``'s
     examples (tensors or NumPy). Written atomically; an existing file needs ``overwrite=True``.
     Returns the path."""
-    from zoo._io import atomic_write_bytes
     from zoo._deps import require
+    from zoo._io import atomic_write_bytes
     nib = require("nibabel", "Writing NIfTI files")
     missing = [k for k in ("affine", "spacing") if k not in example]
     if missing:

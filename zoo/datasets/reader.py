@@ -18,8 +18,8 @@ from zoo.data.checks import DataError, check_channels, check_size
 from zoo.data.patches import fit_patch
 from zoo.data.volumes import volume_dataset
 from zoo.datasets._api import prepare
-from zoo.errors import InvalidArgumentError
 from zoo.datasets._catalog import folders, info, parse, quiet_tfds
+from zoo.errors import InvalidArgumentError
 
 
 def _catalogue(name):

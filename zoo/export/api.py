@@ -1,5 +1,4 @@
 """``zoo.export``: a model -> a verified ``.tflite`` file (or a SavedModel folder) + its JSON sidecar."""
-import os
 import warnings
 import zlib
 from pathlib import Path
@@ -8,6 +7,7 @@ import numpy as np
 
 from zoo import _io
 from zoo._keras import keras, tf
+from zoo._version import __version__
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
 from zoo.export import ops as _ops
 from zoo.export._data import representative, split
@@ -325,21 +325,17 @@ def _write(target, content, result, runner, prep, info, shape, cal):
     write_sidecar(side, {
         "file": target.name, "sha256": sha256_bytes(content), "bytes": len(content), "mode": result.mode,
         "entry": result.entry, "task": result.task, "spatial_dims": len(shape) - 1 if len(shape) > 1 else 0,
-        "num_classes": int(runner.output_shape[-1]), "class_names": None if info.class_names is None else list(info.class_names),
+        "num_classes": int(runner.output_shape[-1]),
+        "class_names": None if info.class_names is None else list(info.class_names),
         "input": {"shape": result.input_shape, "dtype": result.input_dtype,
                   "quantization": [float(scale), int(zero)] if scale else None},
         "output": {"shape": result.output_shape},
         "patch_size": list(shape[:-1]) if len(shape) > 1 else None, "preprocessing": prep,
         "verification": result.verification, "ops": result.ops, "float_ops": result.float_ops,
-        "rewrite": result.rewrite, "notes": result.notes, "zoo_version": _version(),
+        "rewrite": result.rewrite, "notes": result.notes, "zoo_version": __version__,
         "calibration_range": [float(cal.min()), float(cal.max())] if len(cal) else None,
         "tensorflow": tf.__version__})
     result.sidecar = str(side)
-
-
-def _version():
-    import zoo
-    return zoo.__version__
 
 
 __all__ = ["export", "ALL_MODES", "has_3d_layers", "is_qat", "weight_sparsity"]

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from zoo.errors import InvalidArgumentError
-from zoo.record import ModelInfo, attach
 from zoo.export.errors import ExportError
+from zoo.record import ModelInfo, attach
 
 
 def _interpreter(path=None, content=None, num_threads=None):
@@ -72,7 +72,8 @@ class TFLiteModel:
                 f"{self.name}: inputs span [{x.min():.3g}, {x.max():.3g}] but the file was calibrated on "
                 f"[{lo:.3g}, {hi:.3g}]; quantized inputs clip to that range, so the outputs can differ "
                 "from the Keras model's. Preprocess inputs as the calibration data was (the sidecar's "
-                "'preprocessing'; e.g. zoo.predict(..., normalize='none') or zoo predict --normalize none for phantom-trained models) or "
+                "'preprocessing'; e.g. zoo.predict(..., normalize='none') or zoo predict --normalize none for "
+                "phantom-trained models) or "
                 "re-export with representative data like your inputs.", stacklevel=4)
 
     def _quant(self, detail):

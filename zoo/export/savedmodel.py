@@ -105,7 +105,8 @@ def export_savedmodel(model, target, shape, ver, verify, overwrite, meta, info, 
                              "task": meta["task"], "input": {"shape": result.input_shape, "dtype": "float32"},
                              "output": {"shape": result.output_shape},
                              "num_classes": int(model.output_shape[-1] or 0),
-                             "class_names": None if info.class_names is None else list(info.class_names), "patch_size": list(shape[:-1]),
+                             "class_names": None if info.class_names is None else list(info.class_names),
+                             "patch_size": list(shape[:-1]),
                              "preprocessing": prep, "verification": verification})
         move_into_place(tmp, target, overwrite)
     except BaseException:

@@ -3,7 +3,8 @@
 Numbers, for every task: ``max_abs_diff`` and ``mean_abs_diff`` of the outputs (logits),
 ``output_scale`` = the largest Keras output magnitude and ``rel_max_abs_diff`` = max abs diff /
 max(1, output_scale) (a float32 rounding difference grows with the output's magnitude; for
-outputs within [-1, 1] it is the plain max abs diff) and ``correlation`` (Pearson, all values). Classifiers add ``top1_agreement``;
+outputs within [-1, 1] it is the plain max abs diff) and ``correlation`` (Pearson, all values).
+Classifiers add ``top1_agreement``;
 segmentation adds ``dice`` per class between the LiteRT and the Keras label maps (pooled over
 the samples) and ``min_dice`` over the classes present in the Keras maps.
 

@@ -346,7 +346,8 @@ def model_fields(weight_checker, contract_checker, tasks):
                           "min_size": (Int(1, MAX_SIZE), "smallest usable size per axis")},
                          what="a mapping"),
                   "{channels, size, min_size}: reference input and smallest usable size"),
-        "params": (COUNT, "Keras total parameter count at the reference config (required in the zoo's registry, optional in a user's file)"),
+        "params": (COUNT, "Keras total parameter count at the reference config (required in the zoo's registry, "
+                          "optional in a user's file)"),
         "trainable_params": (COUNT, "Keras trainable parameter count at the reference config"),
         "reference": (KWARGS, "builder keyword overrides that define the reference config"),
         "sweep": (Fields({"size": (Int(1, MAX_SIZE), "spatial size the sweep builds"),

@@ -183,13 +183,6 @@ def parse_meta(path, text):
     return meta
 
 
-# --------------------------------------------------------------------------- reading
-def read(path, fmt=None):
-    """Every layer's arrays in ``path``, read lazily and validated: see :mod:`zoo.hub._weightread`."""
-    from zoo.hub import _weightread
-    return _weightread.read(path, fmt)
-
-
 # --------------------------------------------------------------------------- writing
 def _write_h5(model, fh, meta):
     _h5.write_model_weights(fh, model, attrs={META_KEY: meta} if meta else None)

@@ -9,8 +9,7 @@ names the file and the problem.
 import numpy as np
 
 from zoo.errors import WeightsError, ZooError
-from zoo.hub._weightfile import (META_KEY, META_LIMIT, NPZ_META, WeightFile, _text, detect_format, parse_meta,
-                                 short_name)
+from zoo.hub._weightfile import META_KEY, META_LIMIT, NPZ_META, WeightFile, _text, detect_format, parse_meta, short_name
 
 _MAX_OBJECTS = 200_000  # objects in an HDF5 weights file (ResNet-152: ~2,000)
 _MAX_INDEX_DIGITS = 6   # '<layer>/<index>': no layer has a million arrays
@@ -303,7 +302,8 @@ def _layer_keyed(path, items):
     for layer, arrays in layers.items():
         if sorted(arrays) != list(range(len(arrays))):
             found = sorted(arrays)
-            raise WeightsError(f"{path}: layer {layer!r} has array indices {found[:10]}{' ...' if len(found) > 10 else ''}"
+            more = " ..." if len(found) > 10 else ""
+            raise WeightsError(f"{path}: layer {layer!r} has array indices {found[:10]}{more}"
                                f"; expected 0..{len(arrays) - 1}.")
         layers[layer] = [(None, arrays[i]) for i in range(len(arrays))]
     return layers

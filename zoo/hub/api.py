@@ -45,7 +45,8 @@ def build_kwargs(entry, overrides, weight_spec=None, file_config=None):
     if unknown:
         from zoo.errors import did_you_mean
         raise UnknownArgumentError(
-            f"{entry.name}: unknown keyword {unknown[0]!r} for builder {entry.builder}.{did_you_mean(unknown[0], valid)}"
+            f"{entry.name}: unknown keyword {unknown[0]!r} for builder {entry.builder}."
+            f"{did_you_mean(unknown[0], valid)}"
             f" Valid keywords: {', '.join(valid)}.")
     from_file = {k: v for k, v in (file_config or {}).items() if k in valid and k not in ("input_shape", "name")}
     kwargs = {**thaw(entry.config), **_weight_defaults(weight_spec, valid), **from_file, **overrides}

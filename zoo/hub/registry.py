@@ -17,8 +17,8 @@ from pathlib import Path
 
 from zoo.errors import RegistryError, UnknownModelError, did_you_mean
 from zoo.hub import _schema, _yaml
+from zoo.hub._contract_spec import SPEC_KEYS, check_spec
 from zoo.hub._weightfile import FORMATS
-from zoo.hub.contract import SPEC_KEYS, check_spec
 
 TASKS = ("classification", "segmentation", "generation")
 ENV_VAR = "ZOO_REGISTRY"

@@ -45,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo.hub import _fetch, _weightfile, _weightread
 from zoo.errors import InvalidArgumentError, WeightsError, did_you_mean
+from zoo.hub import _fetch, _weightfile, _weightread
 from zoo.hub.contract import class_heads, contract, kernel_of
 from zoo.record import attached
 
@@ -297,7 +297,7 @@ def file_build_defaults(path, entry):
     """Builder keywords recorded in the weights file ``path`` (``zoo.save_weights`` and
     tools/convert_torchvision.py embed them) for building ``entry`` before loading it: ``{}`` when
     the file records none or was saved from another builder."""
-    with _weightfile.read(path) as wf:
+    with _weightread.read(path) as wf:
         meta = wf.meta
     if entry is None or not meta.get("config"):
         return {}
@@ -357,11 +357,12 @@ def load_weights_into(model, *, weights, entry=None, build_kwargs=None, inflate=
     if inflate and file_dims not in (None, 2):
         raise WeightsError(f"weights={weights!r}: inflation needs 2D weights; these are {file_dims}D.")
     if not inflate and file_dims is not None and file_dims != dims:
-        fix = (f" Pass weights={tag + INFLATED_SUFFIX!r} to inflate the 2D kernels to 3D." if file_dims == 2 and dims == 3
+        fix = (f" Pass weights={tag + INFLATED_SUFFIX!r} to inflate the 2D kernels to 3D."
+               if file_dims == 2 and dims == 3
                else "")
         raise WeightsError(f"weights {tag!r} of {name} are {file_dims}D but the model is {dims}D.{fix}")
     _check_config(spec, build_kwargs, name)
-    with _weightfile.read(local, spec.format if spec is not None else None) as wf:
+    with _weightread.read(local, spec.format if spec is not None else None) as wf:
         plan, parts = plan_transfer(model, wf, inflate=inflate, entry=entry, allow_non_finite=allow_non_finite)
         parts["config_differs"] = _config_differs(wf.meta, build_kwargs)
     for _, variables, values in plan:  # everything checked: now assign

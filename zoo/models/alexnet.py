@@ -23,10 +23,18 @@ each resolution stage: stage 1 = 1/4, stage 2 = 1/8, stage 3 = 1/16 and stage 4 
 max-pool at 1/32, which is also the headless output), ``head_*`` and ``classifier``.
 """
 from zoo._keras import keras
-from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.models.layers import (AdaptiveAveragePooling, LocalResponseNormalization, check_dropout,
-                               check_spatial_dims, conv, max_pool, model_input, zero_pad)
+from zoo.models import register_builder
+from zoo.models.layers import (
+    AdaptiveAveragePooling,
+    LocalResponseNormalization,
+    check_dropout,
+    check_spatial_dims,
+    conv,
+    max_pool,
+    model_input,
+    zero_pad,
+)
 
 L = keras.layers
 VARIANTS = ("torchvision", "paper")

@@ -41,10 +41,9 @@ zoo/models/resnet.py; ``classifier.0.convs.0.{0,1}`` -> ``aspp_conv0_conv/_bn``,
 ``classifier``, ``aux_classifier.{0,1,4}`` -> ``aux_conv``, ``aux_bn``, ``aux_classifier``.
 """
 from zoo._keras import keras
-from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.models.layers import (ResizeLike, check_dropout, check_spatial_dims, conv, conv_norm_act,
-                               global_avg_pool)
+from zoo.models import register_builder
+from zoo.models.layers import ResizeLike, check_dropout, check_spatial_dims, conv, conv_norm_act, global_avg_pool
 from zoo.models.resnet import check_depth_layout, resnet, stage_output_names
 
 L = keras.layers

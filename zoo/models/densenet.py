@@ -25,10 +25,9 @@ this reproduces the Keras totals 1,397,963 / 3,502,923 / 9,425,163 for FC-DenseN
 ``BatchNormLayer`` defaults) and convs He-uniform initialisation, as in the reference code.
 """
 from zoo._keras import keras
-from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.models.layers import (check_dropout, check_spatial_dims, conv, conv_transpose, max_pool,
-                               model_input, norm_layer)
+from zoo.models import register_builder
+from zoo.models.layers import check_dropout, check_spatial_dims, conv, conv_transpose, max_pool, model_input, norm_layer
 
 L = keras.layers
 

@@ -35,11 +35,21 @@ the weights were trained with (they were ported from TensorFlow), i.e.
 ``x_c * std_c / 0.5 + (mean_c - 0.5) / 0.5``.
 """
 from zoo._keras import keras
-from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.models.layers import (AdaptiveAveragePooling, LocalResponseNormalization, avg_pool,
-                               check_dropout, check_spatial_dims, classifier_head, conv_norm_act,
-                               global_avg_pool, max_pool, model_input, zero_pad)
+from zoo.models import register_builder
+from zoo.models.layers import (
+    AdaptiveAveragePooling,
+    LocalResponseNormalization,
+    avg_pool,
+    check_dropout,
+    check_spatial_dims,
+    classifier_head,
+    conv_norm_act,
+    global_avg_pool,
+    max_pool,
+    model_input,
+    zero_pad,
+)
 
 L = keras.layers
 _WHERE = "googlenet"

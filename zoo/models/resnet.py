@@ -43,11 +43,20 @@ change. The four stage outputs a decoder picks come from the layer-name contract
 ``stage{i}_out`` in the torchvision layout, the registry's ``keras_resnet``/``keras_resnet_v2`` specs otherwise.
 """
 from zoo._keras import keras
-from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.models.layers import (check_dropout, check_spatial_dims, classifier_head, conv,
-                               conv_norm_act, global_avg_pool, max_pool, model_input, norm_layer,
-                               zero_pad)
+from zoo.models import register_builder
+from zoo.models.layers import (
+    check_dropout,
+    check_spatial_dims,
+    classifier_head,
+    conv,
+    conv_norm_act,
+    global_avg_pool,
+    max_pool,
+    model_input,
+    norm_layer,
+    zero_pad,
+)
 
 L = keras.layers
 

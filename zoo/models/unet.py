@@ -18,9 +18,9 @@ level i), decoder ``up{i}_upconv``, ``up{i}_crop`` (valid padding), ``up{i}_conc
 ``classifier`` (the 1x1 output conv).
 """
 from zoo._keras import keras
-from zoo.models import register_builder
-from zoo.models import layers as zl
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
+from zoo.models import layers as zl
+from zoo.models import register_builder
 
 L = keras.layers
 PADDINGS = ("same", "valid")

@@ -21,8 +21,14 @@ give 896, but would treat the convs of the two paths differently for no reason.
 """
 from zoo._keras import keras
 from zoo.models import register_builder
-from zoo.models.unet import (_checked_input, build_unet_graph,
-                             nearest_valid_sizes, output_size, paper_param_count, valid_sizes)
+from zoo.models.unet import (
+    _checked_input,
+    build_unet_graph,
+    nearest_valid_sizes,
+    output_size,
+    paper_param_count,
+    valid_sizes,
+)
 
 __all__ = ["unet3d", "paper_param_count", "output_size", "valid_sizes", "nearest_valid_sizes"]
 

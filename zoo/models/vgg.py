@@ -22,8 +22,8 @@ classifier ``predictions``; see zoo.hub.contract).
   axis. ``num_classes=0`` returns ``block5_pool`` (conv features) and accepts any size.
 """
 from zoo._keras import keras
-from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
+from zoo.models import register_builder
 from zoo.models.layers import check_dropout, check_spatial_dims, conv, conv_norm_act, max_pool, model_input
 
 L = keras.layers

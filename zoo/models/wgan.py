@@ -40,12 +40,13 @@ Layer names. Generator: ``stem_reshape``, ``stem_conv``, ``stem_bn``, ``stage0_o
 ``(batch, 1)``).
 """
 from zoo._keras import keras
-from zoo.models import register_builder
 from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
-from zoo.models.layers import check_spatial_dims, conv, conv_transpose
-from zoo.models import _wgan_sample as S, _wgan_train as T
+from zoo.models import _wgan_sample as S
+from zoo.models import _wgan_train as T
+from zoo.models import register_builder
 from zoo.models._wgan_sample import generate  # noqa: F401 - public: zoo.callbacks samples with it
 from zoo.models._wgan_train import infer_variant, paper_optimizer  # noqa: F401 - public: zoo.train.gan
+from zoo.models.layers import check_spatial_dims, conv, conv_transpose
 
 L = keras.layers
 MIN_SIZE = 16

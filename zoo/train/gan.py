@@ -21,16 +21,14 @@ measures.
   measure is computed);
 * the resume point holds both optimizers' state.
 """
-import sys
-from pathlib import Path
 
 import numpy as np
 
 from zoo._h5 import weight_layout
 from zoo._keras import keras, tf
 from zoo.callbacks import GanQuality
-from zoo.datapath.prepare import batched, count_steps
 from zoo.data.unlabelled import unlabelled
+from zoo.datapath.prepare import batched, count_steps
 from zoo.errors import InvalidArgumentError, ZooError
 from zoo.models.wgan import WGAN, infer_variant, paper_optimizer
 from zoo.train import loop

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo._keras import keras, tf
 from zoo import _io
 from zoo._h5 import weight_layout, write_weights
-from zoo.errors import InvalidArgumentError, ZooError
+from zoo._keras import keras, tf
+from zoo.errors import ZooError
 
 
 def read_state(out_dir):

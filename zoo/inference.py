@@ -54,13 +54,25 @@ def _static_patch(model, spatial_dims):
     return None if any(s is None for s in shape) else shape
 
 
+def pad_to_patch(image, patch):
+    """``(image padded to at least patch, the padding before each spatial axis)``: symmetric (the
+    extra voxel of an odd difference after), with the image's minimum - the rule training uses
+    for volumes and 2D pairs smaller than the patch (:func:`zoo.data.volumes.pad_to`,
+    :func:`zoo.data.patches.fit_patch`), so a small volume is seen at prediction as in training."""
+    short = [max(0, p - s) for p, s in zip(patch, image.shape[:-1])]
+    if not any(short):
+        return image, [0] * len(patch)
+    pads = [(d // 2, d - d // 2) for d in short]
+    return np.pad(image, pads + [(0, 0)], constant_values=float(image.min())), [a for a, _ in pads]
+
+
 def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, blend="gaussian",
                    progress=None):
     """Logits for ``image`` (spatial..., channels) computed patch by patch.
 
     patch_size: spatial patch (defaults to the model's static input size); overlap in [0, 1):
-    share of a patch shared with its neighbour; blend: "gaussian" or "constant". The image is
-    padded (reflect) up to the patch where it is smaller. Returns float32 logits with the
+    share of a patch shared with its neighbour; blend: "gaussian" or "constant". Where the image
+    is smaller than the patch it is padded as in training (:func:`pad_to_patch`). Returns float32 logits with the
     image's spatial shape and the model's output channels.
     """
     image = np.asarray(image, dtype="float32")
@@ -89,9 +101,7 @@ def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, 
     if len(patch) != dims:
         raise InvalidArgumentError(f"sliding_window: patch_size={patch} needs {dims} entries.")
     spatial = image.shape[:-1]
-    pad = [(0, max(0, p - s)) for p, s in zip(patch, spatial)]
-    padded = np.pad(image, pad + [(0, 0)], mode="reflect" if all(
-        s > 1 for s in spatial) else "edge") if any(p[1] for p in pad) else image
+    padded, before = pad_to_patch(image, patch)
     full = padded.shape[:-1]
     steps = window_steps(patch, overlap)
     corners = list(itertools.product(*[_starts(s, p, st) for s, p, st in zip(full, patch, steps)]))
@@ -118,7 +128,7 @@ def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, 
         done = min(i + batch_size, len(corners))
         bar.update(done, len(corners), final=done == len(corners))
     out /= norm[..., None]
-    return out[tuple(slice(0, s) for s in spatial)]
+    return out[tuple(slice(b, b + s) for b, s in zip(before, spatial))]
 
 
 # --------------------------------------------------------------------------- predict

@@ -27,6 +27,7 @@ from pathlib import Path
 from zoo import _io
 from zoo.compress.report import model_sizes
 from zoo.compress.run import compress as compress_model
+from zoo.datapath import inspect_source
 from zoo.errors import InvalidArgumentError, UnknownModelError, ZooError, check_positive_int, did_you_mean
 from zoo.export.api import export as export_model
 from zoo.export.result import _mb
@@ -34,9 +35,10 @@ from zoo.export.runtime import load_tflite
 from zoo.hub import load
 from zoo.hub.registry import get_registry
 from zoo.record import info_of
-from zoo.resolve import head_from_data, resolve
+from zoo.resolve import resolve
 from zoo.scoring import held_out, predict_arrays, score
 from zoo.train import FitOptions, fit, get_strategy, read_state
+from zoo.train.loop import data_record, seed_everything
 from zoo.train.strategy import is_chief
 
 DEFAULT_SIZE = {2: 64, 3: 32}   # phantom size per axis: small enough for 2 CPU cores
@@ -57,18 +59,21 @@ def _entry(name):
     return registry.models[name]
 
 
-def _build_options(entry, spatial_dims, patch_size, model_options):
-    """The entry's builder keywords for the run: 1 channel, 2 classes (the phantoms'), the
-    patch size as the input for fixed-size heads; the user's ``model_options`` win."""
+def _build_options(entry, spatial_dims, patch_size, model_options, from_data=None):
+    """The entry's builder keywords for the run: the channels and classes the data implies
+    (``from_data``; 1 and 2 for the phantoms), the patch size as the input for fixed-size heads;
+    the user's ``model_options`` win."""
     dims = spatial_dims or entry.spatial_dims[0]
     if dims not in entry.spatial_dims:
         raise InvalidArgumentError(f"run: {entry.name} supports spatial_dims {list(entry.spatial_dims)}; got "
-                                   f"spatial_dims={dims}. Pass one of those.")
+                                   f"spatial_dims={dims}. Pass one of those (--spatial-dims).")
     size = patch_size or max(DEFAULT_SIZE[dims], int(entry.input.get("min_size") or 0))
-    kw = {"in_channels": 1, "spatial_dims": dims}
+    options = dict(model_options or {})
+    channels = options.get("in_channels") or (from_data or {}).get("in_channels") or 1
+    kw = {"in_channels": channels, "spatial_dims": dims}
     if entry.task != "generation":
-        kw.update(num_classes=2, input_shape=(size,) * dims + (1,))
-    kw.update(model_options or {})
+        kw.update(num_classes=(from_data or {}).get("num_classes") or 2, input_shape=(size,) * dims + (channels,))
+    kw.update(options)
     return kw, size
 
 
@@ -139,6 +144,74 @@ class RunReport:
         return "\n".join(lines)
 
 
+def _from_data(entry, train, dims, model_options, data_options, verbose):
+    """The channels and classes a user's data implies (nothing for the phantoms), said on stderr."""
+    given = dict(model_options or {})
+    if train in ("phantoms", "hard_phantoms") or ("in_channels" in given and "num_classes" in given):
+        return {}
+    found = inspect_source(train, task=entry.task, spatial_dims=dims, options=data_options)
+    if not found:
+        return {}
+    what = []
+    if "in_channels" not in given:
+        what.append(f"in_channels={found['in_channels']} (its images' channels)")
+    if "num_classes" not in given:
+        source = (f"{len(found['class_names'])} class folders" if found.get("class_names") else
+                  f"labels 0..{found['num_classes'] - 1} in the {found['read']} label map(s) read")
+        what.append(f"num_classes={found['num_classes']} ({source})")
+    _log(verbose and what, f"run: from the data {train}: {', '.join(what)}; --in-channels / --num-classes "
+                           "choose otherwise")
+    return {k: v for k, v in found.items() if k not in given}
+
+
+def _record(entry, kwargs, train, val, recipe, quantization, epochs, compress_epochs, size, opts):
+    """What the run is made from (``run.json``): a rerun must match it to continue the run."""
+    options = {k: getattr(opts, k) for k in ("batch_size", "steps_per_epoch", "validation_steps", "learning_rate",
+                                              "data_options", "seed", "deterministic")}
+    return json.loads(json.dumps({
+        "model": entry.name, "build": {k: v for k, v in kwargs.items() if k != "input_shape"},
+        "train": data_record(train), "val": data_record(val), "recipe": recipe, "quantization": quantization,
+        "epochs": epochs, "compress_epochs": compress_epochs, "patch_size": size, "options": options},
+        default=str))
+
+
+_FLAGS = {"model": "NAME", "build": "--set/--in-channels/--num-classes", "train": "--data/--train", "val": "--val",
+          "recipe": "--recipe", "quantization": "--quantization", "epochs": "--epochs",
+          "compress_epochs": "--compress-epochs", "patch_size": "--patch-size", "options": "training options"}
+
+
+def _check_out(out, record, restart, verbose):
+    """Continue the run in ``out`` only with the inputs it was made from; ``restart`` deletes
+    its stages first."""
+    path = out / "run.json"
+    if restart and out.is_dir():
+        import shutil
+        for stage in [p for p in out.iterdir() if p.name[:2] in ("1_", "2_", "3_")]:
+            shutil.rmtree(stage)
+        for name in ("run.json", "report.json"):
+            (out / name).unlink(missing_ok=True)
+        _log(verbose, f"run: --restart: the stages in {out} were deleted")
+        return
+    if not path.exists():
+        if out.is_dir() and any(p.name[:2] in ("1_", "2_", "3_") for p in out.iterdir()):
+            raise ZooError(f"run: {out} holds stages of a run that recorded no inputs (an older zoo); choose "
+                           "another --out, or pass --restart to start the run over there.")
+        return
+    before = json.loads(path.read_text())
+    changed = []
+    for key, flag in _FLAGS.items():
+        old, new = before.get(key), record.get(key)
+        if key in ("build", "options") and isinstance(old, dict) and isinstance(new, dict):
+            changed += [f"{flag} {k}: {old.get(k)} there, {new.get(k)} now" for k in sorted(set(old) | set(new))
+                        if old.get(k) != new.get(k)]
+        elif old != new:
+            changed.append(f"{flag}: {old} there, {new} now")
+    if changed:
+        raise ZooError(f"run: {out} holds a run made from other inputs ({'; '.join(changed)}). Run the same "
+                       "command as before to continue it, choose another --out, or pass --restart to start "
+                       "it over in that folder.")
+
+
 def _finetune_stage(model, info, stage, train, val, options, strategy, verbose):
     """(the fine-tuned model, its record): trained here, resumed, or (finished before) loaded."""
     state = read_state(stage)
@@ -183,7 +256,7 @@ def _export_stage(model, info, path, quantization, train, verbose, options, veri
 
 def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantization="int8", epochs=3,
         compress_epochs=2, out_dir=None, patch_size=None, spatial_dims=None, model_options=None, verify=True,
-        verbose=True, options=None, **option_keywords):
+        restart=False, verbose=True, options=None, **option_keywords):
     """Fine-tune, compress, export and verify registry entry ``model``; returns a :class:`RunReport`.
 
     Args:
@@ -197,10 +270,15 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
             own ranges).
         epochs, compress_epochs: fine-tuning epochs, and epochs per compression step.
         out_dir: the run's folder (default ``runs/run_<model>``); calling again with the same
-            arguments continues an interrupted run and skips finished stages.
+            arguments continues an interrupted run and skips finished stages. Its ``run.json``
+            records the inputs (model and its build, data, recipe, mode, epochs, patch size,
+            training options); called with other inputs, the run stops and lists what differs.
+        restart: delete the folder's stages first and start the run over (``zoo run --restart``).
         patch_size: the input size per axis (default 64 px in 2D, 32 voxels in 3D).
         spatial_dims: 2 or 3 for entries with both.
-        model_options: builder keywords (``{"filters": 16}``).
+        model_options: builder keywords (``{"filters": 16}``). ``in_channels`` and
+            ``num_classes`` default to what the data implies: the channels of its images; the
+            class folders of a classification layout, or 1 + the largest label of the label maps.
         verify: the export's verification: True (a file that disagrees with the Keras model
             beyond the mode's thresholds is an error and is not written) or ``"warn"``.
         verbose: progress on stderr.
@@ -226,24 +304,27 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
     opts = FitOptions.build(options, verb="run", **{**defaults, **option_keywords, "epochs": epochs,
                                                     "verbose": "auto" if verbose else 0})
     strategy = get_strategy(opts.strategy, opts.devices)  # first: a multi-worker strategy precedes all ops
-    kwargs, size = _build_options(entry, spatial_dims, patch_size, model_options)
-    dims = kwargs["spatial_dims"]
+    dims = spatial_dims or entry.spatial_dims[0]
+    train, val, notes = _data(data, train, val)
+    found = _from_data(entry, train, dims, model_options, opts.data_options, verbose)
+    kwargs, size = _build_options(entry, spatial_dims, patch_size, model_options, found)
     opts = opts.replace(patch_size=size)
     recipe = entry.recipes[0] if recipe is None and entry.recipes else recipe
     recipe = None if recipe in (None, "none") else recipe
-    train, val, notes = _data(data, train, val)
-    if entry.task == "classification" and train != "phantoms" and "num_classes" not in (model_options or {}):
-        kwargs = head_from_data(entry.name, train, {k: v for k, v in kwargs.items() if k != "num_classes"},
-                                say=bool(verbose), verb="run")
-        kwargs.setdefault("num_classes", 2)
     out = Path(out_dir if out_dir is not None else Path("runs") / f"run_{entry.name}")
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"run: out_dir {str(out)!r} is a file; pass a folder (it is created).")
+    record = _record(entry, kwargs, train, val, recipe, quantization, epochs, compress_epochs, size, opts)
+    _check_out(out, record, restart, verbose)
+    seed_everything(opts.seed, opts.deterministic)  # the weights too: a seeded run repeats
     steps = 3 if recipe else 2
     _log(verbose, f"[1/{steps}] fine-tune {entry.name} ({entry.task}, {dims}D, patch {size}) on {train}: "
                   f"{epochs} epochs x {opts.steps_per_epoch} steps -> {out / '1_finetune'}")
     net = load(entry.name, **kwargs)
     info = info_of(net)
+    if is_chief(strategy):
+        out.mkdir(parents=True, exist_ok=True)
+        _io.write_json(out / "run.json", record)
     xs, ys = held_out(net, info, val, EVAL_SAMPLES, patch_size=size, seed=opts.seed, options=opts.data_options)
     net, info = _finetune_stage(net, info, out / "1_finetune", train, val, opts, strategy, verbose)
     metric, first = score(entry.task, ys, predict_arrays(net, xs))

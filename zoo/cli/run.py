@@ -1,7 +1,7 @@
 """``zoo run NAME``: the main job (fine-tune, compress, export, verify) from the shell."""
 import json
 
-from zoo.cli._common import key_values, parse_shape
+from zoo.cli._common import key_values, model_kwargs, parse_shape
 
 
 def _cmd_run(args):
@@ -21,7 +21,8 @@ def _cmd_run(args):
         report = run(args.name, data=args.data, train=args.train, val=args.val, recipe=args.recipe,
                      quantization=args.quantization, epochs=args.epochs, compress_epochs=args.compress_epochs,
                      out_dir=args.out, patch_size=patch, spatial_dims=args.spatial_dims,
-                     model_options=key_values(args.set, "--set"), verify="warn" if args.verify == "warn" else True,
+                     model_options=model_kwargs(args), verify="warn" if args.verify == "warn" else True,
+                     restart=args.restart, deterministic=args.deterministic,
                      verbose=not args.quiet, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
                      validation_steps=args.validation_steps, learning_rate=args.lr, strategy=args.strategy,
                      data_options=key_values(args.data_option, "--data-option"), seed=args.seed)
@@ -67,6 +68,9 @@ def add_parsers(sub):
     s.add_argument("--spatial-dims", type=int, choices=(2, 3), help="for entries with 2D and 3D variants")
     s.add_argument("--lr", type=float, help="learning rate (default: finetune's 1e-3, compress's recipe rate)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder keyword, e.g. --set filters=16")
+    s.add_argument("--num-classes", type=int, help="classes of the head (default: from the data: its class folders, "
+                   "or 1 + the largest label of its label maps; 2 for the phantoms)")
+    s.add_argument("--in-channels", type=int, help="input channels (default: the data's images'; 1 for the phantoms)")
     s.add_argument("--data-option", action="append", metavar="KEY=VALUE",
                    help="data source option, e.g. --data-option window=[-100,400]")
     s.add_argument("--verify", choices=("error", "warn"), default="error",
@@ -75,7 +79,11 @@ def add_parsers(sub):
     s.add_argument("--strategy", default="auto", help="auto, default, one_device, mirrored, multiworker (with "
                    "TF_CONFIG: the chief writes the export and the report), tpu")
     s.add_argument("--out", help="run folder (default runs/run_NAME)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the weights, data order, patches and "
+                   "augmentation (default 0): the same command repeats on one machine")
+    s.add_argument("--deterministic", action="store_true", help="deterministic TensorFlow kernels too (slower)")
+    s.add_argument("--restart", action="store_true", help="delete the stages in --out and start the run over "
+                   "(otherwise a rerun continues it, and stops if its inputs differ)")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     s.add_argument("--json", action="store_true", help="print the report as JSON")
     s.set_defaults(func=_cmd_run)

@@ -12,6 +12,6 @@ Every verb reads its data here, so ``train=``, ``val=`` and ``representative_dat
 same sources everywhere.
 """
 from zoo.datapath.prepare import Prepared, Target, prepare, samples
-from zoo.datapath.sources import LAYOUTS, class_names_of, from_source
+from zoo.datapath.sources import LAYOUTS, class_names_of, from_source, inspect_source
 
-__all__ = ["from_source", "class_names_of", "prepare", "samples", "Target", "Prepared", "LAYOUTS"]
+__all__ = ["from_source", "class_names_of", "inspect_source", "prepare", "samples", "Target", "Prepared", "LAYOUTS"]

@@ -211,3 +211,24 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
         if names is not None:
             ds.class_names = names
     return ds
+
+
+def inspect_source(source, *, task, spatial_dims, n=16, options=None):
+    """What ``source``'s files imply for a model: ``{"in_channels", "num_classes", "class_names",
+    "read"}`` from the first ``n`` pairs (their images' channels; the class folders of a
+    classification layout, else 1 + the largest label of the label maps read, at least 2).
+    ``read`` is how many pairs were read. Generated phantoms imply nothing (an empty dict)."""
+    import numpy as np
+    if isinstance(source, str) and (source in ("phantoms", "hard_phantoms") or source.startswith("tfds:")):
+        return {}
+    names = class_names_of(source)
+    ds = from_source(source, training=False, task=task, spatial_dims=spatial_dims, **dict(options or {}))
+    channels, top, read = None, 0, 0
+    for image, label in ds.take(n):
+        channels = int(image.shape[-1]) if channels is None else channels
+        top = max(top, int(np.max(label.numpy())) if np.size(label) else 0)
+        read += 1
+    if read == 0:
+        raise DataError(f"the data {str(source)!r} gave no (image, label) pair; check its layout.")
+    classes = len(names) if names else max(top + 1, 2)
+    return {"in_channels": channels, "num_classes": classes, "class_names": names, "read": read}

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from zoo import _io
-from zoo._keras import keras
+from zoo._keras import keras, tf
 from zoo.errors import InvalidArgumentError, ZooError
 from zoo.record import attach
 from zoo.train.runfolder import SNAPSHOT, check_resume, read_snapshot, read_state, restore_snapshot
@@ -83,6 +83,14 @@ def data_record(source):
     return type(source).__name__
 
 
+def seed_everything(seed, deterministic=False):
+    """Seed Python, NumPy and TensorFlow (``keras.utils.set_random_seed``); with ``deterministic``
+    also make TensorFlow's ops deterministic (``enable_op_determinism``)."""
+    keras.utils.set_random_seed(int(seed))
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
 def check_out_dir(out_dir, verb="finetune"):
     """``out_dir`` as a Path; a file in its place is refused before any work."""
     out_dir = Path(out_dir)
@@ -136,6 +144,7 @@ def fit(adapter, strategy):
     out_dir = check_out_dir(options.out_dir)
     state = read_state(out_dir)
     check_resume(out_dir, state, options.resume)
+    seed_everything(options.seed, options.deterministic)
     config = adapter.prepare(strategy)
     check_resume(out_dir, state, options.resume, config, force=options.force_resume)
     chief = is_chief(strategy)
@@ -186,4 +195,4 @@ def fit(adapter, strategy):
                     verbose=verbose)
 
 
-__all__ = ["Adapter", "fit", "check_out_dir", "data_record"]
+__all__ = ["Adapter", "fit", "check_out_dir", "data_record", "seed_everything"]

@@ -60,7 +60,12 @@ class FitOptions:
         steps_per_epoch, validation_steps: batches per epoch (default: the whole data; the
             validation set is never read past its end).
         augment: random flips, rotations and intensity changes (True or a ``zoo.data.augment.Augment``).
-        seed: shuffling, patches, augmentation.
+        seed: the run's random seed: ``keras.utils.set_random_seed(seed)`` at its start (Python,
+            NumPy and TensorFlow: shuffling, patches, augmentation, dropout, any weights the run
+            creates), so a seeded run repeats on one machine up to the nondeterminism of some
+            TensorFlow kernels (parallel reductions; GPU convolutions) - see ``deterministic``.
+        deterministic: ``tf.config.experimental.enable_op_determinism()`` first: every op gives
+            the same result for the same inputs (slower; ops without a deterministic kernel raise).
         resume: continue an unfinished run in ``out_dir`` (same options only).
         force_resume: continue it even though options changed.
         restore_best: the model ends with the best checkpoint's weights (else the last epoch's).
@@ -93,6 +98,7 @@ class FitOptions:
     validation_steps: Optional[int] = None
     augment: Any = False
     seed: int = 0
+    deterministic: bool = False
     resume: bool = True
     force_resume: bool = False
     restore_best: bool = True

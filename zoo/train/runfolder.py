@@ -220,6 +220,7 @@ def options_record(data_options, **options):
 # option -> its command-line spelling, for the message of a resume with other options
 _FLAGS = {"patch_size": "--patch-size", "batch_size": "--batch-size", "train": "--train", "val": "--val",
           "learning_rate": "--lr", "optimizer": "--optimizer", "loss": "--loss", "lr_schedule": "lr_schedule",
+          "deterministic": "--deterministic",
           "weight_decay": "weight_decay", "augment": "--augment", "seed": "--seed",
           "data_options": "--data-option", "freeze_encoder_epochs": "--freeze-encoder-epochs",
           "mixed_precision": "--mixed-precision", "steps_per_epoch": "--steps-per-epoch",

@@ -125,7 +125,8 @@ class Supervised(loop.Adapter):
                                    learning_rate=self.lr0 if o.learning_rate is None else o.learning_rate,
                                    optimizer=o.optimizer, loss=o.loss, lr_schedule=o.lr_schedule,
                                    weight_decay=o.weight_decay, augment=o.augment, seed=o.seed,
-                                   steps_per_epoch=o.steps_per_epoch))
+                                   deterministic=o.deterministic, steps_per_epoch=o.steps_per_epoch),
+            build=self.info.build)
 
     def build(self, strategy):
         o, t = self.options, self.target

@@ -21,11 +21,15 @@ picture metadata naming a missing PNG (or a PNG that no metadata names).
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+sys.path.insert(0, str(ROOT / "tools"))
+from _provenance import Clock, record  # noqa: E402
 
 CARDS = ROOT / "docs" / "models"
 MEASURED = CARDS / "measured.json"
@@ -197,18 +201,20 @@ def unused_pictures(measured):
     return sorted(p for p in (CARDS / "img").glob("*.png") if p not in named)
 
 
-def measure_flops(names):
+def measure_flops(names, clock=None):
+    """Count MACs/FLOPs of ``names`` at their reference inputs; each entry's record is written with
+    this command's provenance as soon as it is counted (a long recount that stops keeps what it counted)."""
     from zoo._keras import keras
     from zoo.bench import bench
-    measured = _read_measured()
+    clock = clock or Clock(__file__)
     for name in names:
+        t0 = time.time()
         r = bench(name, runs=0)
-        measured.setdefault(name, {})["flops"] = {"input_shape": r["input_shape"], "macs": r["macs"],
-                                                  "flops": r["flops"]}
+        record(name, "flops", {"input_shape": r["input_shape"], "macs": r["macs"], "flops": r["flops"],
+                               "entry_s": round(time.time() - t0, 1)}, clock)
         print(f"{name}: {r['input_shape']} {r['macs'] / 1e9:.3f} GMACs", file=sys.stderr)
-        _write_measured(measured)  # after each entry: a long recount that stops keeps what it counted
         keras.backend.clear_session()
-    return measured
+    return _read_measured()
 
 
 def merge(kind, path):

@@ -6,7 +6,7 @@ seconds: they test that a model trains, not how well. These phantoms are built s
 intensity alone nor a short or damaged training run is enough:
 
 * **Classes whose intensities overlap.** Segmentation labels (``num_classes`` 2..4):
-  0 background (mean 0.20-0.35), 1 organ (one or two large ellipses/ellipsoids, mean 0.42-0.62),
+  0 background (mean 0.18-0.40), 1 organ (one or two large ellipses/ellipsoids, mean 0.38-0.62),
   2 lesions (1-3 small blobs, 70 % inside an organ, each ``organ mean +- 0.08..0.20``: darker or
   brighter than the organ around it), 3 vessels (1-3 thin tubes, mean 0.45-0.80, crossing
   background and organs). Each instance draws its own mean, so the classes' intensity ranges
@@ -123,13 +123,13 @@ class _Scene:
         ext = np.asarray(extent, np.float64)
         unit = min(vs)  # in-plane voxel: the size unit of small structures
         self.d, self.unit = d, unit
-        self.bg = rng.uniform(0.20, 0.35)
+        self.bg = rng.uniform(0.18, 0.40)
         self.texture = _smooth_field(rng, ext / 8.0, k=4, max_cycles=1.0)   # ~8 cycles per field of view
         n_org = int(rng.integers(1, 3))
         self.org_c = rng.uniform(0.35, 0.65, (n_org, d)) * ext
         self.org_r = rng.uniform(0.18, 0.32, (n_org, d)) * ext
         self.org_rot = _rotations(rng, n_org, d)
-        self.org_mu = rng.uniform(0.42, 0.62, n_org)
+        self.org_mu = rng.uniform(0.38, 0.62, n_org)
         n_ves = int(rng.integers(1, 4))
         self.vessels = [_curve(rng, ext) for _ in range(n_ves)]
         self.ves_r = rng.uniform(0.7, 1.3, n_ves) * unit

@@ -84,8 +84,7 @@ def made(prov):
 def _secs(s):
     if s is None:
         return "? s"
-    s = float(s)
-    return f"{s:.0f} s" if s < 120 else f"{s:.0f} s ({s / 60:.1f} min)"
+    return f"{float(s):.0f} s"
 
 
 def _weights_rows(entry):
@@ -452,8 +451,9 @@ def perturbed(measured):
             return [walk(v, f"{path}/{i}") for i, v in enumerate(node)]
         if isinstance(node, bool) or not isinstance(node, (int, float)):
             return node
-        factor = 1.13 + (zlib.crc32(path.encode()) % 97) / 61.0
-        return int(node * factor) + 3 if isinstance(node, int) else node * factor + 0.0137
+        h = zlib.crc32(path.encode())
+        factor = 1.13 + (h % 97) / 61.0
+        return int(node * factor) + 101 + h % 89 if isinstance(node, int) else node * factor + 0.0137
     for name, kinds in out.items():
         walk(kinds, name)
     return out
@@ -575,8 +575,10 @@ def merge(kind, path):
     by_model = {}
     for r in data.get("rows") or []:
         by_model.setdefault(r["model"], []).append({k: v for k, v in r.items() if k != "model"})
+    settings = data.get("settings") or {}
     for name, items in by_model.items():
-        measured.setdefault(name, {})[kind] = {k: v for k, v in data.items() if k != "rows"} | {"rows": items}
+        measured.setdefault(name, {})[kind] = {"provenance": data["provenance"], "rows": items,
+                                               "settings": settings.get(name, settings)}
     return measured
 
 

@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _provenance import Clock, record  # noqa: E402
+import _provenance  # noqa: E402
 
 from zoo._keras import keras, tf  # noqa: E402
 import zoo  # noqa: E402
@@ -198,7 +198,7 @@ def consumption_rate(patch, batch, filters, steps=3):
 
 
 def main(argv=None):
-    clock = Clock(__file__, [__file__, *(sys.argv[1:] if argv is None else argv)])
+    clock = _provenance.Clock(__file__, [__file__, *(sys.argv[1:] if argv is None else argv)])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=6)
     p.add_argument("--quick", action="store_true", help="smaller sizes (smoke test of the script)")
@@ -218,7 +218,7 @@ def main(argv=None):
         import json
         Path(args.json).write_text(json.dumps(dict(data, provenance=clock.provenance()), indent=1) + "\n")
     if not q and not args.only:
-        record(None, "bench_train", data, clock)
+        _provenance.record(None, "bench_train", data, clock)
         print("\nwritten to docs/models/measured.json (benchmarks.bench_train); run python tools/gen_cards.py")
     return 0
 

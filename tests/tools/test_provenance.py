@@ -141,3 +141,47 @@ def test_provenance_stamp_fields(tmp_path):
     assert not prov.missing_fields(p) and isinstance(p["dirty"], bool) and p["wall_s"] >= 0
     assert json.loads((tmp_path / "m.json").read_text())["benchmarks"]["bench_task"]["x"] == 1
     assert p["machine"]["cpu"] and p["machine"]["tensorflow"]
+
+
+def _with_sample_records(measured):
+    """measured.json plus one record of every kind, as the tools wrote them at a tiny scale
+    (tests/tools/sample_records.json: their --quick / --json output)."""
+    sample = json.loads((Path(__file__).parent / "sample_records.json").read_text())
+    out = copy.deepcopy(measured)
+    bench = out.setdefault("benchmarks", {})
+    for kind in ("bench_train", "bench_catalog", "bench_export"):
+        bench[kind] = sample[kind]
+    out["unet3d"]["run"] = sample["run"]
+    compress = sample["compress"]
+    for name, settings in compress["settings"].items():
+        rows = [{k: v for k, v in r.items() if k != "model"} for r in compress["rows"] if r["model"] == name]
+        out[name]["compress"] = {"settings": settings, "rows": rows, "provenance": compress["provenance"]}
+    return out, sample
+
+
+def test_every_block_and_card_section_renders_the_tools_records_and_traces_their_figures(gen, registry, measured):
+    """The renderers read what the tools write: with a record of every kind (written by the tools
+    themselves at a tiny scale), every README block and card section shows it, and every figure
+    in them is traced."""
+    full, sample = _with_sample_records(measured)
+    files = gen.render(registry, full)
+    blocks = gen.readme_blocks(files[gen.README])
+    assert all("Not recorded yet" not in text for text in blocks.values()), blocks
+    run = sample["run"]["report"]
+    assert f"**{run['seconds']:.0f} s**" in blocks["run"] and sample["run"]["zoo_command"] in blocks["run"]
+    assert f"{run['scores']['exported']:.3f}" in blocks["run"]
+    export_row = sample["bench_export"]["rows"][0]
+    assert f"{export_row['keras_ms']:.1f}" in blocks["bench_export"]
+    assert f"{sample['bench_catalog']['streamed']['peak_mb']:.0f} MB" in blocks["bench_catalog"]
+    assert f"{sample['bench_train']['overhead']['cpu']:.3f}" in blocks["bench_train"]
+    compress_row = sample["compress"]["rows"][0]
+    assert f"{compress_row['x_zipped']:.2f}x" in blocks["bench_compress"]
+    unet3d = files[gen.CARDS / "unet3d.md"]
+    assert "## `zoo run`" in unet3d and f"**{run['seconds']:.0f} s**" in unet3d
+    card = files[gen.CARDS / f"{export_row['entry']}.md"]
+    assert f"| {export_row['mode']} |" in card
+    assert f"{compress_row['x_zipped']:.2f}x smaller" in files[gen.CARDS / f"{compress_row['model']}.md"]
+    for where, text in sample.items():
+        assert "provenance" in text and not gen.missing_fields(text["provenance"]), where
+    problems = gen.audit(registry, full, files)
+    assert not problems, "\n".join(problems)

@@ -140,3 +140,12 @@ def test_bad_arguments_are_refused():
     for kwargs in ({"num_classes": 5}, {"snr": 0}, {"bias": -1}, {"voxel_size": (1, 1)}, {"size": 8}):
         with pytest.raises(InvalidArgumentError):
             hard_phantom_arrays(1, spatial_dims=3 if "voxel_size" in kwargs else 2, **kwargs)
+
+
+def test_finetune_trains_on_it_by_name(tmp_path):
+    import zoo
+    model = zoo.load("unet", num_classes=4, in_channels=1, filters=2, depth=1, input_shape=(32, 32, 1))
+    history = zoo.finetune(model, "hard_phantoms", "hard_phantoms", epochs=1, steps_per_epoch=1, validation_steps=1,
+                           patch_size=32, out_dir=tmp_path / "run", verbose=0, tensorboard=False,
+                           data_options={"n": 4, "snr": 8.0})
+    assert np.isfinite(history.history["val_loss"][0]) and "val_dice_3" in history.history

@@ -7,7 +7,9 @@ Writes a synthetic ``pathmnist_224.npz`` (the official keys and shapes, random p
 temporary folder, then runs two fresh processes, ``np.load`` of every array and
 ``zoo.datasets.prepare("medmnist/pathmnist_224")``, each measuring its peak resident memory
 above its size after the imports (Linux: VmHWM reset through /proc/self/clear_refs). Prints
-both, their ratio, and the time per image.
+both, their ratio, and the time per image, and writes them with the command, commit, date,
+machine and wall time (tools/_provenance.py) to ``docs/models/measured.json``
+(``benchmarks.bench_catalog``; ``--no-record``: print only).
 """
 import argparse
 import json
@@ -20,6 +22,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from _provenance import Clock, record  # noqa: E402
+
 COMMON = """
 import json, sys, time
 import numpy as np, tensorflow_datasets, zoo.datasets
@@ -52,8 +59,11 @@ def run(body, folder):
 
 
 def main(argv=None):
+    clock = Clock(__file__, [__file__, *(sys.argv[1:] if argv is None else argv)])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", type=int, default=800, help="training images (val, test: a fifth each)")
+    p.add_argument("--no-record", action="store_true", help="do not write docs/models/measured.json")
+    p.add_argument("--json", help="also write the results (with their provenance) to this JSON file")
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,6 +83,14 @@ def main(argv=None):
               f"{1000 * r['seconds'] / total:.1f} ms per image)")
     whole, streamed = (results[k]["peak_mb"] for k in RUNS)
     print(f"  streamed / whole-array peak: {streamed / whole:.2f}")
+    names = list(RUNS)
+    data = {"images": total, "train_images": args.images, "pixels_mb": pixels, "whole": results[names[0]],
+            "streamed": results[names[1]]}
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(data, provenance=clock.provenance()), indent=1) + "\n")
+    if not args.no_record:
+        record(None, "bench_catalog", data, clock)
+        print("written to docs/models/measured.json (benchmarks.bench_catalog); run python tools/gen_cards.py")
 
 
 if __name__ == "__main__":

@@ -18,9 +18,14 @@ alternative (one Conv2D per depth tap, outputs added: every partial sum requanti
 plain Conv2D with the same fan-in.
 
     python tools/bench_export.py [--only unet3d,unet] [--modes float32,float16,dynamic,int8]
-                                 [--train-steps 150] [--runs 10] [--quick]
+                                 [--train-steps 150] [--runs 10] [--quick] [--json out.json] [--no-record]
+
+The rows and the Conv3D errors are written, with the command, commit, date, machine and wall time
+(tools/_provenance.py), to ``docs/models/measured.json`` (``benchmarks.bench_export``; a card shows
+its entry's rows) unless ``--no-record``; ``--json`` also writes them to a file.
 """
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -30,6 +35,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _provenance import Clock, record  # noqa: E402
 
 from zoo._keras import keras  # noqa: E402
 import zoo  # noqa: E402
@@ -66,7 +74,7 @@ def train(name, shape, task, steps, batch):
     return model
 
 
-def bench_model(name, shape, task, modes, args, folder):
+def bench_model(name, shape, task, modes, args, folder, records):
     model = train(name, shape, task, args.train_steps, 4 if len(shape) == 4 else 2)
     rows, base = [], None
     for mode in modes:
@@ -79,6 +87,13 @@ def bench_model(name, shape, task, modes, args, folder):
                                 latency_runs=args.runs, seed=2)
         base = result.bytes if mode == "float32" else base
         v = result.verification
+        records.append({"model": name, "entry": MODELS[name][0], "input": "x".join(map(str, shape[:-1])),
+                        "mode": mode, "bytes": int(result.bytes), "zipped_bytes": int(result.zipped_bytes),
+                        "x_float32": round(result.bytes / base, 4), "decides": v["decides"],
+                        "value": float(v["metrics"][v["decides"]]), "passed": bool(v["passed"]),
+                        "keras_ms": round(float(result.latency["keras_ms"]), 2),
+                        "litert_ms": round(float(result.latency["litert_ms"]), 2),
+                        "float_ops": ", ".join(sorted({o["op"] for o in result.float_ops}))})
         rows.append([name, mode, f"{result.bytes / 2 ** 20:.1f}",
                      f"{result.bytes / base:.2f}x" if base else "-",
                      f"{result.zipped_bytes / base:.2f}x" if base else "-",
@@ -122,9 +137,9 @@ def conv3d_int8_errors():
     i3 = keras.Input((16, 16, 12))
     plain = keras.Model(i3, L.Conv2D(8, 3, padding="same")(i3))
     flat = x[:, 0].repeat(3, -1)
-    return [["rewrite: depth taps on channels, one Conv2D", f"{err(stacked, x, calib):.2%}"],
-            ["alternative: one Conv2D per tap, outputs added", f"{err(summed, x, calib):.2%}"],
-            ["plain Conv2D, same fan-in (3 x 4 channels)", f"{err(plain, flat, calib[:, 0].repeat(3, -1)):.2%}"]]
+    return [("rewrite: depth taps on channels, one Conv2D", err(stacked, x, calib)),
+            ("alternative: one Conv2D per tap, outputs added", err(summed, x, calib)),
+            ("plain Conv2D, same fan-in (3 x 4 channels)", err(plain, flat, calib[:, 0].repeat(3, -1)))]
 
 
 def table(header, rows):
@@ -135,7 +150,8 @@ def table(header, rows):
     return "\n".join(out)
 
 
-def main():
+def main(argv=None):
+    clock = Clock(__file__, [__file__, *(sys.argv[1:] if argv is None else argv)])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", help="comma-separated subset of " + ",".join(MODELS))
     p.add_argument("--modes", default="float32,float16,dynamic,int8")
@@ -144,22 +160,31 @@ def main():
     p.add_argument("--verify", type=int, default=8)
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--quick", action="store_true", help="smaller inputs (2D 128 px, 3D 32 voxels)")
-    args = p.parse_args()
+    p.add_argument("--json", help="also write the rows (with their provenance) to this JSON file")
+    p.add_argument("--no-record", action="store_true", help="do not write docs/models/measured.json")
+    args = p.parse_args(argv)
     names = args.only.split(",") if args.only else list(MODELS)
     modes = args.modes.split(",")
     if modes[0] != "float32":
         modes = ["float32"] + [m for m in modes if m != "float32"]
-    rows = []
+    rows, records = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             shape = QUICK[name] if args.quick else MODELS[name][2]
             print(f"{name} at {'x'.join(map(str, shape))}", flush=True)
-            rows += bench_model(name, shape, MODELS[name][3], modes, args, Path(tmp))
+            rows += bench_model(name, shape, MODELS[name][3], modes, args, Path(tmp), records)
     header = ["model", "mode", "MB", "size vs float32", "zipped vs float32", "verification (vs Keras)",
               "", "Keras ms", "LiteRT ms", "LiteRT speedup", "float ops"]
     print("\n" + table(header, rows))
     print("\nint8 error of a 16^3 x 4 -> 8 Conv3D (mean |int8 - float| / mean |float|):\n")
-    print(table(["int8 form", "error"], conv3d_int8_errors()))
+    errors = conv3d_int8_errors()
+    print(table(["int8 form", "error"], [[form, f"{e:.2%}"] for form, e in errors]))
+    data = {"settings": {k: v for k, v in vars(args).items() if k not in ("json", "no_record")}, "rows": records,
+            "conv3d": [{"form": form, "error": round(e, 6)} for form, e in errors]}
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(data, provenance=clock.provenance()), indent=1) + "\n")
+    if not args.no_record:
+        record(None, "bench_export", data, clock)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,10 @@
    Target: pipeline / consumption >= 2, for the cached (default) and the uncached pipeline.
 
     python tools/bench_train.py [--repeats 5] [--quick] [--only overhead|pipeline]
+
+A full run (neither ``--quick`` nor ``--only``) writes its results, with the command, commit,
+date, machine and wall time (tools/_provenance.py), to ``docs/models/measured.json``
+(``benchmarks.bench_train``), which ``tools/gen_cards.py`` renders in the README.
 """
 import argparse
 import statistics
@@ -29,6 +33,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _provenance  # noqa: E402
 
 from zoo._keras import keras, tf  # noqa: E402
 import zoo  # noqa: E402
@@ -101,7 +108,7 @@ def _timed(cls, name, kind):
 def instrument():
     """Time the zoo's own callback work inside finetune: RunState (checkpoints, state.json,
     history.csv, resume point, NaN guard) and TensorBoard."""
-    from zoo.train._runs import RunState
+    from zoo.train.runfolder import RunState
     for cls in (RunState, keras.callbacks.TensorBoard):
         _timed(cls, "on_epoch_end", "epoch")
         for hook in ("on_train_batch_begin", "on_train_batch_end"):
@@ -160,13 +167,13 @@ def write_volumes(folder, count, shape, seed=0):
 
 def pipeline_rate(folder, patch, batch, cache, epochs=2, samples_per_volume=4):
     """Patches/s of the finetune input pipeline over NIfTI volumes (last epoch timed)."""
-    from zoo.train._data import as_batched_dataset
     from zoo.data import nifti
+    from zoo.datapath.prepare import batched
     t0 = time.perf_counter()
     ds = nifti(folder / "images", folder / "labels", patch_size=patch, samples_per_volume=samples_per_volume,
                window=(-200, 400), num_classes=3, cache=cache)
     setup = time.perf_counter() - t0
-    ds = as_batched_dataset(ds, global_batch=batch, training=True, batched=False)
+    ds = batched(ds, global_batch=batch, training=True)
     rate = None
     for _ in range(epochs):
         count, t0 = 0, time.perf_counter()
@@ -191,19 +198,28 @@ def consumption_rate(patch, batch, filters, steps=3):
 
 
 def main(argv=None):
+    clock = _provenance.Clock(__file__, [__file__, *(sys.argv[1:] if argv is None else argv)])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeats", type=int, default=6)
     p.add_argument("--quick", action="store_true", help="smaller sizes (smoke test of the script)")
     p.add_argument("--only", choices=("overhead", "pipeline"), help="run one of the two benchmarks")
+    p.add_argument("--json", help="also write the results (with their provenance) to this JSON file")
     args = p.parse_args(argv)
     q = args.quick
     print(f"TensorFlow {tf.__version__}, {len(tf.config.list_physical_devices('CPU'))} CPU device(s), "
           f"GPUs: {len(tf.config.list_physical_devices('GPU'))}")
 
+    data = {"settings": {"repeats": args.repeats, "quick": q, "only": args.only}}
     if args.only != "pipeline":
-        overhead(args.repeats, q)
+        data["overhead"] = overhead(args.repeats, q)
     if args.only != "overhead":
-        pipeline(q)
+        data["pipeline"] = pipeline(q)
+    if args.json:
+        import json
+        Path(args.json).write_text(json.dumps(dict(data, provenance=clock.provenance()), indent=1) + "\n")
+    if not q and not args.only:
+        _provenance.record(None, "bench_train", data, clock)
+        print("\nwritten to docs/models/measured.json (benchmarks.bench_train); run python tools/gen_cards.py")
     return 0
 
 
@@ -243,6 +259,11 @@ def overhead(repeats, q):
           f"(target <= 5%) {'OK' if own / fit_epoch <= 0.05 else 'MISSED'}; "
           + ", ".join(f"{100 * (epoch_hooks + k * batch_hooks) / (k * fit_step):.1f}% at {k} steps"
                       for k in (100, 1000)))
+    aa = {key: med(_ratios(rows, key)[1]) for key in ("step", "epoch", "cpu")}
+    return {"cpu": result["cpu"], "epoch": result["epoch"], "step": result["step"], "cpu_aa": aa["cpu"],
+            "epoch_aa": aa["epoch"], "step_aa": aa["step"], "hooks_epoch_ms": epoch_hooks * 1e3,
+            "hooks_step_ms": batch_hooks * 1e3, "hooks_share": own / fit_epoch, "steps": steps,
+            "repeats": len(rows), "epochs": epochs, "size": size, "n": n, "batch": batch, "filters": filters}
 
 
 def pipeline(q):
@@ -255,11 +276,15 @@ def pipeline(q):
         uncached, _ = pipeline_rate(folder, patch, batch, cache=False)
     print(f"  pipeline: {cached:.1f} patches/s cached (setup {setup_c:.1f} s for {count} volumes "
           f"{vol}), {uncached:.1f} patches/s uncached (re-read + normalise every epoch)")
+    out = []
     for f, steps in (((4, 3),) if q else ((32, 1), (8, 3))):  # filters=32 is the paper's width
         rate = consumption_rate(patch, batch, f, steps)
+        out.append({"filters": f, "patch": list(patch), "volume": list(vol), "volumes": count, "batch": batch,
+                    "pipeline_cached": cached, "pipeline_uncached": uncached, "consumption": rate})
         print(f"  unet3d filters={f}: trains {rate:.2f} patches/s ({patch} patches, batch {batch}) -> "
               f"pipeline/consumption {cached / rate:.1f}x cached, {uncached / rate:.1f}x uncached "
               f"(target >= 2x) {'OK' if min(cached, uncached) / rate >= 2 else 'MISSED'}")
+    return out
 
 
 if __name__ == "__main__":

@@ -16,10 +16,10 @@ then a grid of samples beside a grid of held-out real phantoms, with the run's q
     python tools/card_pictures.py --list          # the entries and their settings
     python tools/gen_cards.py                     # then: the cards show the pictures
 
-A run takes minutes on 2 CPU cores (the timings are in measured.json); it is a tool, not a test.
+A run takes minutes on 2 CPU cores; it is a tool, not a test. Each picture's record carries the
+command, commit, date, machine and wall time (tools/_provenance.py).
 """
 import argparse
-import datetime
 import io
 import json
 import sys
@@ -32,6 +32,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "tools") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tools"))
+
+from _provenance import Clock, record  # noqa: E402
 
 CARDS = ROOT / "docs" / "models"
 IMG = CARDS / "img"
@@ -236,13 +240,12 @@ def make(name, work):
                          "scale or the number of samples in tools/card_pictures.py.")
     IMG.mkdir(parents=True, exist_ok=True)
     (IMG / f"{name}.png").write_bytes(data)
-    meta.update(file=f"img/{name}.png", tool="tools/card_pictures.py", bytes=len(data),
-                date=datetime.date.today().isoformat(), seconds=round(time.time() - t0, 1),
-                machine="2 shared CPU cores, no GPU")
+    meta.update(file=f"img/{name}.png", bytes=len(data), seconds=round(time.time() - t0, 1))
     return meta
 
 
 def main(argv=None):
+    clock = Clock(__file__, [__file__, *(sys.argv[1:] if argv is None else argv)])
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     known = [*SEGMENTATION, *GENERATION]
@@ -257,13 +260,10 @@ def main(argv=None):
     if unknown:
         p.error(f"no picture settings for {', '.join(unknown)}; known: {', '.join(known)} (add one to "
                 "SEGMENTATION or GENERATION in tools/card_pictures.py)")
-    import gen_cards  # tools/ is on sys.path when this file runs as a script
     for name in args.names or known:
         with tempfile.TemporaryDirectory() as tmp:
             meta = make(name, Path(tmp))
-        measured = gen_cards._read_measured()  # re-read: keep what another tool wrote meanwhile
-        measured.setdefault(name, {})["picture"] = meta
-        gen_cards._write_measured(measured)
+        record(name, "picture", meta, clock)  # re-reads measured.json: keeps what another tool wrote meanwhile
         print(f"{name}: {meta['file']} ({meta['bytes']:,} bytes, {meta['seconds']:.0f} s) "
               + (f"Dice {meta['dice']:.3f}" if "dice" in meta else
                  f"swd {meta['quality_before'].get('swd')} -> {meta['quality_after'].get('swd')}"), file=sys.stderr)

@@ -19,6 +19,7 @@ from zoo.data import (
     phantoms,
     segmentation_folder,
 )
+from zoo.data import hard_phantoms
 from zoo.datasets.reader import tfds
 from zoo.errors import InvalidArgumentError
 
@@ -191,6 +192,9 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
                        num_classes=max(ncls or 2, 2), in_channels=in_channels,
                        seed=seed if training else seed + 7919)  # validation phantoms differ
         ds = phantoms(**_call(phantoms, generic, options))
+    elif isinstance(source, str) and source == "hard_phantoms":  # the benchmark task (zoo.data.hard_phantoms)
+        ds = hard_phantoms.from_options(training=training, task=task, spatial_dims=spatial_dims, num_classes=ncls,
+                                        in_channels=in_channels, patch_size=patch_size, seed=seed, options=options)
     elif isinstance(source, str) and source.startswith("tfds:"):
         generic = dict(num_classes=ncls, in_channels=in_channels, spatial_dims=spatial_dims,
                        patch_size=patch_size, seed=seed, shuffle=training)

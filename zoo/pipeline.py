@@ -95,8 +95,8 @@ def _data(data, train, val):
             notes.append(f"validated on the training data {root} (pass val= or a folder with train/ and val/)")
     train = train if train is not None else "phantoms"
     if val is None:
-        if train == "phantoms":
-            val = "phantoms"  # other phantoms than training's (zoo.datapath.sources.from_source)
+        if train in ("phantoms", "hard_phantoms"):
+            val = train  # other phantoms than training's (zoo.datapath.sources.from_source)
         else:
             val = train
             notes.append(f"no validation data: validated on the training data {train}")

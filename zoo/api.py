@@ -16,6 +16,7 @@ from zoo.compress.recipes import slug
 from zoo.compress.run import compress as compress_model
 from zoo.export.api import export as export_model
 from zoo.inference import predict as predict_model
+from zoo.record import training_data
 from zoo.resolve import resolve
 from zoo.train import FitOptions, fit, get_strategy
 
@@ -50,7 +51,7 @@ def finetune(model, train="phantoms", val=None, *, options=None, **option_keywor
     return fit(net, info, train, val, opts, strategy)
 
 
-def compress(model, recipe, train="phantoms", val=None, *, student=None, options=None, **option_keywords):
+def compress(model, recipe, train=None, val=None, *, student=None, options=None, **option_keywords):
     """Compress ``model`` with ``recipe`` and return ``(compressed model, report)``.
 
     Args:
@@ -58,7 +59,8 @@ def compress(model, recipe, train="phantoms", val=None, *, student=None, options
         recipe: a registry recipe (``"prune_80"``, ``"qat_int8"``, ``"cluster_16"``,
             ``"deep_compression"``, ``"distill_resnet18"`` ...), a chain ``"prune_80+qat_int8"`` or a
             dict ``{"kind": "prune", "final_sparsity": 0.6}`` (``zoo recipes NAME`` lists them).
-        train, val: data sources (``val`` gives the before/after scores in the report).
+        train, val: data sources (``val`` gives the before/after scores in the report); ``train``
+            defaults to the model's own training data (:func:`zoo.record.training_data`).
         student: the distillation student (a registry name or a model).
         options, option_keywords: :class:`zoo.train.FitOptions` for every step; here ``epochs``
             (default 2) is per step, ``out_dir`` defaults to ``runs/<model>_<recipe>`` and
@@ -77,6 +79,7 @@ def compress(model, recipe, train="phantoms", val=None, *, student=None, options
     opts = FitOptions.build(options, verb="compress", **keywords)
     strategy = get_strategy(opts.strategy, opts.devices)
     net, info = resolve(model, verb="compress", allow=TRAINABLE, train=train)
+    train = training_data(info, "compress") if train is None else train
     if options is None and "out_dir" not in option_keywords:
         opts = opts.replace(out_dir=Path("runs") / f"{slug(info.name)}_{slug(resolve_recipe(recipe)[0])}")
     return compress_model(net, info, recipe, train, val, opts, strategy, student=student)

@@ -11,7 +11,10 @@ cloning ignore it); ``info_of(model)`` returns it, or, for a model built outside
 record its shapes imply - the one place where a task is inferred from an output's rank.
 """
 import dataclasses
+from pathlib import Path
 from typing import Mapping, Optional, Tuple
+
+from zoo.errors import InvalidArgumentError
 
 TASKS = ("classification", "segmentation", "generation")
 SOURCES = ("model", "registry", "run", "compress", "file", "tflite")
@@ -92,6 +95,22 @@ class ModelInfo:
         return {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
 
+def training_data(info, verb, arg="train", flag="--train DIR"):
+    """The data ``info``'s model was trained on, as the default data of ``verb``: the built-in
+    phantoms for a model trained on them (or of unknown data), ``tfds:`` names and folders that
+    still exist as recorded; an error when the data was in memory or is gone - a model trained on
+    a user's scans is never silently calibrated or fine-tuned on phantoms."""
+    train = info.train
+    if train is None or train in ("phantoms", "hard_phantoms") or train.startswith("tfds:"):
+        return train or "phantoms"
+    if Path(train).exists():
+        return train
+    in_memory = "/" not in train and "\\" not in train  # a run records in-memory data by its type's name
+    where = f"in memory ({train})" if in_memory else f"in {train}, which no longer exists"
+    raise InvalidArgumentError(f"{verb}: {info.name} was trained on data {where}; pass {arg}= ({flag}) with "
+                               "data like it (the built-in phantoms would give a model that fails on real data).")
+
+
 def attach(model, info):
     """Store ``info`` on ``model`` (untracked: Keras neither saves nor clones it); returns the model."""
     if not isinstance(info, ModelInfo):
@@ -137,4 +156,4 @@ def describe(model, **known):
     return ModelInfo(**{**base, **known})
 
 
-__all__ = ["ModelInfo", "attach", "attached", "info_of", "describe", "TASKS", "PREPROCESSING"]
+__all__ = ["ModelInfo", "attach", "attached", "info_of", "describe", "training_data", "TASKS", "PREPROCESSING"]

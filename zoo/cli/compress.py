@@ -34,7 +34,7 @@ def _cmd_compress(args):
         model, info = resolve(args.model, verb="zoo compress", allow=TRAINABLE)
         name = info.name
     recipe = args.recipe or _default_recipe(name, args.model)
-    train = args.train or args.data
+    train = args.train or args.data  # None: the model's own training data (zoo.api.training_data)
     val = args.val if args.val is not None else ("phantoms" if train == "phantoms" else None)
     patch = parse_shape(args.patch_size)
     patch = patch[0] if patch is not None and len(patch) == 1 else patch
@@ -89,7 +89,8 @@ def add_parsers(sub):
     s.add_argument("--recipe", help="e.g. prune_80, qat_int8, prune_80+qat_int8, deep_compression "
                    "(default: the entry's first listed recipe; see `zoo recipes NAME`)")
     s.add_argument("--train", help="training data: folder, .npz, tfds:NAME or 'phantoms'")
-    s.add_argument("--data", default="phantoms", help="training data when --train is omitted (default: phantoms)")
+    s.add_argument("--data", help="training data when --train is omitted (default: the data the model was "
+                   "trained on, as its run recorded it; the built-in phantoms for a registry name)")
     s.add_argument("--val", help="validation data (default: phantoms when training on phantoms, else none)")
     s.add_argument("--out", help="output folder (default runs/<model>_<recipe>)")
     s.add_argument("--epochs", type=int, default=2, help="epochs per recipe step (default 2)")

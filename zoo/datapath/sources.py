@@ -12,6 +12,7 @@ from zoo.data import (
     check_pairs,
     dicom,
     from_arrays,
+    hard_phantoms,
     holds_series,
     image_folder,
     nifti,
@@ -19,7 +20,6 @@ from zoo.data import (
     phantoms,
     segmentation_folder,
 )
-from zoo.data import hard_phantoms
 from zoo.datasets.reader import tfds
 from zoo.errors import InvalidArgumentError
 

@@ -17,7 +17,7 @@ from zoo.export.result import ExportResult
 from zoo.export.runtime import TFLiteModel
 from zoo.export.sidecar import sha256_bytes, sidecar_path, write_sidecar
 from zoo.export.verify import latency, run_verification
-from zoo.record import PREPROCESSING
+from zoo.record import PREPROCESSING, training_data
 
 ALL_MODES = MODES + ("savedmodel",)
 _3D = (keras.layers.Conv3D, keras.layers.Conv3DTranspose, keras.layers.MaxPooling3D,
@@ -115,24 +115,12 @@ def _target(path, mode, overwrite):
 
 
 def _run_data(info, notes):
-    """The model's own training data (a folder, .npz, tfds: or phantoms) is its default
-    representative data, read with its preprocessing. Phantoms only where it was trained on
-    them or nothing is known; a model trained on data that is gone is an error, not a silent
-    calibration on phantoms."""
-    train = info.train
-    if train is None or train in ("phantoms", "hard_phantoms"):
-        return train or "phantoms"
-    if train.startswith("tfds:") or Path(train).exists():
-        notes.append(f"representative data: the model's training data {train}")
-        return train
-    if "/" not in train and "\\" not in train and not Path(train).suffix:  # an in-memory source's type name
-        notes.append(f"the model was trained on in-memory data ({train}); calibrated on phantoms: pass "
-                     "representative_data= with inputs like the model's")
-        return "phantoms"
-    raise InvalidArgumentError(
-        f"export: the model was trained on {train}, which no longer exists here, and no representative_data "
-        "was given; pass representative_data= (zoo export --representative-data DIR) with inputs like its "
-        "training data (calibrating on the built-in phantoms would give a file that fails on real data).")
+    """The model's own training data is the default representative data (read with its
+    preprocessing): :func:`zoo.record.training_data` - phantoms only for a phantom-trained model."""
+    data = training_data(info, "export", arg="representative_data", flag="zoo export --data DIR")
+    if data not in ("phantoms", "hard_phantoms"):
+        notes.append(f"representative data: the model's training data {data}")
+    return data
 
 
 def _mode(mode, model):

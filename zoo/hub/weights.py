@@ -48,6 +48,7 @@ import numpy as np
 from zoo.errors import InvalidArgumentError, WeightsError, did_you_mean
 from zoo.hub import _fetch, _weightfile, _weightread
 from zoo.hub.contract import class_heads, contract, kernel_of
+from zoo.hub.registry import get_registry
 from zoo.record import attached
 
 INFLATED_SUFFIX = "-inflated"
@@ -425,25 +426,24 @@ def save_weights(model, path, *, model_name=None, tag="finetuned", config=None, 
     ``zoo.load(model_name, weights=tag)`` finds the file on another machine. ``model_name``:
     the registry entry (default: the entry the model was loaded as, else ``model.name``);
     ``config``: builder kwargs the model was built with (recorded and checked on load).
-    The file embeds the entry, its builder and the builder kwargs (``config``, else the ones
-    ``zoo.load`` built the model with), so ``zoo.load(model_name, weights=path)`` rebuilds the
-    same architecture (e.g. aux heads) without being told.
+    The file and the snippet embed the entry, its builder and the builder kwargs (``config``, else
+    the ones ``zoo.load`` built the model with, which a run folder records too), so
+    ``zoo.load(model_name, weights=path)`` and ``zoo.load(model_name, weights=tag)`` rebuild the
+    same architecture (e.g. ``filters: 8``, aux heads) without being told.
     Returns :class:`SavedWeights` (path, sha256, size, snippet).
     """
     known = attached(model)
-    from zoo.hub.registry import get_registry
-    entry_name = model_name or (known.name if known and known.name in get_registry().names() else None)
-    builder = None
-    if entry_name:
-        from zoo.hub.registry import get_registry
-        registry = get_registry()
-        builder = registry.get(entry_name).builder if entry_name in registry.names() else None
+    registry = get_registry()
+    entry_name = model_name or (known.name if known and known.name in registry.names() else None)
+    builder = registry.get(entry_name).builder if entry_name in registry.names() else None
     recorded = config if config is not None else (known.build if known else None)
     meta = _weightfile.meta_text(entry_name, builder, recorded)
     path = _weightfile.write(model, path, format, meta)
     digest = _fetch.hash_file(path, ("sha256",))["sha256"]
     size = path.stat().st_size
-    text = registry_snippet(model, path, digest, size, model_name=model_name, tag=tag, config=config)
+    # the snippet carries the build (filters, depth ...): a tag load in a fresh process rebuilds it
+    build = {k: v for k, v in dict(recorded or {}).items() if k not in ("input_shape", "name", "spatial_dims")}
+    text = registry_snippet(model, path, digest, size, model_name=model_name, tag=tag, config=build or None)
     if verbose:
         print(text)
     return SavedWeights(str(path), digest, size, text)

@@ -1,12 +1,10 @@
 """GAN quality measures (zoo/quality.py) against scipy and closed forms."""
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import scipy.linalg
 import scipy.stats
 
+from _proc import run_python
 from zoo.errors import InvalidArgumentError
 from zoo.quality import (RandomFeatures, _directions, frechet_distance, frechet_feature_distance,
                          sliced_wasserstein, sliced_wasserstein_images)
@@ -97,5 +95,5 @@ def test_bad_inputs_raise_zoo_errors():
 def test_import_zoo_and_quality_stay_tensorflow_free():
     code = ("import sys, zoo; zoo.quality.sliced_wasserstein([[0.0], [1.0]], [[0.5], [2.0]]); "
             "assert 'tensorflow' not in sys.modules; assert 'callbacks' in dir(zoo); print('ok')")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    res = run_python(code, timeout=120)
     assert res.returncode == 0 and "ok" in res.stdout, res.stderr[-2000:]

@@ -1,20 +1,15 @@
 """The `zoo` command as a user meets it: one clear line per error, exit codes, pipes, --debug."""
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _proc import ROOT, run_zoo, start_python
 from zoo import cli
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def zoo_cmd(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=300, **kw)
+    return run_zoo(*args, cwd=ROOT, timeout=300, **kw)
 
 
 def test_version_and_help_with_examples():
@@ -36,9 +31,8 @@ def test_list_json_is_machine_readable():
 
 def test_closed_pipe_ends_quietly():
     """`zoo list --names-only | head -1`: the reader goes away; no BrokenPipeError traceback."""
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from zoo.cli import main; "
-                             "sys.exit(main(['list', '--names-only']))"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    proc = start_python("import sys; from zoo.cli import main; sys.exit(main(['list', '--names-only']))",
+                        cwd=ROOT, text=False)
     proc.stdout.read(1)
     proc.stdout.close()  # like `head -1` exiting after its line
     err = proc.stderr.read().decode()
@@ -131,11 +125,9 @@ def test_predict_with_a_weights_file_builds_from_its_config_and_asks_for_the_pat
     zoo.save_weights(model, tmp_path / "u3.weights.h5", verbose=False)
     vol = np.random.default_rng(0).normal(size=(20, 18, 16)).astype("float32")
     nib.save(nib.Nifti1Image(vol, np.eye(4)), str(tmp_path / "v.nii.gz"))
-    base = [sys.executable, "-m", "zoo.cli", "predict", "u3.weights.h5", "v.nii.gz", "--model", "unet3d",
-            "--out", "seg.nii.gz"]
-    res = subprocess.run(base, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    base = ["predict", "u3.weights.h5", "v.nii.gz", "--model", "unet3d", "--out", "seg.nii.gz"]
+    res = run_zoo(*base, cwd=tmp_path, timeout=300)
     assert res.returncode == 2 and "e.g. --patch-size 96,96,96" in res.stderr.splitlines()[-1], res.stderr
-    res = subprocess.run(base + ["--patch-size", "16,16,16"], capture_output=True, text=True, cwd=tmp_path,
-                         timeout=300)
+    res = run_zoo(*base, "--patch-size", "16,16,16", cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]  # filters=2, 1 channel, 2 classes: from the file
     assert nib.load(str(tmp_path / "seg.nii.gz")).shape == (20, 18, 16)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import zoo
+from _proc import run_zoo, start_zoo
 from zoo import cli
 
 NIB_DATA = Path(pytest.importorskip("nibabel").__file__).parent / "tests" / "data"
@@ -121,13 +122,11 @@ def test_writer_errors_are_zoo_errors_and_leave_nothing(u3d, tmp_path, capsys, m
 def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
     import json
     import signal
-    import subprocess
-    import sys
     import time
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "zoo.cli", "finetune", "unet", "--set", "filters=4", "--set", "depth=2",
-           "--patch-size", "32", "--data-option", "n=16", "--out", str(out), "--no-tensorboard", "--quiet"]
-    proc = subprocess.Popen(cmd + ["--epochs", "200"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cmd = ["finetune", "unet", "--set", "filters=4", "--set", "depth=2", "--patch-size", "32", "--data-option",
+           "n=16", "--out", str(out), "--no-tensorboard", "--quiet"]
+    proc = start_zoo(*cmd, "--epochs", "200")
     deadline = time.monotonic() + 240
     done = 0
     while time.monotonic() < deadline and proc.poll() is None and done < 1:
@@ -144,7 +143,7 @@ def test_ctrl_c_during_training_says_how_to_resume(tmp_path):
     assert n >= 1
     assert err.strip().splitlines()[-1] == (f"zoo: interrupted after epoch {n} of 200; run the same command "
                                             f"again to resume (from {out}, best.h5 and last.h5 kept)")
-    res = subprocess.run(cmd + ["--epochs", str(n + 1)], capture_output=True, text=True, timeout=240)
+    res = run_zoo(*cmd, "--epochs", n + 1, timeout=240)
     assert res.returncode == 0, res.stderr
     assert f"finetune done: {n + 1} epoch(s)" in res.stdout
 

@@ -4,23 +4,18 @@ to the float model, and the `zoo compress` / `zoo recipes` commands."""
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import zoo
+from _proc import ROOT, run_python, run_zoo, start_python
 from zoo._keras import keras
 from zoo.compress import _prune
 from zoo.data import phantom_arrays
 from zoo.train import read_state
 from zoo.train._runs import read_snapshot, weight_layout
-
-ROOT = Path(__file__).resolve().parents[1]
 
 KILL = """
 import sys, time
@@ -64,8 +59,7 @@ class Record(keras.callbacks.Callback):
 def test_sigkill_mid_epoch_then_the_same_call_resumes_with_pruning_step_and_masks(tmp_path):
     out, marker = tmp_path / "c", tmp_path / "epoch3"
     (tmp_path / "kill.py").write_text(KILL)
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "kill.py"), str(out), str(marker)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_python(tmp_path / "kill.py", out, marker, cwd=ROOT)
     deadline = time.time() + 300
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -107,8 +101,6 @@ def test_sigkill_mid_epoch_then_the_same_call_resumes_with_pruning_step_and_mask
 MIRRORED = """
 import json, sys
 from zoo._keras import keras, tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np
 import zoo
 from zoo.data import phantom_arrays
@@ -130,9 +122,7 @@ json.dump(result, open(f"{out}/result.json", "w"))
 
 @pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
-    (tmp_path / "run.py").write_text(textwrap.dedent(MIRRORED))
-    res = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=900)
+    res = run_python(MIRRORED, tmp_path, cwd=ROOT, timeout=900, cpus=2)
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["devices"] == 2
@@ -173,23 +163,19 @@ def test_a_learnable_task_stays_well_above_chance_and_close_to_the_float_model(t
 
 @pytest.mark.slow
 def test_cli_compress_and_recipes(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    res = subprocess.run([sys.executable, "-m", "zoo.cli", "compress", "unet", "--set", "filters=4", "--set", "depth=2",
-                          "--set", "dropout=0.0", "--recipe", "prune_50", "--epochs", "1", "--patch-size", "32",
-                          "--data-option", "n=8", "--out", str(tmp_path / "c"), "--quiet", "--no-tensorboard"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    res = run_zoo("compress", "unet", "--set", "filters=4", "--set", "depth=2", "--set", "dropout=0.0", "--recipe",
+                  "prune_50", "--epochs", "1", "--patch-size", "32", "--data-option", "n=8", "--out", tmp_path / "c",
+                  "--quiet", "--no-tensorboard", cwd=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "zoo.compress unet (2D): prune_50" in res.stdout and "sparsity" in res.stdout
     assert f"{tmp_path / 'c'}/model.keras" in res.stdout and "Traceback" not in res.stderr
     report = json.loads((tmp_path / "c" / "report.json").read_text())
     assert abs(report["layers"]["stage2_conv1"]["sparsity"] - 0.5) <= 0.01
     # the default recipe of the entry's folder-less run, and a clear error for a 3D QAT
-    res = subprocess.run([sys.executable, "-m", "zoo.cli", "compress", "unet3d", "--set", "filters=4", "--recipe",
-                          "qat_int8", "--out", str(tmp_path / "q")], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=300)
+    res = run_zoo("compress", "unet3d", "--set", "filters=4", "--recipe", "qat_int8", "--out", tmp_path / "q",
+                  cwd=tmp_path, timeout=300)
     assert res.returncode == 2 and "zoo: error: compress: the recipe cannot be applied" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "q").exists()
-    res = subprocess.run([sys.executable, "-m", "zoo.cli", "recipes", "unet3d"], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=300)
+    res = run_zoo("recipes", "unet3d", cwd=tmp_path, timeout=300)
     assert res.returncode == 0 and "prune_80" in res.stdout and "default" in res.stdout
     assert "Conv3D" in res.stdout

@@ -3,7 +3,7 @@ patch_size on image folders, read_image, and DICOM folder detection."""
 import numpy as np
 import pytest
 
-from test_datasets import _nii, _png, _series
+from _files import _dicom_root, _nii, _png, _series
 import zoo.data as zd
 from zoo.data import DataError, from_arrays, from_source, phantom_arrays, segmentation_folder
 from zoo.errors import InvalidArgumentError
@@ -167,18 +167,6 @@ def test_read_image_is_public_and_converts_channels(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- 5. DICOM folders
-def _dicom_root(root, cases, label_ext=".npy"):
-    for i, (case, order) in enumerate(cases.items()):
-        _series(root / "images" / case, order, series=f"1.2.3.{i}")
-        label = np.zeros((3, 4, len(order)), np.uint8)
-        label[1, 2, 0] = 1
-        if label_ext == ".npy":
-            (root / "labels").mkdir(parents=True, exist_ok=True)
-            np.save(root / "labels" / f"{case}.npy", label)
-        else:
-            _nii(root / "labels" / f"{case}{label_ext}", label)
-
-
 def test_dicom_images_and_labels_folders_are_detected(tmp_path):
     _dicom_root(tmp_path / "seg", {"case.1": [1, 0, 2], "case2": [0, 1, 2, 3]})
     for f in (tmp_path / "seg" / "images" / "case2").iterdir():  # DICOM files without a suffix

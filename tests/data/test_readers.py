@@ -9,8 +9,7 @@ from zoo.data import (DataError, dicom, from_arrays, from_source, image_folder, 
                           npz, phantom_arrays, phantoms, read_dicom_series, segmentation_folder)
 from zoo.errors import InvalidArgumentError, MissingDependencyError, ZooError
 
-import nibabel as nib  # noqa: E402  (the optional extras are test requirements)
-from PIL import Image  # noqa: E402
+from _files import _dicom_slice, _nii, _png, _series
 
 
 # --------------------------------------------------------------------------- phantoms
@@ -51,11 +50,6 @@ def test_phantoms_classification_label_is_the_lesion_count():
 
 
 # --------------------------------------------------------------------------- image folders
-def _png(path, array, mode=None):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array, mode).save(path) if mode else Image.fromarray(array).save(path)
-
-
 def test_image_folder_classes_scaling_and_majority_conversion(tmp_path):
     _png(tmp_path / "benign" / "a.png", np.full((6, 5), 51, np.uint8))
     _png(tmp_path / "benign" / "b.png", np.full((6, 5), 102, np.uint8))
@@ -131,14 +125,6 @@ def test_segmentation_folder_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------- NIfTI
-def _nii(path, array, spacing=(1.0, 1.0, 1.0), origin=(0.0, 0.0, 0.0)):
-    affine = np.diag(list(spacing) + [1.0])
-    affine[:3, 3] = origin
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(array, affine), str(path))
-    return path
-
-
 def test_load_nifti_reads_affine_and_spacing(tmp_path):
     data = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)
     path = _nii(tmp_path / "ct.nii.gz", data, spacing=(0.8, 0.9, 2.5), origin=(10, -20, 30))
@@ -241,37 +227,6 @@ def test_missing_optional_extras_name_the_pip_command(monkeypatch, tmp_path):
 
 
 # --------------------------------------------------------------------------- DICOM
-CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
-
-
-def _dicom_slice(path, index, position, series, orientation, rows=4, cols=3):
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = sop = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID, ds.Modality = CT_IMAGE_STORAGE, sop, "CT"
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = "1.2.826.0.1.3680043.2.1", series
-    ds.Rows, ds.Columns, ds.PixelSpacing = rows, cols, [0.5, 0.7]
-    ds.ImageOrientationPatient, ds.ImagePositionPatient = orientation, list(position)
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    ds.RescaleSlope, ds.RescaleIntercept = 2, -1024
-    ds.PixelData = (np.arange(rows * cols).reshape(rows, cols) + 100 * index).astype(np.int16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-
-
-def _series(folder, order, orientation=(1, 0, 0, 0, 1, 0), normal=(0, 0, 1), gap=2.5, series="1.2.3.4"):
-    folder.mkdir(parents=True, exist_ok=True)
-    for n, k in enumerate(order):  # file names and write order unrelated to slice order
-        _dicom_slice(folder / f"IM{n:04d}.dcm", k, np.array([5.0, -3.0, 7.0]) + k * gap * np.array(normal),
-                     series, list(orientation))
-    return folder
-
-
 @pytest.mark.parametrize("orientation,normal", [((1, 0, 0, 0, 1, 0), (0, 0, 1)),      # axial
                                                 ((1, 0, 0, 0, 0, -1), (0, 1, 0))])   # coronal
 def test_dicom_series_sorted_by_position_with_spacing_and_rescale(tmp_path, orientation, normal):

@@ -1,7 +1,6 @@
 """zoo.datasets: names, descriptions, preparing from manual_dir, the errors for missing or
 incomplete files, the verified download, and the ``zoo datasets`` command."""
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -9,9 +8,8 @@ import numpy as np
 import pytest
 
 import zoo.datasets as zd
+from _proc import ROOT, run_python, run_zoo
 from zoo.datasets._catalog import folders
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def dummy(name):
@@ -54,7 +52,7 @@ def test_list_describes_every_configuration():
 def test_import_and_list_need_no_tensorflow():
     code = ("import sys, zoo; rows = zoo.datasets.list(); "
             "assert 'tensorflow' not in sys.modules, 'listing imported TensorFlow'; print(len(rows))")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    res = run_python(code, cwd=ROOT, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert int(res.stdout) == len(zd.list())
 
@@ -212,11 +210,8 @@ def test_tfds_load_knows_the_names_after_register(tmp_path):
 
 # ------------------------------------------------------------------------------ the command
 def _zoo(*args):
-    import os
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS")}
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300, env=env)  # as a user's shell: without the variables
-    # zoo._keras set in this test process
+    # as a user's shell: without the variables zoo._keras set in this test process
+    return run_zoo(*args, cwd=ROOT, timeout=300, env={"TF_CPP_MIN_LOG_LEVEL": None, "TF_USE_LEGACY_KERAS": None})
 
 
 def test_cli_lists_and_describes():

@@ -1,14 +1,12 @@
 """``zoo.finetune`` trains one short epoch on every catalogue builder's dummy data through the
 ``tfds:NAME`` form (prepared from ``manual_dir`` on first use), with tiny models."""
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import zoo
-
-ROOT = Path(__file__).resolve().parents[1]
+from _proc import ROOT
 
 
 def dummy(name):

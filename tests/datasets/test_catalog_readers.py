@@ -9,9 +9,8 @@ import pytest
 
 import zoo
 import zoo.datasets as zd
+from _proc import ROOT
 from zoo.errors import ZooError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def dummy(name):

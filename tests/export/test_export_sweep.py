@@ -1,9 +1,9 @@
 """The export sweep: every registry entry x its spatial dims exports and verifies in LiteRT
 (deeper copies of a kept entry's builder once, through it: ``DEEPER_COPIES``).
 
-At the registry sweep's small size (tests/test_registry.py ``sweep_kwargs``): 2D entries in
+At the registry sweep's small size (tests/_sweep.py ``sweep_kwargs``): 2D entries in
 float32 and float16, 3D entries in float16 (the 3D rewrite is the same graph in every mode; the
-float32 3D path is covered by tests/test_export_rewrite3d.py), each verified against Keras on
+float32 3D path is covered by export/test_export_rewrite3d.py), each verified against Keras on
 phantoms by the export itself (it raises when the thresholds fail), with builtin ops only and,
 in 3D, no 3D op left in the file. int8: every entry whose registry ``recipes`` list a QAT
 recipe; until the compression recipes exist, one entry per family (``INT8_FALLBACK``). A new
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import zoo
-from test_registry import CASES, REG, sweep_kwargs
+from _sweep import CASES, REG, sweep_kwargs
 
 # one entry (and dimension) per family, until registry recipes name the QAT entries
 INT8_FALLBACK = [("alexnet", 2), ("vgg11_bn", 2), ("googlenet_bn", 2), ("resnet18", 2), ("resnet50v2", 2),
@@ -28,7 +28,7 @@ def _is_qat(recipe):
 # Deeper copies: entries with the builder, layout and block type of a shallower entry that stays in
 # both sweeps; only the number of blocks differs, so their files hold the same op types, and
 # converting them would only repeat that entry's graph with more blocks (as issue 9 asks of the
-# .h5 round trips: once per family). tests/test_registry.py still builds, runs and counts every one.
+# .h5 round trips: once per family). hub/test_registry_sweep.py still builds, runs and counts every one.
 DEEPER_COPIES = {"resnet34", "resnet101", "resnet152", "resnet101_tv", "resnet152_tv", "resnet101v2", "resnet152v2",
                  "vgg13", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn", "fcdensenet67", "fcdensenet103",
                  "deeplabv3_resnet101"}
@@ -80,7 +80,7 @@ def test_export_every_entry(name, dims, tmp_path):
 
 def _trained_output_range(generator):
     """An untrained generator's tanh outputs stay within about +-0.01, under two steps of int8
-    TANH's fixed 1/128 grid (the export warns about it: tests/test_export.py); a trained one's
+    TANH's fixed 1/128 grid (the export warns about it: export/test_export.py); a trained one's
     span [-1, 1]. Scale the last kernel so the outputs reach +-0.5 as a trained generator's do."""
     z = np.random.default_rng(0).standard_normal((4,) + tuple(generator.input_shape[1:])).astype("float32")
     spread = float(np.abs(generator(z, training=False).numpy()).max())
@@ -103,7 +103,7 @@ def test_export_int8_per_family(name, dims, tmp_path):
     """Full-integer files: integer ops only (besides the float boundary) whose outputs follow
     the Keras model's. An untrained model's decisions are near ties and its unnormalised
     activations grow layer by layer, so the task thresholds (top-1 / Dice) and the size ratio
-    are checked on trained, wider models (tests/test_export.py, tools/bench_export.py); here the
+    are checked on trained, wider models (export/test_export.py, tools/bench_export.py); here the
     int8 outputs must correlate with the float ones (a wrong weight or layout gives ~0)."""
     net, entry = _network(name, dims)
     if entry.task == "generation":

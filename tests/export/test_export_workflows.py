@@ -1,13 +1,12 @@
 """zoo.export as users meet it: run folders, every data source, zoo predict on .tflite files, the
 3D U-Net in int8, SavedModel, pruned models, and the `zoo export` command."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import zoo
+from _proc import run_python, run_zoo
 from zoo._keras import keras, tf
 from zoo.data import phantom_arrays
 from zoo.export._data import representative
@@ -38,7 +37,7 @@ def test_every_data_source_gives_inputs_of_the_export_shape(tmp_path):
     assert xs.shape == (4, 16, 16, 16, 1) and xs.min() >= 0 and xs.max() <= 1  # the window applied
     # DICOM series
     pytest.importorskip("pydicom")
-    from test_datasets_sources import _dicom_root
+    from _files import _dicom_root
     _dicom_root(tmp_path / "dcm", {"a": [1, 0, 2, 3], "b": [3, 2, 1, 0]})
     xs = representative(str(tmp_path / "dcm"), n=2, shape=(2, 2, 2, 1), task="segmentation", num_classes=2)
     assert xs.shape == (2, 2, 2, 2, 1)
@@ -166,13 +165,9 @@ def test_a_pruned_model_gets_the_sparse_flatbuffer_where_it_helps(tmp_path):
 def _cli(*args, cwd):
     """The command in a user's environment: without the TF_CPP_MIN_LOG_LEVEL that importing zoo
     in this test process set (a user-set level turns the zoo's start-up quieting off)."""
-    import os
     from zoo import _keras
-    env = dict(os.environ)
-    if not _keras._USER_LOG_LEVEL:
-        env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, env=env)
+    env = {} if _keras._USER_LOG_LEVEL else {"TF_CPP_MIN_LOG_LEVEL": None}
+    return run_zoo(*args, cwd=cwd, timeout=600, env=env)
 
 
 @pytest.mark.slow
@@ -211,5 +206,5 @@ def test_import_zoo_stays_light_and_zoo_export_is_callable():
     code = ("import sys, zoo; assert 'tensorflow' not in sys.modules; f = zoo.export; "
             "assert callable(f) and f.rewrite_3d and f.MODES; import zoo.export.ops; "
             "assert zoo.export is f and 'export' in zoo.__all__; print('ok')")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    res = run_python(code, timeout=120)
     assert res.stdout.strip() == "ok", res.stderr[-2000:]

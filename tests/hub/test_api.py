@@ -1,11 +1,9 @@
 """zoo.load / list_models / info and the `zoo` command: the user-facing API."""
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 import zoo
+from _proc import run_python, run_zoo
 from zoo.errors import InvalidArgumentError, UnknownArgumentError, UnknownModelError, ZooError
 
 
@@ -94,8 +92,7 @@ def test_vgg_dropout_override():
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True,
-                          timeout=300)
+    return run_zoo(*args, timeout=300)
 
 
 def test_cli_list_info_build():
@@ -139,7 +136,7 @@ np.testing.assert_allclose(g(np.load(d + '/z.npy')).numpy(), np.load(d + '/gan_o
 assert type(g).__name__ == 'WGAN' and g.generator is not None
 print('ok')
 """
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    res = run_python(code, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.strip().endswith("ok")
     with pytest.raises(InvalidArgumentError, match="does not exist"):

@@ -2,8 +2,6 @@
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -11,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _proc import ROOT, start_python
 from zoo.hub import _fetch
 from zoo.errors import WeightsError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def payload(n, seed=0):
@@ -177,19 +174,15 @@ def _fetch_script(url, digest):
 
 
 def _subprocess_env(home):
-    env = dict(os.environ, ZOO_HOME=str(home), ZOO_ALLOW_HTTP="1", ZOO_BACKOFF="0.01",
-               ZOO_TIMEOUT="10", PYTHONPATH=str(REPO))
-    env.pop("ZOO_MIRROR", None)
-    env.pop("ZOO_OFFLINE", None)
-    return env
+    return dict(ZOO_HOME=home, ZOO_ALLOW_HTTP="1", ZOO_BACKOFF="0.01", ZOO_TIMEOUT="10", ZOO_MIRROR=None,
+                ZOO_OFFLINE=None)
 
 
 def test_sigkill_mid_download_then_next_run_resumes_and_cache_holds_only_verified_files(server, env):
     data = payload(2_000_000, seed=1)
     url = server.add("big.h5", data, rate=400_000)
     part = _fetch.cache_path(url, sha(data)).with_name("big.h5.part")
-    proc = subprocess.Popen([sys.executable, "-c", _fetch_script(url, sha(data))],
-                            env=_subprocess_env(env), cwd=REPO)
+    proc = start_python(_fetch_script(url, sha(data)), env=_subprocess_env(env), cwd=ROOT, stdout=None, stderr=None)
     deadline = time.monotonic() + 30
     while not (part.exists() and part.stat().st_size >= 200_000):
         assert time.monotonic() < deadline and proc.poll() is None, "download did not start"
@@ -210,9 +203,7 @@ def test_sigkill_mid_download_then_next_run_resumes_and_cache_holds_only_verifie
 def test_eight_processes_download_once_and_agree(server, env):
     data = payload(1_000_000, seed=2)
     url = server.add("shared.h5", data, rate=500_000)
-    procs = [subprocess.Popen([sys.executable, "-c", _fetch_script(url, sha(data))], env=_subprocess_env(env),
-                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(8)]
+    procs = [start_python(_fetch_script(url, sha(data)), env=_subprocess_env(env), cwd=ROOT) for _ in range(8)]
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0] * 8, [err[-500:] for _, err in results]
     lines = {out.strip() for out, _ in results}

@@ -1,16 +1,16 @@
-"""Issue 16, case by case: malformed registry, weights and image files end in a clear ZooError
-(the fuzz suite, tests/test_fuzz.py, keeps it so). Weight and image cases: tests/test_malformed_files.py."""
+"""Malformed registry files, case by case (the numbers are issue 16's items): each ends in a clear
+ZooError (the fuzz suite, test_fuzz_file_readers.py, keeps it so). Weight files:
+hub/test_malformed_weights.py; NIfTI and DICOM: data/test_malformed_images.py."""
 import json
 import os
 import re
-import subprocess
-import sys
 import textwrap
 import time
 
 import pytest
 
 import zoo
+from _proc import run_python
 from zoo.errors import RegistryError, WeightsError, ZooError
 from zoo.hub import _fetch
 from zoo.hub.registry import default_path, get_registry, load_registry
@@ -89,9 +89,8 @@ def test_2_missing_module_is_a_registry_error(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- 5. hangs and blow-ups
 def _run(code, env=None, timeout=120):
-    env = dict(os.environ, **(env or {}))
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env)
+    proc = run_python(code, env=env, timeout=timeout)
     return proc, time.monotonic() - start
 
 

@@ -105,8 +105,7 @@ def test_missing_required_key(tmp_path, monkeypatch):
 
 def test_issue10_12_params_optional_in_a_user_registry_checked_when_given(tmp_path, monkeypatch):
     """A user's entry may leave params out (it is listed with '-' and builds); given, it is checked."""
-    import subprocess
-    import sys
+    from _proc import run_zoo
     user = write(tmp_path, """
         models:
           my_unet:
@@ -117,9 +116,7 @@ def test_issue10_12_params_optional_in_a_user_registry_checked_when_given(tmp_pa
         """, "user.yaml")
     entry = load_registry([default_path(), user]).models["my_unet"]
     assert entry.params is None and entry.origin == str(user)
-    env = {**__import__("os").environ, "ZOO_REGISTRY": str(user)}
-    run = subprocess.run([sys.executable, "-m", "zoo.cli", "list", "my_*"], capture_output=True, text=True,
-                         env=env, timeout=120)
+    run = run_zoo("list", "my_*", env={"ZOO_REGISTRY": user}, timeout=120)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[1].split() == ["my_unet", "segmentation", "2", "-", "-"]
     monkeypatch.setenv("ZOO_REGISTRY", str(user))

@@ -12,10 +12,7 @@ import numpy as np
 import pytest
 
 import zoo
-from zoo.hub.registry import get_registry
-
-REG = get_registry()
-CASES = [(name, d) for name in REG.names() for d in REG.models[name].sweep.get("dims", REG.models[name].spatial_dims)]
+from _sweep import CASES, REG, sweep_kwargs
 
 
 def _h5_cases():
@@ -35,10 +32,6 @@ SLOW_CASES = {"resnet152v2-3d", "resnet152_tv-3d", "resnet152-3d", "resnet101_tv
               "deeplabv3plus-3d"}
 SWEEP = [pytest.param(n, d, id=f"{n}-{d}d", marks=[pytest.mark.slow] if f"{n}-{d}d" in SLOW_CASES else [])
          for n, d in CASES]
-
-
-def sweep_kwargs(entry, dims):
-    return entry.sweep_kwargs(dims)
 
 
 def random_input(model, batch=2):

@@ -2,11 +2,9 @@
 numbers; a registry change makes --check fail until the cards are regenerated."""
 import importlib.util
 import json
-from pathlib import Path
 
+from _proc import ROOT
 from zoo.hub.registry import get_registry
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _tool(name="gen_cards"):

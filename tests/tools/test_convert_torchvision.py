@@ -2,18 +2,20 @@
 modules laid out like torchvision's at reduced widths (torch and torchvision are in the test extras)."""
 import importlib.util
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from _proc import ROOT, run_python
+
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+sys.path.insert(0, str(ROOT / "tools"))
 import convert_torchvision as ct  # noqa: E402
+import _torch_ref  # noqa: E402
 from _torch_ref import assert_matches, randomized, reference_outputs, to_torch  # noqa: E402
 
 import zoo  # noqa: E402
@@ -244,9 +246,7 @@ def torchvision_reference(tmp_path, model, x, seed, **kwargs):
     out = tmp_path / f"ref_{model}"
     out.mkdir()
     np.save(out / "x.npy", x)
-    script = Path(__file__).with_name("_torch_ref.py")
-    run = subprocess.run([sys.executable, str(script), model, json.dumps(kwargs), str(out / "x.npy"), str(seed),
-                          str(out)], capture_output=True, text=True, timeout=600)
+    run = run_python(Path(_torch_ref.__file__), model, json.dumps(kwargs), out / "x.npy", seed, out, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     with np.load(out / "outputs.npz") as ref:
         n = len(ref.files) // 2

@@ -2,23 +2,19 @@
 logical CPU devices (they must be configured before TensorFlow initialises its devices) and
 MultiWorkerMirroredStrategy with two local worker processes talking over loopback ports."""
 import json
-import os
 import socket
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from _proc import ROOT, run_python, start_python
 
 MIRRORED = """
 import json, sys
 from zoo._keras import keras, tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np
 import zoo
 from zoo.data import phantom_arrays
@@ -57,9 +53,7 @@ json.dump(report, open(f"{out}/report.json", "w"))
 
 @pytest.mark.slow
 def test_mirrored_two_replicas_match_one_device(tmp_path):
-    (tmp_path / "run.py").write_text(textwrap.dedent(MIRRORED))
-    res = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=400)
+    res = run_python(MIRRORED, tmp_path, cwd=ROOT, timeout=400, cpus=2)
     assert res.returncode == 0, res.stderr[-4000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert len(report["devices"]) == 2
@@ -130,15 +124,12 @@ def free_ports(n):
 
 @pytest.mark.slow
 def test_multiworker_two_processes_chief_writes_checkpoints(tmp_path):
-    (tmp_path / "worker.py").write_text(textwrap.dedent(WORKER))
     out = tmp_path / "run"
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = []
     for i in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-        procs.append(subprocess.Popen(
-            [sys.executable, str(tmp_path / "worker.py"), str(i), str(out), str(tmp_path / f"w{i}")],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        procs.append(start_python(WORKER, i, out, tmp_path / f"w{i}", cwd=ROOT, env=env))
     results = []
     try:
         for p in procs:
@@ -191,9 +182,9 @@ T.finetune(model, (x, y), (x[:4], y[:4]), epochs=5, batch_size=2, strategy=strat
 def _start_workers(script, out, cluster, log):
     procs = []
     for i in range(2):
-        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
-        procs.append(subprocess.Popen([sys.executable, str(script), str(out)], cwd=ROOT, env=env,
-                                      stdout=subprocess.DEVNULL, stderr=open(f"{log}{i}.err", "w")))
+        env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        procs.append(start_python(script, out, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=open(f"{log}{i}.err", "w")))
     return procs
 
 

@@ -5,8 +5,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +12,7 @@ import numpy as np
 import pytest
 
 import zoo
+from _proc import ROOT, run_python, run_zoo, start_python
 from zoo._keras import keras, tf
 from zoo.data import phantom_arrays
 from zoo.errors import InvalidArgumentError, ZooError
@@ -21,7 +20,6 @@ from zoo.losses import get_loss
 from zoo.train._runs import read_snapshot
 from zoo.train import finetune, load_run, read_state
 
-ROOT = Path(__file__).resolve().parents[1]
 QUIET = dict(verbose=0, tensorboard=False)
 
 
@@ -117,8 +115,7 @@ print("finished")
 def test_sigkill_mid_epoch_then_the_same_call_resumes(tmp_path):
     out, marker = tmp_path / "run", tmp_path / "epoch2.marker"
     (tmp_path / "kill.py").write_text(KILL_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "kill.py"), str(out), str(marker)],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_python(tmp_path / "kill.py", out, marker, cwd=ROOT)
     deadline = time.time() + 240
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -200,8 +197,7 @@ print("done")
 def test_many_runs_in_one_process_print_no_retracing_warning(tmp_path):
     # issue 10: every run built its own checkpoint reader, and TensorFlow warned "triggered
     # tf.function retracing" from the fifth run on
-    res = subprocess.run([sys.executable, "-c", MANY_RUNS, str(tmp_path)], cwd=tmp_path, capture_output=True,
-                         text=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    res = run_python(MANY_RUNS, tmp_path, cwd=tmp_path, timeout=300)
     assert res.returncode == 0 and "done" in res.stdout, res.stderr[-2000:]
     assert len(list(tmp_path.glob("r*/best.h5"))) == 6
     assert "retracing" not in res.stderr, res.stderr[-2000:]
@@ -342,7 +338,7 @@ def test_segmentation_png_folder_is_cropped_to_the_patch_and_nifti_folder(tmp_pa
 def test_dicom_folder_finetune_then_predict_the_series(tmp_path):
     pytest.importorskip("pydicom")
     nib = pytest.importorskip("nibabel")
-    from test_datasets_sources import _dicom_root
+    from _files import _dicom_root
     _dicom_root(tmp_path / "dcm", {"a": [1, 0, 2, 3], "b": [3, 2, 1, 0]})  # 3x4x4 volumes, CT values
     m3 = zoo.load("unet", spatial_dims=3, filters=2, depth=1, dropout=0.0)
     finetune(m3, str(tmp_path / "dcm"), epochs=1, batch_size=2, patch_size=4, out_dir=tmp_path / "run",
@@ -452,11 +448,9 @@ def test_tpu_strategy_without_a_tpu_is_a_clear_error(tmp_path):
 def test_cli_finetune_then_predict(tmp_path, monkeypatch):
     nib = pytest.importorskip("nibabel")
     run = tmp_path / "run"
-    res = subprocess.run(
-        [sys.executable, "-m", "zoo.cli", "finetune", "unet", "--spatial-dims", "3", "--epochs", "1",
-         "--set", "filters=2", "--set", "depth=1", "--set", "dropout=0", "--patch-size", "16",
-         "--batch-size", "2", "--data-option", "n=4", "--out", str(run), "--no-tensorboard", "--quiet"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    res = run_zoo("finetune", "unet", "--spatial-dims", "3", "--epochs", "1", "--set", "filters=2", "--set", "depth=1",
+                  "--set", "dropout=0", "--patch-size", "16", "--batch-size", "2", "--data-option", "n=4", "--out", run,
+                  "--no-tensorboard", "--quiet", cwd=tmp_path, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "finetune done: 1 epoch(s) of unet on phantoms (3D, patch 16x16x16, global batch 2)" in res.stdout
     assert f"{run}/best.h5 (best)" in res.stdout and f"zoo predict {run}" in res.stdout

@@ -7,27 +7,9 @@ import numpy as np
 import pytest
 
 import zoo
+from _files import make_class_folders
 from zoo import cli
 from zoo.errors import InvalidArgumentError
-
-
-def make_class_folders(root, n_train=6, n_val=2, size=40):
-    """root/{train,val}/{clock,disc}/*.png: a bar vs a disc on noise (learnable in one epoch)."""
-    from PIL import Image
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:size, :size]
-    for split, n in (("train", n_train), ("val", n_val)):
-        for cls in ("clock", "disc"):
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(n):
-                a = (rng.random((size, size, 3)) * 60).astype(np.uint8)
-                if cls == "disc":
-                    a[(yy - size // 2) ** 2 + (xx - size // 2) ** 2 < size * 3] = 230
-                else:
-                    a[size // 5:-size // 5, size // 2 - 2:size // 2 + 2] = 230
-                Image.fromarray(a).save(folder / f"{cls}{i}.png")
-    return root / "train", root / "val"
 
 
 @pytest.fixture(scope="module")

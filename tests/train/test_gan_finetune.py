@@ -1,20 +1,17 @@
 """GAN runs through zoo.finetune (zoo/train/_gan.py) and zoo sample, unlabelled data sources
 (zoo/data/unlabelled.py), and WGAN-GP under MirroredStrategy on two logical CPUs."""
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import zoo
+from _proc import ROOT, run_python
 from zoo._keras import keras
 from zoo.data.unlabelled import unlabelled
 from zoo.errors import InvalidArgumentError
 
-ROOT = Path(__file__).resolve().parents[1]
 NIB_DATA = Path(__import__("nibabel").__file__).parent / "tests" / "data"
 
 
@@ -126,8 +123,6 @@ def test_finetune_cli_on_an_image_folder_then_sample(tmp_path, capsys):
 MIRRORED = """
 import json, sys
 from zoo._keras import keras, tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import numpy as np
 import zoo
 
@@ -160,9 +155,7 @@ json.dump(report, open(f"{out}/report.json", "w"))
 
 @pytest.mark.slow
 def test_mirrored_two_replicas_give_the_first_step_losses_of_one_device(tmp_path):
-    (tmp_path / "run.py").write_text(textwrap.dedent(MIRRORED))
-    res = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+    res = run_python(MIRRORED, tmp_path, cwd=ROOT, timeout=600, cpus=2)
     assert res.returncode == 0, res.stderr[-4000:]
     report = json.loads((tmp_path / "report.json").read_text())
     for variant in ("wgan_gp", "wgan"):

@@ -51,6 +51,7 @@ def test_dynamic_shapes_are_refused_with_the_fix():
         flops(keras.Model(x, keras.layers.Conv2D(2, 3)(x)))
 
 
+@pytest.mark.slow  # measured 7.7 s in the quick tier
 def test_zoo_bench_command(tmp_path):
     import json
     res = run_zoo("bench", "unet3d", "--size", "16", "--set", "in_channels=1", "--set", "filters=4", "--runs", "2",

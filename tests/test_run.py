@@ -28,6 +28,7 @@ def test_score_is_per_case_foreground_dice_and_top1():
     assert score("classification", np.array([0, 2, 2]), onehot) == pytest.approx(2 / 3)
 
 
+@pytest.mark.slow  # measured 20.2 s in the quick tier
 def test_run_writes_every_stage_and_a_second_call_skips_them(tmp_path, capsys):
     out = tmp_path / "r"
     report = zoo.run("unet", recipe="prune_50", quantization="float32", out_dir=out, **TINY)

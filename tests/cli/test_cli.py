@@ -58,6 +58,7 @@ def test_debug_shows_the_traceback():
     assert res.returncode != 0 and "Traceback" in res.stderr and "use 96 or 112" in res.stderr
 
 
+@pytest.mark.slow  # measured 7.2 s in the quick tier
 def test_build_takes_set_overrides():
     res = zoo_cmd("build", "unet", "--set", "filters=4", "--set", "depth=2", "--size", "32")
     assert res.returncode == 0, res.stderr
@@ -118,6 +119,7 @@ def test_python_hints_are_given_in_the_shells_words():
         "--input-shape 64,64,1"
 
 
+@pytest.mark.slow  # measured 17.2 s in the quick tier
 def test_predict_with_a_weights_file_builds_from_its_config_and_asks_for_the_patch_in_shell_words(tmp_path):
     import zoo
     nib = pytest.importorskip("nibabel")

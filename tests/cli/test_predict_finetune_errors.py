@@ -167,6 +167,7 @@ def test_predict_counts_nan_in_the_raw_volume_and_an_all_inf_volume_warns_nothin
     assert not (tmp_path / "inf_seg.nii.gz").exists()
 
 
+@pytest.mark.slow  # measured 5.5 s in the quick tier
 def test_a_single_dicom_slice_for_2d_models_and_a_folder_hint_for_3d(u3d, tmp_path, capsys):
     import shutil
 
@@ -189,6 +190,7 @@ def test_a_single_dicom_slice_for_2d_models_and_a_folder_hint_for_3d(u3d, tmp_pa
     assert "is one DICOM slice but the model is 3D; put the files of the whole series in one folder" in line
 
 
+@pytest.mark.slow  # measured 4.8 s in the quick tier
 def test_resume_only_with_the_same_options_unless_forced(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a short run folder name: the whole message fits one line
     out = Path("run")

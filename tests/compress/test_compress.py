@@ -152,6 +152,7 @@ def test_list_recipes_says_what_applies_and_why_not():
 
 
 # --------------------------------------------------------------------------- guarantees, 2D and 3D
+@pytest.mark.slow  # measured 15.8 s in the quick tier
 def test_prune_reaches_the_target_in_every_pruned_layer_and_returns_a_plain_model(tmp_path):
     model = tiny_unet()
     before = [w.copy() for w in model.get_weights()]
@@ -208,6 +209,7 @@ def test_prune_and_cluster_in_3d(tmp_path):
         assert len(np.unique(kernel(clustered, name))) <= 16, name
 
 
+@pytest.mark.slow  # measured 11.8 s in the quick tier
 def test_two_of_four_is_tfmots_structure(tmp_path):
     from tensorflow_model_optimization.python.core.sparsity.keras.pruning_utils import is_pruned_m_by_n
     small, report = run(tiny_unet(), "prune_2of4", tmp_path, epochs=1)
@@ -222,6 +224,7 @@ def test_two_of_four_is_tfmots_structure(tmp_path):
     assert checked >= 8
 
 
+@pytest.mark.slow  # measured 9.5 s in the quick tier
 def test_clustering_keeps_at_most_k_values_per_kernel(tmp_path):
     small, report = run(tiny_unet(), "cluster_16", tmp_path, epochs=1)
     clustered = [n for n in report["layers"] if n not in ("stem_conv", "classifier")]
@@ -247,6 +250,7 @@ def tflite_float_ops(qat_model):
     return floats, ops, interpreter
 
 
+@pytest.mark.slow  # measured 19.5 s in the quick tier
 def test_qat_converts_to_int8_tflite_and_loads_through_zoo_load_model(tmp_path):
     small, report = run(tiny_unet(), "qat_int8", tmp_path, epochs=1)
     assert all(r["int8"] == "yes" for r in report["layers"].values())
@@ -297,6 +301,7 @@ def test_cluster_preserving_qat_keeps_k_values_per_output_channel(tmp_path):
         assert per_channel <= 16 and (limit_axis is None or len(np.unique(limit_axis)) <= 16), name
 
 
+@pytest.mark.slow  # measured 8.3 s in the quick tier
 def test_distill_trains_a_smaller_student(tmp_path):
     teacher = tiny_unet()
     student, report = run(teacher, {"kind": "distill", "name": "distill_small", "temperature": 2.0, "alpha": 0.5},
@@ -309,6 +314,7 @@ def test_distill_trains_a_smaller_student(tmp_path):
         run(teacher, {"kind": "distill"}, tmp_path / "bad", student=tiny_unet(filters=4, num_classes=3))
 
 
+@pytest.mark.slow  # measured 11.9 s in the quick tier
 def test_a_run_folder_is_an_input_and_rerunning_a_finished_step_is_not_training(tmp_path):
     x, y = data2d()
     zoo.finetune(tiny_unet(), (x, y), epochs=1, batch_size=4, out_dir=tmp_path / "run", **QUIET)

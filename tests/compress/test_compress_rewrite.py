@@ -3,6 +3,7 @@
 dynamic batch the int8 conversion of the QAT model kept the conv, the BatchToSpaceND and the bias
 ADD float. And a QAT model holding a zoo layer reloads through zoo.load_model."""
 import numpy as np
+import pytest
 
 import zoo
 from zoo._keras import keras, tf
@@ -45,6 +46,7 @@ def qat_of(model, x):
     return qat
 
 
+@pytest.mark.slow  # measured 11.4 s in the quick tier
 def test_a_qat_aspp_l_converts_to_int8_with_a_dynamic_and_a_fixed_batch():
     model = randomize(aspp_l())
     x = np.random.default_rng(1).normal(size=(2, 8, 8, 4)).astype("float32")

@@ -41,7 +41,8 @@ CASES = {  # data set: (model, finetune options, training batches of the first e
     "phantoms/seg2d": (lambda: unet(), dict(patch_size=(32, 32), steps_per_epoch=4, validation_steps=2), 4),
     "phantoms/seg3d": (lambda: unet3d(), dict(patch_size=(8, 8, 8), steps_per_epoch=4, validation_steps=2), 4),
 }
-SLOW = {"medmnist/pathmnist_28", "medmnist/organmnist3d_28"}  # ~20 s: ResNet graphs
+# ~20 s: ResNet graphs; then 5.3-7.9 s each in the quick tier (two workers on the 2-core machine)
+SLOW = {"medmnist/pathmnist_28", "medmnist/organmnist3d_28", "camvid", "isbi2012_em", "decathlon/task05_prostate"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CASES])

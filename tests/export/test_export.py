@@ -57,6 +57,7 @@ def _files(folder):
 
 
 # --------------------------------------------------------------------------- modes
+@pytest.mark.slow  # measured 14.9 s in the quick tier
 def test_float32_export_is_verified_and_described(unet2d, tmp_path):
     result = zoo.export(unet2d, tmp_path / "u.tflite", verify_samples=4, latency_runs=3)
     assert _files(tmp_path) == ["u.tflite", "u.tflite.json"]

@@ -202,6 +202,7 @@ def test_the_export_command_then_predict_on_the_file(tmp_path):
     assert "img.png -> seg.png: label map (48, 48) uint8" in res.stdout
 
 
+@pytest.mark.slow  # measured 5.9 s in the quick tier
 def test_import_zoo_stays_light_and_zoo_export_is_callable():
     code = ("import sys, zoo; assert 'tensorflow' not in sys.modules; f = zoo.export; "
             "assert callable(f) and f.rewrite_3d and f.MODES; import zoo.export.ops; "

@@ -95,6 +95,7 @@ def run_cli(*args):
     return run_zoo(*args, timeout=300)
 
 
+@pytest.mark.slow  # measured 11.9 s in the quick tier
 def test_cli_list_info_build():
     res = run_cli("list", "resnet*", "--names-only")
     assert res.returncode == 0, res.stderr
@@ -112,6 +113,7 @@ def test_cli_list_info_build():
     assert "(1, 32, 32, 1) -> output (1, 2)" in res.stdout
 
 
+@pytest.mark.slow  # measured 11.3 s in the quick tier
 def test_load_model_in_a_fresh_process(tmp_path):
     """Whole-model files with zoo layers/classes load in a new interpreter via zoo.load_model."""
     from zoo._keras import keras

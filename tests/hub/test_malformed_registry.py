@@ -94,6 +94,7 @@ def _run(code, env=None, timeout=120):
     return proc, time.monotonic() - start
 
 
+@pytest.mark.slow  # measured 5.1 s in the quick tier
 def test_5_huge_depth_is_refused_before_building(tmp_path):
     path = registry(tmp_path, text=ENTRY.format(extra="").replace("depth: 2", "depth: 1000000"))
     code = ("import zoo\ntry:\n    zoo.load('mynet')\nexcept zoo.ZooError as e:\n    print('ZooError', e)")

@@ -6,7 +6,8 @@ layer-name contract (first conv, stage outputs, class heads, encoder), gradients
 trainable weight, ``get_config``/``from_config`` round trip, and ``.keras`` save/load giving
 identical outputs (``.h5`` too, once per family: the legacy format's code path depends on the
 layer types, which a family shares). Separately, the exact parameter count at the entry's
-reference config. Sweep cases that take over ~20 s are marked slow (``SLOW_CASES``).
+reference config. Cases that take over ~20 s, or ~5 s in the quick tier, are marked slow (``SLOW_CASES``,
+``SLOW_COUNTS``).
 """
 import numpy as np
 import pytest
@@ -29,7 +30,11 @@ H5_CASES = _h5_cases()
 SLOW_CASES = {"resnet152v2-3d", "resnet152_tv-3d", "resnet152-3d", "resnet101_tv-3d", "resnet101v2-3d",
               "resnet101-3d", "resnet50v2-3d", "resnet34-3d", "deeplabv3_resnet101-3d", "deeplabv3_resnet101-2d",
               "deeplabv3_resnet50-3d", "deeplabv3_resnet50-2d", "deeplabv2-3d", "deeplabv2-2d", "deeplabv3-3d",
-              "deeplabv3plus-3d"}
+              "deeplabv3plus-3d",
+              # 7-11 s each in the quick tier (two workers on the 2-core machine)
+              "deeplabv3plus-2d", "deeplabv3-2d", "googlenet-2d", "googlenet-3d", "googlenet_bn-2d", "googlenet_bn-3d",
+              "resnet34-2d", "resnet50-2d", "resnet50-3d", "resnet50_tv-2d", "resnet50_tv-3d", "resnet50v2-2d",
+              "fcdensenet56-2d"}
 SWEEP = [pytest.param(n, d, id=f"{n}-{d}d", marks=[pytest.mark.slow] if f"{n}-{d}d" in SLOW_CASES else [])
          for n, d in CASES]
 
@@ -143,9 +148,11 @@ def test_sweep(name, dims, tmp_path):
 
 
 NAMES = REG.names()
+# the deepest networks at their reference size: 5.2-7.0 s each in the quick tier (two workers on the 2-core machine)
+SLOW_COUNTS = {"resnet101_tv", "resnet152", "resnet152_tv", "resnet152v2", "deeplabv3_resnet101", "deeplabv3plus"}
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_COUNTS else []) for n in NAMES])
 def test_reference_param_count(name):
     entry = REG.get(name)
     builder = entry.resolve_builder()
@@ -161,7 +168,8 @@ def test_registry_has_entries():
 
 
 def test_case_lists_name_real_cases():
-    """SLOW_CASES names sweep cases that exist; every family gets its .h5 round trip."""
+    """SLOW_CASES and SLOW_COUNTS name cases that exist; every family gets its .h5 round trip."""
     ids = {f"{n}-{d}d" for n, d in CASES}
     assert SLOW_CASES <= ids, sorted(SLOW_CASES - ids)
+    assert SLOW_COUNTS <= set(NAMES), sorted(SLOW_COUNTS - set(NAMES))
     assert {REG.models[n].builder for n, _ in H5_CASES} == {e.builder for e in REG.models.values()}

@@ -284,6 +284,7 @@ def test_report_str_lists_every_category():
         "  skipped (in the file, not in the model): fc9: classifier of the file; the model has no such layer"]
 
 
+@pytest.mark.slow  # 4 cases, up to 13.5 s in the quick tier
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_files_embed_the_build_config_and_zoo_load_rebuilds_from_it(fmt, tmp_path, isolated_home):
     # a GoogLeNet with aux heads and torchvision's input transform, saved with nothing but the path

@@ -21,6 +21,7 @@ def _features(model, name):
     return keras.Model(model.input, model.get_layer(name).output)
 
 
+@pytest.mark.slow  # measured 10.0 s in the quick tier
 def test_class_heads_follow_the_outputs_back_to_their_kernels():
     names = lambda m: sorted(layer.name for layer in W.class_heads(m))  # noqa: E731
     assert names(zoo.load("deeplabv3_resnet50", num_classes=3, **DEEPLAB)) == ["aux_classifier", "classifier"]
@@ -35,6 +36,7 @@ def test_class_heads_follow_the_outputs_back_to_their_kernels():
     assert names(zoo.load("vgg11", num_classes=0, input_shape=(32, 32, 3))) == []  # ends in a max pool
 
 
+@pytest.mark.slow  # measured 7.7 s in the quick tier
 def test_deeplab_main_and_aux_classifiers_both_reinitialised(tmp_path):
     path = _save(zoo.load("deeplabv3_resnet50", num_classes=5, **DEEPLAB), tmp_path / "voc.weights.h5")
     src = zoo.load("deeplabv3_resnet50", num_classes=5, weights=path, **DEEPLAB)
@@ -52,6 +54,7 @@ def test_deeplab_main_and_aux_classifiers_both_reinitialised(tmp_path):
         np.testing.assert_allclose(_features(model, name)(x), _features(src, name)(x), atol=1e-6)
 
 
+@pytest.mark.slow  # measured 11.8 s in the quick tier
 def test_deeplab_aux_branch_skipped_or_left_initialised(tmp_path):
     with_aux = _save(zoo.load("deeplabv3_resnet50", num_classes=4, **DEEPLAB), tmp_path / "aux.npz")
     report = zoo.load("deeplabv3_resnet50", num_classes=4, aux_head=False, weights=with_aux,
@@ -83,6 +86,7 @@ def test_deeplabv2_four_class_branches_reinitialised(tmp_path):
     assert "stage4_block3_conv3" in report.loaded and not report.skipped
 
 
+@pytest.mark.slow  # measured 5.5 s in the quick tier
 def test_googlenet_three_classifiers_and_dropped_aux_heads(tmp_path):
     path = _save(zoo.load("googlenet_bn", num_classes=10, **GOOGLENET), tmp_path / "g.npz")
     report = zoo.load("googlenet_bn", num_classes=3, weights=path, **GOOGLENET).zoo_load_report

@@ -252,7 +252,8 @@ def _assert_same_weighted_layers(ref, model):
                [w.shape for w in model.get_layer(name).weights], name
 
 
-# ~10 s each on the loaded 2-core CI machine (4 x 140M-parameter models): not marked slow
+# 4 x 140M-parameter models
+@pytest.mark.slow  # 2 cases, up to 13.6 s in the quick tier
 @pytest.mark.parametrize("depth", [16, 19])
 def test_vgg_matches_keras_applications(depth):
     """Official-layout keras.applications model -> zoo model, weights copied by layer name."""

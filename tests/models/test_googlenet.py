@@ -252,6 +252,7 @@ def test_same_pooling_matches_ceil_mode_at_even_sizes():
     assert pool(x[None, :, :, None]).shape[1] == _ceil_mode_max_pool(x).shape[0] + 1
 
 
+@pytest.mark.slow  # measured 5.4 s in the quick tier
 def test_transform_input_maps_imagenet_normalised_input_to_half_centred_pixels():
     """torchvision's transform_input: x_c * std_c / 0.5 + (mean_c - 0.5) / 0.5, per RGB channel,
     so that ImageNet-normalised pixels p end as (p - 0.5) / 0.5; 3D too."""

@@ -121,7 +121,9 @@ def test_keras_layouts():
     assert v2.get_layer("conv2_block1_3_conv").use_bias and v2.get_layer("conv2_block1_0_conv").use_bias
 
 
-LAYOUT_CASES = [(18, "torchvision"), (50, "torchvision"), (50, "keras"), (50, "keras_v2")]
+SLOW = pytest.mark.slow  # the ResNet-50s: 5.3-7.0 s each in the quick tier (two workers on the 2-core machine)
+LAYOUT_CASES = [(18, "torchvision"), pytest.param(50, "torchvision", marks=SLOW), pytest.param(50, "keras", marks=SLOW),
+                pytest.param(50, "keras_v2", marks=SLOW)]
 
 
 @pytest.mark.parametrize("depth,layout", LAYOUT_CASES)
@@ -157,8 +159,9 @@ def test_output_stride(depth, layout):
 @pytest.mark.parametrize("depth,layout,expected", [
     (18, "torchvision", ("stage1_out", "stage2_out", "stage3_out", "stage4_out")),
     (101, "keras", ("conv2_block3_out", "conv3_block4_out", "conv4_block23_out", "conv5_block3_out")),
-    (152, "keras_v2", ("conv2_block3_preact_relu", "conv3_block8_preact_relu", "conv4_block36_preact_relu",
-                       "post_relu"))])
+    # 5.3 s in the quick tier (two workers on the 2-core machine)
+    pytest.param(152, "keras_v2", ("conv2_block3_preact_relu", "conv3_block8_preact_relu", "conv4_block36_preact_relu",
+                                   "post_relu"), marks=pytest.mark.slow)])
 def test_stage_outputs_of_each_layout(depth, layout, expected):
     """The contract finds each layout's four stage outputs by name, with or without a registry entry."""
     from zoo._keras import keras

@@ -157,6 +157,7 @@ class TorchDeepLabV3(nn.Module):
         return out
 
 
+@pytest.mark.slow  # 2 cases, up to 8.8 s in the quick tier
 @pytest.mark.parametrize("aux", [True, False])
 def test_converted_deeplabv3_gives_torch_outputs(aux, tmp_path, isolated_home):
     # 108x116: odd sizes after the stem pool (27x29), a 14x15 feature map so the rate-12 branch
@@ -254,6 +255,7 @@ def torchvision_reference(tmp_path, model, x, seed, **kwargs):
     return ct.load_state_dict(out / "state.pth"), want32, want64
 
 
+@pytest.mark.slow  # 2 cases, up to 35.1 s in the quick tier
 @pytest.mark.parametrize("aux,transform_input", [(True, True), (False, False)])
 def test_converted_real_torchvision_googlenet(aux, transform_input, tmp_path, isolated_home, capsys):
     # 96 px: even sizes down to 6x6 at 4a (ceil-mode and 'same' pooling agree), where the aux
@@ -285,6 +287,7 @@ def test_converted_real_torchvision_googlenet(aux, transform_input, tmp_path, is
             plain.zoo_load_report)
 
 
+@pytest.mark.slow  # 2 cases, up to 25.4 s in the quick tier
 @pytest.mark.parametrize("model,name,fmt,atol", [("resnet18", "resnet18", "safetensors", 1e-4),
                                                   ("segmentation.deeplabv3_resnet50", "deeplabv3_resnet50",
                                                    "weights.h5", 1e-3)])

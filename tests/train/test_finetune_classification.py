@@ -33,6 +33,7 @@ def run(folders, tmp_path_factory):
     return out, stdout.getvalue(), stderr.getvalue()
 
 
+@pytest.mark.slow  # measured 8.0 s in the quick tier
 def test_finetune_by_name_takes_class_count_and_names_from_the_folders(run):
     out, stdout, stderr = run
     config = json.loads((out / "state.json").read_text())["config"]
@@ -67,6 +68,7 @@ def test_a_validation_folder_with_other_classes_is_refused(folders, tmp_path):
     assert "missing in validation: clock" in msg and "only in validation: clocks" in msg, msg
 
 
+@pytest.mark.slow  # measured 7.7 s in the quick tier
 def test_predict_prints_class_names_with_probabilities_and_writes_json(run, folders, tmp_path, capsys):
     out, _, _ = run
     image = folders[1] / "disc" / "disc0.png"

@@ -15,7 +15,7 @@ a phantom, a GAN sample grid) with a caption made from its metadata (``NAME.pict
     python tools/gen_cards.py --measure        # recount FLOPs for every entry (builds each at its reference input)
     python tools/gen_cards.py --merge-compress bench.json
 
-tests/test_cards.py runs ``--check``, so a registry change without regenerated cards fails, and so does
+tests/tools/test_cards.py runs ``--check``, so a registry change without regenerated cards fails, and so does
 picture metadata naming a missing PNG (or a PNG that no metadata names).
 """
 import argparse

@@ -106,5 +106,6 @@ def _text(data):
 
 def _shown(argv):
     if len(argv) > 2 and argv[1] == "-c":  # the code, not one long line
-        return f"{argv[0]} -c <<'EOF'\n{argv[2]}EOF {' '.join(argv[3:])}"
+        code = argv[2] if argv[2].endswith("\n") else argv[2] + "\n"
+        return f"{argv[0]} -c \"$(cat <<'EOF'\n{code}EOF\n)\" {' '.join(argv[3:])}"
     return " ".join(argv)

@@ -47,13 +47,13 @@ EXTRAS = {
     "dicom": ["pydicom>=2.4,<4"],
     "images": ["pillow>=10,<13"],
     "metaimage": ["SimpleITK>=2.3,<3"],  # PROMISE12's .mhd/.raw (zoo.datasets)
-    # torchvision: the peer tools/convert_torchvision.py is tested against (tests/test_torchvision_real.py);
+    # torchvision: the peer tools/convert_torchvision.py is tested against (tests/tools/test_convert_torchvision.py);
     # 0.29.1 needs torch 2.14.1 (the CPU-only torch 2.13.0 build has no matching torchvision)
     "torch": ["torch==2.14.1", "torchvision==0.29.1"],
 }
 # monai: the peer the losses and metrics are tested against (tests/test_losses_monai.py);
 # dill: tensorflow_datasets.testing (the catalogue builders' DatasetBuilderTestCase) imports it;
-# ai-edge-litert: runs the GAN generator's TFLite conversion in tests/test_gan_train.py
+# ai-edge-litert: runs the GAN generator's TFLite conversion in tests/train/test_gan_train.py
 # ruff: the linter CI runs (ruff.toml; tests/test_architecture.py runs it too)
 EXTRAS["test"] = ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "setuptools>=65", "wheel", "monai==1.6.1", "dill>=0.3",
                   "ai-edge-litert>=2.3,<3", "ruff>=0.8,<1"] \

@@ -1,4 +1,4 @@
-"""Reference outputs of torch modules for tests/test_convert_torchvision.py.
+"""Reference outputs of torch modules for tests/tools/test_convert_torchvision.py.
 
 Imported by the tests (plain ``torch`` only) and run as a script for REAL torchvision modules:
 

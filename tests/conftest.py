@@ -57,18 +57,3 @@ def http_env(isolated_home, monkeypatch):
     monkeypatch.setenv("ZOO_ALLOW_HTTP", "1")
     monkeypatch.setenv("ZOO_BACKOFF", "0.01")
     return isolated_home
-
-
-def measured_slow_tests():
-    """Node ids listed in tests/slow_tests.txt (measured durations; see its header)."""
-    from pathlib import Path
-    lines = (Path(__file__).with_name("slow_tests.txt").read_text().splitlines())
-    return {line.split()[1] for line in lines if line.strip() and not line.startswith("#")}
-
-
-def pytest_collection_modifyitems(config, items):
-    """The tests measured slow join the `slow` tier, so `pytest -m "not slow"` stays quick."""
-    slow = measured_slow_tests()
-    for item in items:
-        if item.nodeid in slow:
-            item.add_marker(pytest.mark.slow)

@@ -3,6 +3,7 @@
 keras.applications' real models."""
 import pytest
 
+from _proc import run_zoo
 from zoo.bench import bench, flops
 
 # torchvision's model docs ("GFLOPS" column, fvcore MACs) and the papers, in GMACs
@@ -50,20 +51,13 @@ def test_dynamic_shapes_are_refused_with_the_fix():
         flops(keras.Model(x, keras.layers.Conv2D(2, 3)(x)))
 
 
+@pytest.mark.slow  # measured 7.7 s in the quick tier
 def test_zoo_bench_command(tmp_path):
     import json
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=str(root))
-    res = subprocess.run([sys.executable, "-m", "zoo.cli", "bench", "unet3d", "--size", "16", "--set", "in_channels=1",
-                          "--set", "filters=4", "--runs", "2", "--json"], capture_output=True, text=True, env=env,
-                         timeout=300)
+    res = run_zoo("bench", "unet3d", "--size", "16", "--set", "in_channels=1", "--set", "filters=4", "--runs", "2",
+                  "--json", timeout=300)
     assert res.returncode == 0, res.stderr
     row = json.loads(res.stdout)
     assert row["input_shape"] == [16, 16, 16, 1] and row["flops"] == 2 * row["macs"] > 0 and row["keras_ms"] > 0
-    res = subprocess.run([sys.executable, "-m", "zoo.cli", "bench", "unet4d"], capture_output=True, text=True,
-                         env=env, timeout=300)
+    res = run_zoo("bench", "unet4d", timeout=300)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1 and "unet4d" in res.stderr

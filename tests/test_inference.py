@@ -282,7 +282,7 @@ def test_sliding_window_batches_do_not_change_the_result(dims):
 
 def test_predict_dicom_series_folder_writes_nifti_on_the_series_grid(tmp_path):
     pytest.importorskip("pydicom")
-    from test_datasets import _series
+    from _files import _series
     from zoo.data import read_dicom_series
     from zoo.inference import LPS_TO_RAS, default_output
     folder = _series(tmp_path / "scans" / "case7", [2, 0, 3, 1, 4], gap=2.5)

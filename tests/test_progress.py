@@ -1,13 +1,8 @@
 """zoo._progress: the one progress line of downloads and sliding windows."""
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 
+from _proc import ROOT, run_python
 from zoo._progress import Progress
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_progress_line_formats_throttles_and_ends_with_a_newline(capsys):
@@ -43,7 +38,8 @@ def test_sliding_window_reports_patches_when_asked(capsys):
 def test_the_download_path_stays_free_of_tensorflow():
     code = ("import sys, zoo.hub._fetch, zoo._progress; "
             "assert 'tensorflow' not in sys.modules, 'fetching must not import TensorFlow'")
-    subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
+    res = run_python(code, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
 
 
 def test_predict_with_a_2d_model_on_a_volume_reports_slices(capsys):

@@ -1,20 +1,16 @@
 """The README says what the code does: its model table, its two opening commands and its Data sets section."""
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from _proc import ROOT, run_python, run_zoo
 README = (ROOT / "README.md").read_text()
 
 
 def test_model_table_and_cards_match_registry():
     """tools/gen_cards.py --check: every docs/models/NAME.md and the README's table are what the
     registry and docs/models/measured.json render to (regenerate with python tools/gen_cards.py)."""
-    res = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_cards.py"), "--check"],
-                         capture_output=True, text=True, timeout=120)
+    res = run_python(ROOT / "tools" / "gen_cards.py", "--check", timeout=120)
     assert res.returncode == 0, res.stderr
 
 
@@ -56,27 +52,22 @@ def test_data_sets_examples_run_as_written(tmp_path):
     """The section's commands and Python block, verbatim, from a folder holding the checkout's
     datasets/ (its dummy files), with a private TFDS data_dir. ``zoo ...`` runs as
     ``python -m zoo.cli ...`` (the same entry point)."""
-    import os
     section = _section("Data sets")
     (tmp_path / "datasets").symlink_to(ROOT / "datasets")
-    env = {**os.environ, "TFDS_DATA_DIR": str(tmp_path / "tfds")}
-    for k in ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS"):
-        env.pop(k, None)
+    env = {"TFDS_DATA_DIR": tmp_path / "tfds", "TF_CPP_MIN_LOG_LEVEL": None, "TF_USE_LEGACY_KERAS": None}
     bash, = re.findall(r"```bash\n(.*?)```", section, re.S)
     outputs = []
     for line in bash.splitlines():
         command = line.split("  #")[0].split()
         assert command[0] == "zoo", line
-        res = subprocess.run([sys.executable, "-m", "zoo.cli", *command[1:]], capture_output=True, text=True,
-                             cwd=tmp_path, env=env, timeout=900)
+        res = run_zoo(*command[1:], cwd=tmp_path, env=env, timeout=900)
         assert res.returncode == 0, (line, res.stderr[-3000:])
         outputs.append(res.stdout)
     assert "decathlon/task05_prostate" in outputs[0] and "Task04_Hippocampus.tar" in outputs[1]
     assert "prepared isbi2012_em in" in outputs[2] and "train 5, validation 1" in outputs[2]
     assert (tmp_path / "runs" / "isbi-demo" / "best.h5").is_file()
     python, = re.findall(r"```python\n(.*?)```", section, re.S)
-    res = subprocess.run([sys.executable, "-c", python], capture_output=True, text=True, cwd=tmp_path, env=env,
-                         timeout=900)
+    res = run_python(python, cwd=tmp_path, env=env, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "runs" / "msd-demo" / "best.h5").is_file()
 
@@ -86,19 +77,16 @@ def test_data_sets_examples_run_as_written(tmp_path):
 def test_classification_from_folders_runs_as_written(tmp_path):
     """The section's commands, verbatim, on two class folders like the ones it shows."""
     import json
-    import os
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_flows_classify import make_class_folders
+    from _files import make_class_folders
     section = _section("Classifying images from folders")
     make_class_folders(tmp_path / "data2d")
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS")}
+    env = {"TF_CPP_MIN_LOG_LEVEL": None, "TF_USE_LEGACY_KERAS": None}
     bash, = re.findall(r"```bash\n(.*?)```", section, re.S)
     outputs = []
     for line in bash.splitlines():
         command = line.split()
         assert command[0] == "zoo", line
-        res = subprocess.run([sys.executable, "-m", "zoo.cli", *command[1:]], capture_output=True, text=True,
-                             cwd=tmp_path, env=env, timeout=900)
+        res = run_zoo(*command[1:], cwd=tmp_path, env=env, timeout=900)
         assert res.returncode == 0, (line, res.stderr[-3000:])
         outputs.append((res.stdout, res.stderr))
     assert "2 classes from the folders of data2d/train (clock, disc)" in outputs[0][1]

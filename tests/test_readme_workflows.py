@@ -9,17 +9,13 @@ command, option and path is the README's. ``zoo ...`` runs as ``python -m zoo.cl
 console script's entry point).
 """
 import json
-import os
 import re
 import shlex
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from _proc import ROOT, run_zoo
 README = (ROOT / "README.md").read_text()
 SCALE = {"--epochs 50": "--epochs 8 --set filters=8", "--epochs 2": "--epochs 1", "96,96,96": "32,32,32"}
 SECTIONS = ("Fine-tuning on your data", "Compression", "Export to TFLite (LiteRT)")
@@ -71,13 +67,12 @@ def test_finetune_compress_export_predict_run_as_written(tmp_path):
     test_vol = _volumes(tmp_path / "data" / "test_src", 1, seed=3)
     (tmp_path / "data" / "test").mkdir()
     (tmp_path / "data" / "test_src" / "images" / "case0.nii.gz").rename(tmp_path / "data" / "test" / "case_001.nii.gz")
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_USE_LEGACY_KERAS")}
+    env = {"TF_CPP_MIN_LOG_LEVEL": None, "TF_USE_LEGACY_KERAS": None}
     printed = {}
     for title in SECTIONS:
         for command in _commands(title):
             assert command[0] == "zoo", command
-            res = subprocess.run([sys.executable, "-m", "zoo.cli", *command[1:]], capture_output=True, text=True,
-                                 cwd=tmp_path, env=env, timeout=1500)
+            res = run_zoo(*command[1:], cwd=tmp_path, env=env, timeout=1500)
             assert res.returncode == 0, (command, res.stdout[-2000:], res.stderr[-3000:])
             assert "Traceback" not in res.stderr, (command, res.stderr[-3000:])
             printed[" ".join(command[:3])] = res.stdout + res.stderr

@@ -1,9 +1,6 @@
 """zoo.run / zoo run: fine-tune -> compress -> export -> verify, with resume and skipped stages."""
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,10 +8,10 @@ import numpy as np
 import pytest
 
 import zoo
+from _proc import run_zoo, start_zoo
 from zoo.errors import InvalidArgumentError, UnknownModelError
 from zoo.pipeline import score
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(model_options={"filters": 4, "depth": 2}, patch_size=32, epochs=1, compress_epochs=1,
             steps_per_epoch=4, validation_steps=2)
 
@@ -31,6 +28,7 @@ def test_score_is_per_case_foreground_dice_and_top1():
     assert score("classification", np.array([0, 2, 2]), onehot) == pytest.approx(2 / 3)
 
 
+@pytest.mark.slow  # measured 20.2 s in the quick tier
 def test_run_writes_every_stage_and_a_second_call_skips_them(tmp_path, capsys):
     out = tmp_path / "r"
     report = zoo.run("unet", recipe="prune_50", quantization="float32", out_dir=out, **TINY)
@@ -72,9 +70,7 @@ def test_refusals_name_the_fix(tmp_path):
 
 
 def _zoo(*args, **kw):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", "zoo.cli", *args], capture_output=True, text=True, env=env,
-                          timeout=900, **kw)
+    return run_zoo(*args, timeout=900, **kw)
 
 
 def test_cli_errors_are_one_line():
@@ -93,8 +89,7 @@ def test_cli_run_json_and_a_killed_run_continues(tmp_path):
     args = ["run", "unet", "--set", "filters=4", "--set", "depth=2", "--patch-size", "32", "--epochs", "3",
             "--compress-epochs", "1", "--steps-per-epoch", "40", "--validation-steps", "2", "--recipe", "prune_50",
             "--quantization", "float16", "--out", str(out), "--json"]
-    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    proc = start_zoo(*args)
     state = out / "1_finetune" / "state.json"
     deadline = time.time() + 600
     while time.time() < deadline:

@@ -20,7 +20,7 @@ is missing says which command writes it, and shows no number.
     python tools/gen_cards.py --measure        # recount FLOPs for every entry (builds each at its reference input)
     python tools/gen_cards.py --merge-compress out.json   # a record a tool wrote with --json (provenance included)
 
-``--check`` (tests/test_readme.py runs it) fails on a stale card or block, on picture metadata
+``--check`` (tests/test_readme.py and tests/tools/test_cards.py run it) fails on a stale card or block, on picture metadata
 naming a missing PNG (or a PNG that no metadata names), and on what :func:`audit` finds: a record
 without its provenance fields or naming a tool that does not exist, a README block this tool does
 not render, or a figure in a card or block that no record backs (tests/tools/test_provenance.py).

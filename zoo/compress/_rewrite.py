@@ -1,6 +1,6 @@
 """Exact layer rewrites that let the TFLite converter run a QAT model in int8.
 
-Measured with ``tf.lite.TFLiteConverter`` on the zoo's models (tests/test_compress.py converts
+Measured with ``tf.lite.TFLiteConverter`` on the zoo's models (tests/compress/test_compress.py converts
 them): a BatchNormalization that tfmot cannot fold into the conv before it (after a concatenation
 in FC-DenseNet, pre-activation in ResNetV2, after an atrous conv in DeepLab, whose
 SpaceToBatch/BatchToSpace sit between the two) becomes a float MUL + ADD in TFLite even with its

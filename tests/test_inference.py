@@ -8,7 +8,8 @@ import pytest
 import zoo
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, ZooError
-from zoo.inference import _starts, gaussian_importance, predict, sliding_window, window_steps
+from zoo.api import predict
+from zoo.inference import _starts, gaussian_importance, sliding_window, window_steps
 
 nib = pytest.importorskip("nibabel")
 

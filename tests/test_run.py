@@ -10,22 +10,23 @@ import pytest
 import zoo
 from _proc import run_zoo, start_zoo
 from zoo.errors import InvalidArgumentError, UnknownModelError
-from zoo.pipeline import score
+from zoo.scoring import score
 
 TINY = dict(model_options={"filters": 4, "depth": 2}, patch_size=32, epochs=1, compress_epochs=1,
             steps_per_epoch=4, validation_steps=2)
 
 
 def test_score_is_per_case_foreground_dice_and_top1():
-    labels = np.zeros((2, 4, 4), int)
+    labels = np.zeros((3, 4, 4), int)
     labels[0, :2] = 1                      # case 0: 8 foreground pixels
-    probs = np.zeros((2, 4, 4, 2))
+    labels[2, 2:] = 1                      # case 2: 8 foreground pixels, none predicted: Dice 0
+    probs = np.zeros((3, 4, 4, 2))
     probs[..., 0] = 1
     probs[0, :1, :, 1] = 2                 # predicts 4 of them: Dice 2*4/(4+8)
-    probs[1, 0, 0, 1] = 2                  # case 1: a false positive on an empty label: Dice 0
-    assert score("segmentation", labels, probs) == pytest.approx((8 / 12 + 0) / 2)
+    probs[1, 0, 0, 1] = 2                  # case 1: no foreground in its labels: left out (MONAI's ignore_empty)
+    assert score("segmentation", labels, probs) == ("dice", pytest.approx((8 / 12 + 0) / 2))
     onehot = np.eye(3)[[0, 2, 1]]
-    assert score("classification", np.array([0, 2, 2]), onehot) == pytest.approx(2 / 3)
+    assert score("classification", np.array([0, 2, 2]), onehot) == ("accuracy", pytest.approx(2 / 3))
 
 
 @pytest.mark.slow  # measured 20.2 s in the quick tier

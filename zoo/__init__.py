@@ -35,7 +35,7 @@ del compress, export  # noqa: F821 - the submodule names bound by the imports ab
 _LAZY = {"finetune": "zoo.api", "compress": "zoo.api", "export": "zoo.api", "predict": "zoo.api",
          "run": "zoo.pipeline", "list_recipes": "zoo.compress.listing", "load_model": "zoo.resolve",
          "load_run": "zoo.resolve", "load_tflite": "zoo.export.runtime", "FitOptions": "zoo.train.options",
-         "ModelInfo": "zoo.record", "info_of": "zoo.record"}
+         "ModelInfo": "zoo.record", "info_of": "zoo.record", "RecipeNotApplicableError": "zoo.compress.recipes"}
 
 # zoo.datasets (the data-set catalogue), zoo.data (the input pipeline), zoo.train, zoo.callbacks
 # (Keras callbacks), zoo.quality (GAN distances), zoo.losses, zoo.metrics: imported on first access
@@ -59,5 +59,5 @@ def __dir__():
 
 __all__ = ["load", "load_model", "load_run", "load_tflite", "list_models", "info", "save_weights", "contract",
            "finetune", "compress", "export", "predict", "run", "list_recipes", "FitOptions", "ModelInfo",
-           "info_of", "ZooError", "RegistryError", "UnknownModelError", "UnknownArgumentError",
+           "info_of", "RecipeNotApplicableError", "ZooError", "RegistryError", "UnknownModelError", "UnknownArgumentError",
            "InvalidArgumentError", "WeightsError", "MissingDependencyError", "__version__"]

@@ -7,7 +7,7 @@ import pytest
 
 import zoo
 from zoo._keras import keras, tf
-from zoo.compress import RecipeNotApplicableError, resolve
+from zoo.compress.recipes import RecipeNotApplicableError, resolve
 from zoo.compress import _prune
 from zoo.data import phantom_arrays
 from zoo.errors import InvalidArgumentError, ZooError
@@ -182,16 +182,16 @@ def test_prune_reaches_the_target_in_every_pruned_layer_and_returns_a_plain_mode
 
 
 def test_a_score_that_falls_by_more_than_the_margin_is_a_warning_naming_the_fix():
-    from zoo.compress._run import QUALITY_MARGIN, _warn_if_worse
-    with pytest.warns(UserWarning, match=r"compress: runs/u with prune_80: dice fell from 0\.951 to 0\.014 on the validation "
+    from zoo.compress.run import QUALITY_MARGIN, _warn_if_worse
+    with pytest.warns(UserWarning, match=r"compress: unet with prune_80: dice fell from 0\.951 to 0\.014 on the validation "
                                          r"data after 3 epoch\(s\) per step; fine-tune longer .*zoo recipes unet"):
-        _warn_if_worse("runs/u", "unet", "prune_80", 3, {"loss": 0.1, "dice": 0.951, "iou": 0.9},
+        _warn_if_worse("unet", "prune_80", 3, {"loss": 0.1, "dice": 0.951, "iou": 0.9},
                        {"loss": 0.9, "dice": 0.014, "iou": 0.85})
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # within the margin, or only the loss rose: silent
-        _warn_if_worse("u", "unet", "prune_80", 3, {"loss": 0.1, "dice": 0.95}, {"loss": 5.0, "dice": 0.95 - QUALITY_MARGIN})
-        _warn_if_worse("u", None, "qat_int8", 3, {}, {"dice": 0.1})  # no validation data: nothing to compare
+        _warn_if_worse("unet", "prune_80", 3, {"loss": 0.1, "dice": 0.95}, {"loss": 5.0, "dice": 0.95 - QUALITY_MARGIN})
+        _warn_if_worse("unet", "qat_int8", 3, {}, {"dice": 0.1})  # no validation data: nothing to compare
 
 
 @pytest.mark.slow  # over 20 s on the 2-core CI machine
@@ -270,7 +270,7 @@ def test_qat_converts_to_int8_tflite_and_loads_through_zoo_load_model(tmp_path):
     loaded = zoo.load_model(str(tmp_path / "c" / "model.h5"))
     np.testing.assert_allclose(loaded(x), ref, atol=1e-5)
     assert type(loaded.layers[2]).__name__ == "QuantizeWrapperV2"
-    run_model = zoo.train.load_run(tmp_path / "c")  # the out_dir is a run folder too
+    run_model = zoo.load_run(tmp_path / "c")  # the out_dir is a run folder too
     np.testing.assert_allclose(run_model(x), ref, atol=1e-5)
 
 

@@ -7,8 +7,8 @@ import pytest
 
 import zoo
 from zoo._keras import keras, tf
-from zoo.compress import RecipeNotApplicableError
-from zoo.compress._listing import check_entry, sweep_kwargs
+from zoo.compress.recipes import RecipeNotApplicableError
+from zoo.compress.listing import check_entry, sweep_kwargs
 from zoo.compress._quantize import float_ops
 from zoo.hub.contract import kernel_of
 from zoo.hub.registry import get_registry
@@ -40,7 +40,7 @@ def test_every_listed_recipe_passes_the_check_at_the_sweep_size(name):
 def test_the_check_raises_the_recipe_error_for_an_unlisted_recipe():
     model = zoo.load("unet3d", **sweep_kwargs(REG.get("unet3d"), 3))
     from zoo.compress._check import plan
-    from zoo.compress import resolve
+    from zoo.compress.recipes import resolve
     with pytest.raises(RecipeNotApplicableError):
         plan(model, resolve("qat_int8")[1])
 

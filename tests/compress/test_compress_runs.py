@@ -15,7 +15,8 @@ from zoo._keras import keras
 from zoo.compress import _prune
 from zoo.data import phantom_arrays
 from zoo.train import read_state
-from zoo.train._runs import read_snapshot, weight_layout
+from zoo._h5 import weight_layout
+from zoo.train.runfolder import read_snapshot
 
 KILL = """
 import sys, time

@@ -5,7 +5,8 @@ import pytest
 
 from _files import _dicom_root, _nii, _png, _series
 import zoo.data as zd
-from zoo.data import DataError, from_arrays, from_source, phantom_arrays, segmentation_folder
+from zoo.data import DataError, from_arrays, phantom_arrays, segmentation_folder
+from zoo.datapath import from_source
 from zoo.errors import InvalidArgumentError
 
 
@@ -156,7 +157,7 @@ def test_read_image_is_public_and_converts_channels(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"nope\.png"):
         zd.read_image(tmp_path / "nope.png")
     from zoo._keras import keras
-    from zoo.inference import predict
+    from zoo.api import predict
     seen = []
     real = zd.read_image
     monkeypatch.setattr(zd, "read_image", lambda p, ch=None, size=None: seen.append(ch) or real(p, ch, size))

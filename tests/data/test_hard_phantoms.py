@@ -4,7 +4,8 @@ intensities) and is measurably harder than the easy phantoms."""
 import numpy as np
 import pytest
 
-from zoo.data import from_source, phantom_arrays
+from zoo.data import phantom_arrays
+from zoo.datapath import from_source
 from zoo.data.hard_phantoms import hard_phantom_arrays, hard_phantoms, intensity_dice, mean_dice
 from zoo.errors import InvalidArgumentError
 

@@ -130,7 +130,8 @@ def test_camvid_frames_and_void_class_match_the_pngs(data_dir):
 
 
 def test_phantoms_splits_are_the_finetune_defaults(data_dir):
-    from zoo.data import from_source, phantom_arrays
+    from zoo.data import phantom_arrays
+    from zoo.datapath import from_source
     train = raw("phantoms/seg2d", "train", data_dir)
     images, labels = phantom_arrays(64, size=64, seed=0)
     stored = {ex["image"].tobytes(): ex["label"] for ex in train}
@@ -187,7 +188,8 @@ def _case_order(name, split, data_dir):
 def test_volumes_get_the_nifti_pipeline(options, data_dir):
     """tfds:decathlon/... gives exactly what zoo.data.nifti gives for the same files: the same
     resampling, intensity scaling and (seeded, foreground-aware) patches."""
-    from zoo.data import from_source, nifti
+    from zoo.data import nifti
+    from zoo.datapath import from_source
     name = "decathlon/task03_liver"
     folder = dummy("decathlon") / "Task03_Liver"
     for training, split in ((True, "train"), (False, "validation")):
@@ -241,7 +243,7 @@ def test_classification_images_are_scaled_and_resized(data_dir):
 
 
 def test_default_splits_and_option_errors(data_dir):
-    from zoo.data import from_source
+    from zoo.datapath import from_source
     kw = dict(task="segmentation", spatial_dims=2, data_dir=data_dir)
     assert len(_pairs(from_source("tfds:isbi2012_em", training=True, **kw))) == 5
     assert len(_pairs(from_source("tfds:isbi2012_em", training=False, **kw))) == 1  # validation

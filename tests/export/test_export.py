@@ -106,7 +106,7 @@ def test_int8_io_takes_and_gives_integers(classifier, tmp_path):
     side = json.loads((tmp_path / "c.tflite.json").read_text())
     scale, zero = side["input"]["quantization"]
     assert scale > 0 and -128 <= zero <= 127
-    runner = zoo.export.load_tflite(tmp_path / "c.tflite")
+    runner = zoo.load_tflite(tmp_path / "c.tflite")
     assert runner._in["dtype"] == np.int8 and runner._out["dtype"] == np.int8
     x, y = phantom_arrays(16, spatial_dims=2, size=32, task="classification", seed=99)
     want = classifier.predict_on_batch(x).argmax(-1)
@@ -240,8 +240,8 @@ def test_bad_input_is_a_clear_error_and_leaves_nothing(case, tmp_path):
     expect = {"missing_folder": r"does not exist; create it", "exists": r"exists; pass overwrite=True",
               "suffix": r"must end with \.tflite", "shape": r"shape \(20, 20, 1\) but the export input is "
               r"\(16, 16, 1\)", "channels": r"has 3 channel\(s\) but the model takes 1",
-              "mode": r"quantization='int4' is not supported", "not_a_model": r"must be a keras.Model",
-              "unknown_name": r"neither a finetune run folder .* nor a registry model name",
+              "mode": r"quantization='int4' is not supported", "not_a_model": r"model object is not a keras.Model, a registry name",
+              "unknown_name": r"'unet3dd' is not a keras.Model, .* Did you mean 'unet3d'",
               "generator_folder": r"latent vectors of length 8", "verify": r"verify='maybe'",
               "input_shape": r"input_shape=\(20, 20\) does not fit"}[case]
     if case == "missing_folder":
@@ -323,7 +323,7 @@ def test_ops_reader_on_a_real_file(classifier, tmp_path):
 def test_the_input_range_warning_of_int8_files(classifier, tmp_path):
     zoo.export(classifier, tmp_path / "c.tflite", quantization="int8", calibration_samples=8,
                verify_samples=8, latency_runs=0)
-    runner = zoo.export.load_tflite(tmp_path / "c.tflite")
+    runner = zoo.load_tflite(tmp_path / "c.tflite")
     x, _ = phantom_arrays(2, spatial_dims=2, size=32, task="classification", seed=7)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -53,7 +53,7 @@ def _check_file(result, dims):
     assert not export_ops.unsupported_ops(ops), "Flex/custom ops in the file"
     if dims == 3:
         assert not [o["op"] for o in ops if o["op"].endswith("_3D")], "3D ops left after the rewrite"
-    runner = zoo.export.load_tflite(result.path)  # a fresh interpreter on the written file, its sidecar
+    runner = zoo.load_tflite(result.path)  # a fresh interpreter on the written file, its sidecar
     assert runner.sidecar["sha256"] and runner.sidecar["mode"] == result.mode
     x = np.zeros(runner.input_shape[1:], "float32")
     assert np.all(np.isfinite(runner.run_one(x)))

@@ -10,7 +10,7 @@ from _proc import run_python, run_zoo
 from zoo._keras import keras, tf
 from zoo.data import phantom_arrays
 from zoo.export._data import representative
-from zoo.train import finetune
+from zoo import finetune
 
 L = keras.layers
 QUIET = dict(verbose=0, tensorboard=False)
@@ -28,18 +28,30 @@ def _nifti_root(root, n=3, size=24, scale=1000.0, offset=-500.0, seed=5):
     return vols
 
 
+def _representative(source, *, n, shape, task, num_classes, options=None):
+    """zoo.export's representative inputs for a minimal model of ``shape`` and ``task``."""
+    from zoo.record import describe
+    inp = keras.Input((None,) * (len(shape) - 1) + (shape[-1],))
+    conv = {2: keras.layers.Conv2D, 3: keras.layers.Conv3D}[len(shape) - 1](num_classes, 1)(inp)
+    if task == "classification":
+        pool = {2: keras.layers.GlobalAveragePooling2D, 3: keras.layers.GlobalAveragePooling3D}[len(shape) - 1]
+        conv = pool()(conv)
+    model = keras.Model(inp, conv)
+    return representative(source, model, describe(model), n=n, shape=shape, options=options)
+
+
 def test_every_data_source_gives_inputs_of_the_export_shape(tmp_path):
     from PIL import Image
     # NIfTI volumes (1 channel) in CT units, windowed as the run would: patches of the export size
     _nifti_root(tmp_path / "nii")
-    xs = representative(str(tmp_path / "nii"), n=4, shape=(16, 16, 16, 1), task="segmentation", num_classes=2,
+    xs = _representative(str(tmp_path / "nii"), n=4, shape=(16, 16, 16, 1), task="segmentation", num_classes=2,
                         options={"window": [-500, 500], "samples_per_volume": 2})
     assert xs.shape == (4, 16, 16, 16, 1) and xs.min() >= 0 and xs.max() <= 1  # the window applied
     # DICOM series
     pytest.importorskip("pydicom")
     from _files import _dicom_root
     _dicom_root(tmp_path / "dcm", {"a": [1, 0, 2, 3], "b": [3, 2, 1, 0]})
-    xs = representative(str(tmp_path / "dcm"), n=2, shape=(2, 2, 2, 1), task="segmentation", num_classes=2)
+    xs = _representative(str(tmp_path / "dcm"), n=2, shape=(2, 2, 2, 1), task="segmentation", num_classes=2)
     assert xs.shape == (2, 2, 2, 2, 1)
     # a grayscale class folder for a 1-channel classifier: resized to the export size
     for cls in ("a", "b"):
@@ -47,24 +59,24 @@ def test_every_data_source_gives_inputs_of_the_export_shape(tmp_path):
         for i in range(2):
             Image.fromarray(np.full((40, 30), 60 * i + (cls == "b") * 100, np.uint8)).save(
                 tmp_path / "png" / cls / f"{i}.png")
-    xs = representative(str(tmp_path / "png"), n=8, shape=(24, 24, 1), task="classification", num_classes=2)
+    xs = _representative(str(tmp_path / "png"), n=8, shape=(24, 24, 1), task="classification", num_classes=2)
     assert xs.shape == (4, 24, 24, 1)  # all four images, no more
     # .npz, arrays without the channel axis, a batched tf.data.Dataset
     images = np.random.default_rng(0).random((5, 16, 16, 1)).astype("float32")
     np.savez(tmp_path / "d.npz", images=images, labels=np.zeros((5, 16, 16), np.int64))
     np.testing.assert_array_equal(
-        representative(str(tmp_path / "d.npz"), n=3, shape=(16, 16, 1), task="segmentation", num_classes=2),
+        _representative(str(tmp_path / "d.npz"), n=3, shape=(16, 16, 1), task="segmentation", num_classes=2),
         images[:3])
     np.testing.assert_array_equal(
-        representative(images[..., 0], n=5, shape=(16, 16, 1), task="segmentation", num_classes=2), images)
+        _representative(images[..., 0], n=5, shape=(16, 16, 1), task="segmentation", num_classes=2), images)
     ds = tf.data.Dataset.from_tensor_slices((images, np.zeros(5))).batch(2)
     np.testing.assert_array_equal(
-        representative(ds, n=4, shape=(16, 16, 1), task="classification", num_classes=2), images[:4])
+        _representative(ds, n=4, shape=(16, 16, 1), task="classification", num_classes=2), images[:4])
     # segmentation images larger than the export size are centre-cropped (as validation data)
     big = np.arange(20 * 20, dtype="float32").reshape(1, 20, 20, 1)
     ds = tf.data.Dataset.from_tensor_slices((big, np.zeros((1, 20, 20, 1), np.int32)))
     np.testing.assert_array_equal(
-        representative(ds, n=1, shape=(16, 16, 1), task="segmentation", num_classes=2), big[:, 2:18, 2:18])
+        _representative(ds, n=1, shape=(16, 16, 1), task="segmentation", num_classes=2), big[:, 2:18, 2:18])
 
 
 def test_a_run_folder_exports_with_its_data_and_preprocessing_and_predicts_alike(tmp_path):
@@ -78,7 +90,7 @@ def test_a_run_folder_exports_with_its_data_and_preprocessing_and_predicts_alike
              data_options={"samples_per_volume": 2, "window": [-500, 500]}, **QUIET)
     result = zoo.export(tmp_path / "run", tmp_path / "run.tflite", verify_samples=2, latency_runs=0)
     assert result.passed and result.input_shape == [1, 16, 16, 16, 1]
-    assert any("the run's training data" in n for n in result.notes)
+    assert any("the model's training data" in n for n in result.notes)
     side = json.loads((tmp_path / "run.tflite.json").read_text())
     assert side["preprocessing"] == {"window": [-500, 500]} and side["patch_size"] == [16, 16, 16]
     assert 0 <= side["verification"]["metrics"]["output_scale"]

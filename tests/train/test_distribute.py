@@ -18,7 +18,8 @@ from zoo._keras import keras, tf
 import numpy as np
 import zoo
 from zoo.data import phantom_arrays
-from zoo.train import finetune, read_state
+from zoo import finetune
+from zoo.train import read_state
 
 out = sys.argv[1]
 
@@ -158,7 +159,7 @@ def test_multiworker_two_processes_chief_writes_checkpoints(tmp_path):
     a, b = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
     for k in a.files:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-7, err_msg=k)
-    from zoo.train import load_run
+    from zoo import load_run
     last = load_run(out, which="last")
     for k, w in zip(a.files, last.get_weights()):
         np.testing.assert_array_equal(a[k], w)

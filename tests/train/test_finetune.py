@@ -17,8 +17,9 @@ from zoo._keras import keras, tf
 from zoo.data import phantom_arrays
 from zoo.errors import InvalidArgumentError, ZooError
 from zoo.losses import get_loss
-from zoo.train._runs import read_snapshot
-from zoo.train import finetune, load_run, read_state
+from zoo.train.runfolder import read_snapshot
+from zoo import finetune, load_run
+from zoo.train import read_state
 
 QUIET = dict(verbose=0, tensorboard=False)
 
@@ -81,7 +82,7 @@ def test_phantoms_2d_run_writes_checkpoints_state_and_a_rebuildable_model(tmp_pa
     np.testing.assert_allclose(model.predict_on_batch(x), rebuilt.predict_on_batch(x), rtol=1e-6)
     # zoo.predict on the trained (dynamic-size) model takes the run's 32 px training patch
     image = np.random.default_rng(1).normal(size=(50, 40)).astype("float32")
-    assert model.zoo_run["patch_size"] == [32, 32] and model.zoo_run["dir"] == str(tmp_path)
+    assert zoo.info_of(model).patch_size == (32, 32) and zoo.info_of(model).run["dir"] == str(tmp_path)
     np.testing.assert_array_equal(zoo.predict(model, image),
                                   zoo.predict(model, image, patch_size=(32, 32)))
     # a finished run folder is never trained over: error, and not one byte changes
@@ -484,5 +485,5 @@ def test_cli_finetune_then_predict(tmp_path, monkeypatch):
 
 
 def test_public_api_exports():
-    import zoo.inference
-    assert zoo.finetune is finetune and zoo.predict is zoo.inference.predict
+    import zoo.api
+    assert zoo.finetune is finetune and zoo.predict is zoo.api.predict

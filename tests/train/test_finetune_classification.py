@@ -43,7 +43,7 @@ def test_finetune_by_name_takes_class_count_and_names_from_the_folders(run):
     # the summary suggests the classifier's predict command, not a segmentation output
     line = next(x for x in stdout.splitlines() if x.strip().startswith("predict:"))
     assert f"zoo predict {out} IMAGE.png" in line and "--out SEG" not in line and "clock, disc" in line
-    assert zoo.train.load_run(out).zoo_run["class_names"] == ["clock", "disc"]
+    assert list(zoo.load_run(out).zoo_info.class_names) == ["clock", "disc"]
 
 
 def test_a_model_whose_head_does_not_fit_the_folders_is_refused(folders, tmp_path):

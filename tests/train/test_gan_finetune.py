@@ -56,7 +56,7 @@ def test_finetune_gan_resumes_with_both_optimizers_and_sample_cli(tmp_path, caps
     assert main(["sample", str(out), "-n", "9", "--out", str(tmp_path / "a.png"), "--npy", str(tmp_path / "a.npy")]) == 0
     grid = np.asarray(Image.open(tmp_path / "a.png"))
     assert grid.shape == (3 * 18 + 2, 3 * 18 + 2)
-    from zoo.train import load_run
+    from zoo import load_run
     gan = load_run(out)
     np.testing.assert_allclose(np.load(tmp_path / "a.npy"), gan.sample(9, seed=0), atol=1e-6)
     assert main(["sample", str(out), "--out", str(tmp_path / "a.png")]) == 2

@@ -9,12 +9,8 @@ import dataclasses
 import fnmatch
 
 from zoo._keras import keras
+from zoo.compress.recipes import RecipeNotApplicableError
 from zoo.errors import InvalidArgumentError
-
-
-class RecipeNotApplicableError(InvalidArgumentError):
-    """A recipe cannot be applied to this model (the message lists every layer and the fix)."""
-
 
 PTQ_HINT = ("quantize after training with the export's post-training int8 path instead: "
             "zoo.export(model, ..., quantization='int8')")

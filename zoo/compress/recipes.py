@@ -40,6 +40,10 @@ OPTIONS = {
 }
 
 
+class RecipeNotApplicableError(InvalidArgumentError):
+    """A recipe cannot be applied to this model (the message lists every layer and the fix)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     """One training step of a recipe: ``kind``, validated ``options`` and ``preserve`` (the kinds

@@ -123,8 +123,8 @@ class FitOptions:
             check_choice("strategy", self.strategy, STRATEGIES, where)
         lr = self.learning_rate
         if lr is not None and not isinstance(lr, keras.optimizers.schedules.LearningRateSchedule) and (
-                isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0):
-            raise InvalidArgumentError(f"{where}: learning_rate={lr!r} must be a positive number or a Keras "
+                isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr >= 0):
+            raise InvalidArgumentError(f"{where}: learning_rate={lr!r} must be a number >= 0 or a Keras "
                                        "LearningRateSchedule; e.g. learning_rate=1e-4.")
         if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) \
                 or self.weight_decay < 0:

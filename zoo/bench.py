@@ -11,7 +11,10 @@ import time
 
 import numpy as np
 
+from zoo._keras import keras, tf
 from zoo.errors import InvalidArgumentError
+from zoo.hub import load
+from zoo.hub.registry import get_registry
 
 
 def _positions(shape):
@@ -22,7 +25,6 @@ def _positions(shape):
 def _layer_macs(layer):
     """MACs of one layer at batch 1 (0 for layers without a kernel). The checks go from the
     most derived class: tf_keras' depthwise and transposed convolutions subclass Conv2D."""
-    from zoo._keras import keras
     L = keras.layers
     out_shape = layer.output_shape[0] if isinstance(layer.output_shape, list) else layer.output_shape
     if not hasattr(layer, "kernel") and not hasattr(layer, "depthwise_kernel"):
@@ -66,7 +68,6 @@ def _walk(model):
 
 def latency(model, runs=10, warmup=2, seed=0):
     """Median milliseconds of one batch-1 forward pass of ``model`` (Keras, graph mode)."""
-    from zoo._keras import tf
     shape = (1,) + tuple(int(s) for s in model.input_shape[1:])
     x = tf.constant(np.random.default_rng(seed).normal(size=shape).astype("float32"))
     fn = tf.function(lambda t: model(t, training=False))
@@ -85,8 +86,6 @@ def bench(name, *, size=None, spatial_dims=None, runs=10, **kwargs):
     """Parameters, MACs/FLOPs and Keras latency of registry entry ``name``: at its reference
     config and input (where its ``params`` are counted), or with ``size`` per axis at its default
     config. ``kwargs`` are builder keywords."""
-    from zoo.hub import load
-    from zoo.hub.registry import get_registry
     entry = get_registry().get(name)
     kw = entry.reference_kwargs()  # config + reference overrides, with its input
     dims = spatial_dims or kw["spatial_dims"]

@@ -16,8 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+import zoo.data
+from zoo._deps import require
+from zoo._io import atomic_write_bytes
+from zoo._keras import keras
 from zoo._progress import Progress
-from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
+from zoo.data.dicom import holds_series, is_dicom_file, read_dicom_series
+from zoo.data.folders import resize_image
+from zoo.data.volumes import load_nifti, normalize_intensity, resample
+from zoo.errors import InvalidArgumentError, ZooError, check_choice, check_positive_int
 from zoo.scoring import labels as labels_of
 from zoo.scoring import probabilities
 
@@ -131,7 +138,6 @@ NORMALIZE = ("auto", "zscore", "none")
 def _main_output(model):
     """A Keras model with auxiliary heads (DeepLab aux, GoogLeNet aux1/2) predicts with its first output."""
     if not getattr(model, "zoo_tflite", False) and len(model.outputs) > 1:
-        from zoo._keras import keras
         return keras.Model(model.inputs, model.outputs[0], name=model.name)
     return model
 
@@ -246,7 +252,6 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
         vol = dict(window=window, normalize=normalize, spacing=spacing,
                    return_probabilities=return_probabilities, kw=kw)
         if path.is_dir():
-            from zoo.data.dicom import holds_series
             if not holds_series(path):
                 raise InvalidArgumentError(
                     f"predict: {path} is a folder without DICOM files; pass one DICOM series folder "
@@ -261,7 +266,6 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
             return _predict_nifti(model, path, out, **vol)
         if lower.endswith(IMAGE_SUFFIXES):
             return _predict_image(model, path, out, window, normalize, return_probabilities, kw)
-        from zoo.data.dicom import is_dicom_file
         if is_dicom_file(path):
             return _predict_dicom_slice(model, path, out, window, normalize, return_probabilities, kw)
         raise InvalidArgumentError(f"predict: {path} is neither NIfTI ({', '.join(NIFTI_SUFFIXES)}), a "
@@ -279,7 +283,6 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
 
 
 def _normalize(image, window, normalize):
-    from zoo.data.volumes import normalize_intensity
     return normalize_intensity(image, window=window,
                                normalize=None if normalize == "none" else (normalize or "auto"))
 
@@ -300,8 +303,6 @@ def _out_file(out, default, source):
 def _write(out, write):
     """``write(tmp)`` then rename to ``out``; a failure of the writer (a bad header, a folder in
     the way) is a ZooError and leaves nothing at ``out``."""
-    from zoo._io import atomic_write_bytes
-    from zoo.errors import ZooError
     try:
         atomic_write_bytes(out, write)
     except ZooError:
@@ -325,14 +326,12 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
     shape = image.shape[:-1]
     _check_finite(image, source)  # the raw values, as training checks them
     if spacing is not None:
-        from zoo.data.volumes import resample
         image, _ = resample(image, None, file_spacing, tuple(float(s) for s in spacing))
     image = _normalize(image, window, normalize or "auto")
     logits = _infer(model, image, source=source, **kw)
     if len(model.output_shape) == 2:
         return probabilities(logits) if return_probabilities else int(labels_of(logits))
     if logits.shape[:-1] != shape:  # back to the input grid (linear on logits, then exact size)
-        from zoo._deps import require
         ndimage = require("scipy.ndimage", "Resampling volumes (spacing=...)")
         factors = [a / b for a, b in zip(shape, logits.shape[:-1])] + [1.0]
         logits = ndimage.zoom(logits, factors, order=1, mode="nearest", grid_mode=True)
@@ -345,8 +344,6 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
 
 
 def _predict_nifti(model, path, out, **vol):
-    from zoo._deps import require
-    from zoo.data.volumes import load_nifti
     nib = require("nibabel", "Reading and writing NIfTI files")
     image, file_spacing, _ = load_nifti(path)
     ref = nib.load(str(path))
@@ -373,8 +370,6 @@ def _predict_dicom(model, folder, out, **vol):
     """One DICOM series folder -> label map; written as NIfTI ``<folder>_seg.nii.gz`` beside the
     folder, voxel for voxel on the series grid (columns, rows, slices), with the series'
     patient-space affine converted from DICOM's LPS to NIfTI's RAS (qform = sform, code 1)."""
-    from zoo._deps import require
-    from zoo.data.dicom import read_dicom_series
     image, file_spacing, lps_affine = read_dicom_series(folder)
     if out is not False and len(model.output_shape) > 2:
         nib = require("nibabel", "Writing the NIfTI label map of a DICOM series")
@@ -393,7 +388,6 @@ def _predict_dicom(model, folder, out, **vol):
 
 def check_dicom_slice(model, source):
     """A single DICOM file takes a 2D model; for a 3D model, say to pass the series' folder."""
-    from zoo.data.dicom import is_dicom_file
     path = Path(source).expanduser()
     if len(model.input_shape) - 2 != 2 and path.is_file() and not path.name.lower().endswith(
             NIFTI_SUFFIXES + IMAGE_SUFFIXES) and is_dicom_file(path):
@@ -405,8 +399,6 @@ def check_dicom_slice(model, source):
 def _predict_dicom_slice(model, path, out, window, normalize, return_probabilities, kw):
     """One DICOM file: a 2D slice for a 2D model, (rows, columns) as displayed; intensities as
     for a series (rescaled, then ``window``/``normalize``, default z-score)."""
-    from zoo.data.dicom import read_dicom_series
-    from zoo.data.folders import resize_image
     check_dicom_slice(model, path)
     volume, _, _ = read_dicom_series([path])
     image = volume[:, :, 0].transpose(1, 0, 2)  # (columns, rows) -> the slice as displayed
@@ -421,11 +413,10 @@ def _predict_dicom_slice(model, path, out, window, normalize, return_probabiliti
 
 def _predict_image(model, path, out, window, normalize, return_probabilities, kw, image=None):
     if image is None:
-        from zoo.data import read_image
         channels = model.input_shape[-1] if model.input_shape[-1] in (1, 3) else 1
         # a classifier sees the image at its training size (image folders are resized to it)
         size = kw["patch_size"] if len(model.output_shape) == 2 else None
-        image = read_image(path, channels, size)
+        image = zoo.data.read_image(path, channels, size)  # looked up per call: the public reader
         if window is not None or normalize not in (None, "none"):
             image = _normalize(image, window, normalize)
     logits = _infer(model, image, source=str(path), **kw)
@@ -433,7 +424,7 @@ def _predict_image(model, path, out, window, normalize, return_probabilities, kw
         return probabilities(logits) if return_probabilities else int(labels_of(logits))
     labels = labels_of(logits).astype(_label_dtype(model.output_shape[-1]))
     if out is not False:
-        from PIL import Image
+        from PIL import Image  # optional: the images extra (Pillow); only PNG output needs it
         out = _out_file(out, _default_out(path, ".png"), path)
         pixels = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)  # L or I;16 PNG
         _write(out, lambda tmp: Image.fromarray(pixels).save(tmp))

@@ -31,6 +31,7 @@ from zoo.errors import InvalidArgumentError, UnknownModelError, ZooError, check_
 from zoo.export.api import export as export_model
 from zoo.export.result import _mb
 from zoo.export.runtime import load_tflite
+from zoo.export.sidecar import sidecar_path
 from zoo.hub import load
 from zoo.hub.registry import get_registry
 from zoo.record import info_of
@@ -168,7 +169,6 @@ def _export_stage(model, info, path, quantization, train, verbose, options, veri
     """(the exported file as a LiteRT model, the export result dict): ``model`` (the last stage's,
     in memory, with its record: patch size, preprocessing, data) exported here, or (the file, its
     sidecar and the result written before) read back."""
-    from zoo.export.sidecar import sidecar_path
     done = path.with_name(path.name + ".result.json")
     if path.exists() and sidecar_path(path).exists() and done.exists():
         _log(verbose, f"      done before: {path} (verified when written)")

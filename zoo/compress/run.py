@@ -12,6 +12,7 @@ masks, cluster indices and quantizer ranges of that epoch.
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from zoo import _io
@@ -23,6 +24,7 @@ from zoo.compress import report as _report
 from zoo.compress.recipes import resolve, slug
 from zoo.datapath.prepare import Target, prepare
 from zoo.errors import InvalidArgumentError, ZooError
+from zoo.hub.contract import kernel_of
 from zoo.record import attach, attached
 from zoo.train import fit, get_strategy, read_state
 
@@ -117,7 +119,6 @@ def _summary(step, plan, result, extra):
 
 
 def _layer_table(result, steps, plans):
-    from zoo.hub.contract import kernel_of
     kinds = {s.kind for s in steps}
     out = {}
     for layer in result.layers:
@@ -233,7 +234,6 @@ QUALITY_MARGIN = 0.1  # an absolute drop of a [0, 1] metric (Dice, IoU, accuracy
 def _warn_if_worse(entry, recipe, epochs, before, after):
     """Warn when a score the validation data measured fell by more than QUALITY_MARGIN: the
     compressed model was still written, but a user should not ship it without knowing."""
-    import warnings
     fell = {k: (before[k], after[k]) for k in before if k in after and "loss" not in k
             and before[k] - after[k] > QUALITY_MARGIN}
     if fell:
@@ -246,7 +246,6 @@ def _warn_if_worse(entry, recipe, epochs, before, after):
 def _save(out_dir, model, report, record):
     """The compressed model (``model.keras`` / ``model.h5``), the report, then the step record
     ``compress.json``, finished last: the folder counts as done once it says so."""
-    import warnings
     with warnings.catch_warnings():  # Keras calls HDF5 "legacy"; it is the format tfmot's wrappers load from
         warnings.simplefilter("ignore")
         _io.atomic_write_bytes(out_dir / report["model_file"], lambda tmp: model.save(tmp))

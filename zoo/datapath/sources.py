@@ -5,6 +5,7 @@
 import inspect
 from pathlib import Path
 
+from zoo._keras import tf
 from zoo.data import (
     IMAGE_SUFFIXES,
     NIFTI_SUFFIXES,
@@ -19,6 +20,7 @@ from zoo.data import (
     phantoms,
     segmentation_folder,
 )
+from zoo.data.augment import augment_dataset
 from zoo.datasets.reader import tfds
 from zoo.errors import InvalidArgumentError
 
@@ -123,7 +125,6 @@ def class_names_of(source):
     class folders of ``<root>/<class_name>/<images>`` or ``<root>/<class_name>/<case>/<DICOM>``,
     a Dataset's ``class_names``; None for any other source (segmentation layouts, arrays,
     phantoms, TFDS)."""
-    from zoo._keras import tf
     if isinstance(source, tf.data.Dataset):
         names = getattr(source, "class_names", None)
         return list(names) if names is not None else None
@@ -175,7 +176,6 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
     Every source's elements are checked against ``task``, ``spatial_dims`` and ``in_channels``
     (:func:`zoo.data.checks.check_pairs`; ``model_name`` names the model in its messages).
     """
-    from zoo._keras import tf  # here, not at the top: class_names_of must not start TensorFlow
     batched = False
     ncls = None if num_classes is None else max(int(num_classes), 1)
     if isinstance(source, tf.data.Dataset):
@@ -205,7 +205,6 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
     check_pairs(ds, source=source, training=training, spatial_dims=spatial_dims, in_channels=in_channels,
                 task=task, model_name=model_name, batched=batched)
     if augment and training:
-        from zoo.data.augment import augment_dataset
         names = getattr(ds, "class_names", None)
         ds = augment_dataset(ds, augment, seed=seed)
         if names is not None:

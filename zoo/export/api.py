@@ -14,7 +14,9 @@ from zoo.export._data import representative, split
 from zoo.export.convert import CALIBRATED, MODES, convert
 from zoo.export.errors import ExportError, UncoveredLayerError, VerificationError
 from zoo.export.result import ExportResult
+from zoo.export.rewrite3d import rewrite_3d
 from zoo.export.runtime import TFLiteModel
+from zoo.export.savedmodel import export_savedmodel
 from zoo.export.sidecar import sha256_bytes, sidecar_path, write_sidecar
 from zoo.export.verify import latency, run_verification
 from zoo.record import PREPROCESSING
@@ -234,13 +236,11 @@ def export(model, info, path, *, quantization="float32", representative_data=Non
     cal, ver, held_out = split(xs, n_cal, n_ver)
     meta = dict(entry=info.name, task=task, params=int(model.count_params()), notes=notes)
     if mode == "savedmodel":
-        from zoo.export.savedmodel import export_savedmodel
         return export_savedmodel(model, target, shape, ver if verify else None, verify, overwrite,
                                  meta, info, prep, held_out)
     net = model
     rewrite = None
     if has_3d_layers(model) and not is_qat(model):
-        from zoo.export.rewrite3d import rewrite_3d
         try:
             net = rewrite_3d(model, input_shape=shape, batch_size=1)
         except (ValueError, TypeError) as e:

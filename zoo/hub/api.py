@@ -1,7 +1,9 @@
 """``zoo.load``, ``zoo.list_models`` and ``zoo.info``: the registry as a model hub."""
 import inspect
 
-from zoo.errors import InvalidArgumentError, UnknownArgumentError, check_choice
+from zoo.errors import InvalidArgumentError, UnknownArgumentError, check_choice, did_you_mean
+from zoo.hub import weights as _weights
+from zoo.hub.contract import entry_spec
 from zoo.hub.registry import TASKS, get_registry, thaw
 from zoo.record import attach, describe
 
@@ -23,7 +25,6 @@ def list_models(pattern=None, *, task=None, spatial_dims=None, pretrained=None):
 def info(name):
     """The registry entry ``name`` as plain data (dict); ``contract`` is its full layer-name
     contract spec (first conv, classifier names, stage-output patterns, auxiliary heads)."""
-    from zoo.hub.contract import entry_spec
     entry = get_registry().get(name)
     data = entry.as_dict()
     data["contract"] = {k: list(v) if isinstance(v, tuple) else v for k, v in entry_spec(entry).items()}
@@ -43,7 +44,6 @@ def build_kwargs(entry, overrides, weight_spec=None, file_config=None):
     valid = builder_keywords(builder)
     unknown = [k for k in overrides if k not in valid]
     if unknown:
-        from zoo.errors import did_you_mean
         raise UnknownArgumentError(
             f"{entry.name}: unknown keyword {unknown[0]!r} for builder {entry.builder}."
             f"{did_you_mean(unknown[0], valid)}"
@@ -90,7 +90,6 @@ def load(name, /, *, weights=None, allow_non_finite=False, **overrides):
     entry = get_registry().get(name)
     spec, file_config = None, {}
     if weights is not None:
-        from zoo.hub import weights as _weights
         spec, _, local, _, _ = _weights.resolve(weights, entry)
         if spec is None and local is not None:  # a local file: build as it was saved (aux heads ...)
             file_config = _weights.file_build_defaults(local, entry)

@@ -200,7 +200,7 @@ def contract(model, entry=None):
     (its record's name, ``zoo.record.info_of``), else the family spec whose names the model has. A generative entry's
     networks are asked one at a time (``contract(gan.critic)``).
     """
-    from zoo._keras import keras
+    from zoo._keras import keras  # heavy: TensorFlow; zoo.hub must stay TF-free (zoo list, zoo info)
     if not isinstance(model, keras.Model) or not hasattr(model, "outputs") or model.outputs is None:
         raise InvalidArgumentError(f"contract: expected a functional keras.Model; got {type(model).__name__}.")
     if isinstance(entry, str):

@@ -44,10 +44,12 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from zoo.errors import InvalidArgumentError, WeightsError, did_you_mean
 from zoo.hub import _fetch, _weightfile, _weightread
 from zoo.hub.contract import class_heads, contract, kernel_of
+from zoo.hub.registry import get_registry
 from zoo.record import attached
 
 INFLATED_SUFFIX = "-inflated"
@@ -386,8 +388,6 @@ class SavedWeights:
 
 def registry_snippet(model, path, sha256, size, *, model_name=None, tag="finetuned", config=None):
     """YAML for a user registry file's top-level ``weights:`` section, with a layer summary."""
-    import yaml
-
     layers = [layer for layer in model.layers if layer.weights]
     parts = contract(model)
     stem = model.get_layer(parts.first_conv) if parts.first_conv else None
@@ -431,11 +431,9 @@ def save_weights(model, path, *, model_name=None, tag="finetuned", config=None, 
     Returns :class:`SavedWeights` (path, sha256, size, snippet).
     """
     known = attached(model)
-    from zoo.hub.registry import get_registry
     entry_name = model_name or (known.name if known and known.name in get_registry().names() else None)
     builder = None
     if entry_name:
-        from zoo.hub.registry import get_registry
         registry = get_registry()
         builder = registry.get(entry_name).builder if entry_name in registry.names() else None
     recorded = config if config is not None else (known.build if known else None)

@@ -7,6 +7,7 @@ the same fields as keywords (``zoo.finetune(model, "data/train", epochs=5)``) or
 keyword with the nearest valid one.
 """
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -168,7 +169,6 @@ class FitOptions:
     @property
     def verbosity(self):
         """Keras' verbose: a progress bar on a terminal, one line per epoch otherwise."""
-        import sys
         if self.verbose == "auto":
             return 1 if sys.stderr.isatty() else 2
         return int(self.verbose)

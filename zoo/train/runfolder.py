@@ -12,6 +12,7 @@ import math
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from zoo import _io
@@ -146,7 +147,6 @@ SNAPSHOT = "resume.npz"
 def h5_epoch(path):
     """The ``zoo_epoch`` a checkpoint was written at (None if absent or unreadable)."""
     try:
-        import h5py
         with h5py.File(path, "r") as f:
             return int(f.attrs["zoo_epoch"])
     except Exception:  # noqa: BLE001 - missing file, foreign file

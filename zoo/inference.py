@@ -63,12 +63,25 @@ def _static_patch(model, spatial_dims):
 
 def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, blend="gaussian",
                    progress=None):
-    """Logits for ``image`` (spatial..., channels) computed patch by patch.
+    """Logits for ``image`` computed patch by patch and blended.
 
-    patch_size: spatial patch (defaults to the model's static input size); overlap in [0, 1):
-    share of a patch shared with its neighbour; blend: "gaussian" or "constant". The image is
-    padded (reflect) up to the patch where it is smaller. Returns float32 logits with the
-    image's spatial shape and the model's output channels.
+    Args:
+        model: a ``keras.Model`` (or a LiteRT-backed model) with channels-last inputs.
+        image: an array ``(spatial..., channels)``; padded (reflect) up to the patch where it
+            is smaller.
+        patch_size: the spatial patch (default: the model's static input size).
+        overlap: in [0, 1): the share of a patch shared with its neighbour.
+        batch_size: patches per model call.
+        blend: ``"gaussian"`` (centre voxels weigh more, as nnU-Net) or ``"constant"``.
+        progress: show a progress line on stderr (None: as the zoo's progress setting says).
+
+    Returns:
+        float32 logits with the image's spatial shape and the model's output channels.
+
+    Raises:
+        InvalidArgumentError: the image's axes or channels do not match the model, it holds
+            NaN/Inf, a bad ``overlap``/``blend``/``batch_size``, or no ``patch_size`` for a
+            model of dynamic input size (or one of the wrong length).
     """
     image = np.asarray(image, dtype="float32")
     dims = len(model.input_shape) - 2
@@ -214,27 +227,47 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
             window=None, normalize=None, spacing=None, return_probabilities=False, progress=None):
     """Segment ``source`` with ``model`` by sliding window; returns the label map.
 
-    model, info: the model (a keras.Model, or an exported file's LiteRT runner) and its record
-        (:class:`zoo.record.ModelInfo`): the window/normalize/spacing and patch size it was
-        trained with are the defaults.
-    source: a NIfTI file (.nii/.nii.gz), a DICOM series folder (the slices of one scan; the
-        label map is written as NIfTI ``<folder>_seg.nii.gz`` with the series' affine in RAS),
-        a 2D image file (PNG, JPEG, TIFF, BMP; pixels / 255 or / 65535 as in training; resized
-        to the training patch size for a classifier), or an array ``(spatial..., channels)`` (a
-        1-channel model also takes ``(spatial...)``). A 2D model on a volume runs slice by
-        slice along axis 2.
-    out: where a file source's label map is written, atomically: default ``<stem>_seg.nii.gz``
-        (``<stem>_seg.png``) beside the input; ``False`` writes nothing. NIfTI output keeps
-        the input's affine, qform/sform (and codes) and voxel sizes; dtype uint8 (int16
-        beyond 256 classes). Arrays are never written.
-    window, normalize: the training-time intensity preprocessing (see zoo.data.nifti):
-        ``window=(lo, hi)`` clips and scales to [0, 1]; ``normalize`` "auto" (z-score unless a
-        window is given), "zscore" or "none". Default: what training on that source kind
-        does ("auto" for NIfTI, "none" for arrays and 2D images).
-    spacing: resample a NIfTI volume to this voxel spacing first (as in training) and the
-        logits back to the input grid. return_probabilities: return softmax (sigmoid for one
-        output channel) probabilities ``(spatial..., classes)`` instead of labels.
     Classification models return the class index (or probabilities) of the whole image.
+
+    Args:
+        model: a ``keras.Model``, or an exported file's LiteRT runner; a model with auxiliary
+            heads predicts with its first output.
+        info: its record (:class:`zoo.record.ModelInfo`): the window/normalize/spacing and patch
+            size it was trained with are the defaults.
+        source: a NIfTI file (.nii/.nii.gz), a DICOM series folder (the slices of one scan; the
+            label map is written as NIfTI ``<folder>_seg.nii.gz`` with the series' affine in
+            RAS), a single DICOM file (a 2D slice, for a 2D model), a 2D image file (PNG, JPEG,
+            TIFF, BMP; pixels / 255 or / 65535 as in training; resized to the training patch
+            size for a classifier), or an array ``(spatial..., channels)`` (a 1-channel model
+            also takes ``(spatial...)``). A 2D model on a volume runs slice by slice along axis 2.
+        out: where a file source's label map is written, atomically: default
+            ``<stem>_seg.nii.gz`` (``<stem>_seg.png``) beside the input; ``False`` writes
+            nothing. NIfTI output keeps the input's affine, qform/sform (and codes) and voxel
+            sizes; dtype uint8 (int16 beyond 256 classes). Arrays are never written.
+        patch_size, overlap, batch_size, blend, progress: as for :func:`sliding_window`
+            (``patch_size`` defaults to the record's).
+        window: the training-time intensity window ``(lo, hi)``: clips and scales to [0, 1]
+            (see zoo.data.nifti).
+        normalize: ``"auto"`` (z-score unless a window is given), ``"zscore"`` or ``"none"``.
+            Default: what training on that source kind does (``"auto"`` for NIfTI, ``"none"``
+            for arrays and 2D images).
+        spacing: resample a NIfTI volume to this voxel spacing first (as in training) and the
+            logits back to the input grid.
+        return_probabilities: return softmax (sigmoid for one output channel) probabilities
+            ``(spatial..., classes)`` instead of labels.
+
+    Returns:
+        The label map (an int array of the input's spatial shape), the class index for a
+        classifier, or the probabilities with ``return_probabilities``.
+
+    Raises:
+        InvalidArgumentError: a source that does not exist or is of no known kind, a folder
+            without DICOM files, a single DICOM slice for a 3D model, an ``out`` that would
+            overwrite the input or has the wrong suffix, a bad option, or a write that failed
+            (nothing is written then).
+        DataError: the file cannot be read (a damaged NIfTI, DICOM or image file).
+        MissingDependencyError: the optional reader for the file (nibabel, pydicom, Pillow) is
+            not installed.
     """
     model = _main_output(model)
     prep = info.preprocessing

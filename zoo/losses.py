@@ -223,7 +223,19 @@ LOSSES = {"dice": DiceLoss, "dice_ce": DiceCELoss, "ce": CrossEntropy,
 
 
 def get_loss(name, **kwargs):
-    """A loss by name (``dice``, ``dice_ce``, ``ce``, ``weighted_ce``, ``focal``); a Loss passes through."""
+    """A loss by name.
+
+    Args:
+        name: ``"dice"``, ``"dice_ce"``, ``"ce"``, ``"weighted_ce"``, ``"focal"``, or a Keras
+            ``Loss`` (returned as is).
+        **kwargs: keywords of the loss class (``from_logits``, ``class_weights``, ``gamma`` ...).
+
+    Returns:
+        A ``keras.losses.Loss``.
+
+    Raises:
+        InvalidArgumentError: an unknown name.
+    """
     if isinstance(name, keras.losses.Loss):
         return name
     check_choice("loss", name, tuple(LOSSES), "get_loss")

@@ -210,7 +210,17 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
             only the chief writes the export and the report).
 
     Returns:
-        A :class:`RunReport` (``print(report)``, ``report.to_dict()``), also in ``report.json``.
+        A :class:`RunReport` (``print(report)``, ``report.to_dict()``), also in ``report.json``;
+        None on a worker of a multi-worker run (the chief reports).
+
+    Raises:
+        UnknownModelError: ``model`` is not a registry entry.
+        UnknownArgumentError: an unknown training option.
+        InvalidArgumentError: a generative entry, a bad option or ``spatial_dims``, both ``data``
+            and ``train``/``val``, an ``out_dir`` that is a file, or data that does not fit.
+        ZooError: a stage folder holds a finished run of other epochs.
+        VerificationError: the exported file disagrees with the Keras model and ``verify=True``.
+        RecipeNotApplicableError: the recipe cannot apply to the entry.
     """
     t0 = time.time()
     entry = _entry(model)

@@ -26,6 +26,24 @@ def check_entry(name, recipe, spatial_dims=None, model=None):
 
 
 def list_recipes(name, spatial_dims=None):
+    """Which compression recipes apply to registry entry ``name``, and why the others do not.
+
+    Every registry recipe is checked (:func:`zoo.compress._check.plan`) on the entry built at its
+    small sweep size; nothing is trained.
+
+    Args:
+        name: a registry name.
+        spatial_dims: the 2D or 3D variant (default: the entry's first).
+
+    Returns:
+        A list of dicts, the entry's listed recipes first: ``recipe``, ``kind``, ``listed``,
+        ``default`` (the entry's first), ``applies``, ``reason`` (why not, or None), ``note``,
+        ``description`` and ``steps``.
+
+    Raises:
+        UnknownModelError: no entry has this name.
+        InvalidArgumentError: ``spatial_dims`` the entry does not support.
+    """
     registry = get_registry()
     entry = registry.get(name)
     dims = spatial_dims or entry.spatial_dims[0]

@@ -37,8 +37,27 @@ REFUSED = {"freeze_encoder_epochs": (0, "the wrappers rename the encoder's layer
 
 def evaluate(model, info, data, *, batch_size=2, patch_size=None, seed=0, data_options=None, loss=None,
              steps=None):
-    """``{"loss", metric...}`` of ``model``'s first output on ``data`` (any data source), prepared
-    as validation data is (:func:`zoo.datapath.prepare.prepare`)."""
+    """Loss and metrics of ``model``'s first output on ``data``, prepared as validation data is
+    (:func:`zoo.datapath.prepare.prepare`).
+
+    Args:
+        model: the ``keras.Model``.
+        info: its :class:`zoo.record.ModelInfo`.
+        data: any data source.
+        batch_size: the batch size.
+        patch_size: the patch (default: the model's static input size, else its record's).
+        seed: the data source's seed.
+        data_options: keywords of the data source.
+        loss: a loss name or Keras loss (default ``dice_ce`` for segmentation, ``ce`` otherwise).
+        steps: at most this many batches.
+
+    Returns:
+        ``{"loss": float, metric: float ...}`` (the metrics of ``zoo.metrics.get_metrics``).
+
+    Raises:
+        InvalidArgumentError: data that does not fit the model, or a bad option.
+        DataError: the data cannot be read.
+    """
     target = Target.of(model, info, patch_size)
     prepared = prepare(data, target, "validate", batch_size=batch_size, steps=steps, seed=seed,
                        options=data_options, preprocessing=info.preprocessing, verb="compress")
@@ -150,9 +169,15 @@ def compress(model, info, recipe, train="phantoms", val=None, options=None, stra
         strategy: the ``tf.distribute`` strategy (default: ``options.strategy``).
         student: the distillation student (a registry name or a model).
 
+    Returns:
+        ``(model, report)``: the compressed ``keras.Model`` (with its record) and a
+        :class:`zoo.compress.report.Report`; ``options.out_dir`` keeps one training run per step,
+        the model file, ``report.json`` and ``compress.json``.
+
     Raises:
-        RecipeNotApplicableError: the recipe cannot apply (every problem, before any training);
-        InvalidArgumentError: options a step cannot honour; ZooError: the folder holds another run.
+        RecipeNotApplicableError: the recipe cannot apply (every problem, before any training).
+        InvalidArgumentError: options a step cannot honour, or an unknown recipe.
+        ZooError: the folder holds a finished compression or another recipe's run.
     """
     for key, (default, why) in REFUSED.items():
         if getattr(options, key) != default:

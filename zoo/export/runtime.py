@@ -118,7 +118,20 @@ class TFLiteModel:
 
 
 def load_tflite(path, num_threads=None):
-    """A :class:`TFLiteModel` for ``path`` with its sidecar (``path + ".json"``) when present."""
+    """A ``.tflite`` file as a model ``zoo.predict`` can slide over.
+
+    Args:
+        path: a ``.tflite`` file (written by ``zoo.export``; its sidecar ``path + ".json"`` gives
+            the record: task, patch size, preprocessing, classes).
+        num_threads: LiteRT interpreter threads (default: the CPU count).
+
+    Returns:
+        A :class:`TFLiteModel` with its record attached.
+
+    Raises:
+        InvalidArgumentError: ``path`` is not a file.
+        ExportError: LiteRT cannot run the file.
+    """
     p = Path(path).expanduser()
     if not p.is_file():
         raise InvalidArgumentError(f"load_tflite: {str(path)!r} is not a file; pass the path of a .tflite "

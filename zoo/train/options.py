@@ -71,6 +71,10 @@ class FitOptions:
             ``samples_per_volume``, ``n`` ...), for training and validation data alike.
         aux_loss_weight: the loss weight of auxiliary heads (default 0.3 for classification,
             0.5 for segmentation).
+
+    Raises:
+        InvalidArgumentError: a value out of range or of the wrong type (checked when the object
+            is made, and again by :meth:`replace`).
     """
     epochs: int = 10
     batch_size: Optional[int] = None
@@ -146,8 +150,20 @@ class FitOptions:
 
     @classmethod
     def build(cls, options=None, *, verb="finetune", **overrides):
-        """``options`` (a FitOptions or None) with ``overrides`` applied; an unknown keyword is an
-        error naming the nearest option."""
+        """Merge a ready object and keywords.
+
+        Args:
+            options: a FitOptions, or None for the defaults.
+            verb: the caller's name in messages.
+            **overrides: option fields; they win over ``options``.
+
+        Returns:
+            The FitOptions.
+
+        Raises:
+            UnknownArgumentError: a keyword that is no option (the nearest is named).
+            InvalidArgumentError: ``options`` is not a FitOptions, or a value is out of range.
+        """
         valid = cls.fields()
         unknown = [k for k in overrides if k not in valid]
         if unknown:

@@ -23,10 +23,10 @@ import time
 import traceback
 from pathlib import Path
 
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _fuzz_kinds import CLASSES, Invalid  # noqa: E402
+
 
 def run_case(kind_obj, kind, seed, i):
     """One case: ``{"i", "desc", "outcome": ok | zoo | raw | invalid, "detail"}``."""

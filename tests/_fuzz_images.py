@@ -5,7 +5,6 @@ import struct
 
 from _fuzz_mutate import mutate_bytes
 
-
 # --------------------------------------------------------------------------- NIfTI
 _NIFTI_FIELDS = {  # name: (offset, struct format, hostile values)
     "sizeof_hdr": (0, "<i", [0, 123456, -1, 540]),

@@ -6,10 +6,9 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
-
 import _fuzz_images as MI
 import _fuzz_mutate as M
+import numpy as np
 
 
 class Invalid(AssertionError):

@@ -107,8 +107,18 @@ def mutate_registry(rng, data, text):
     if op == "text":
         lines = text.splitlines()
         i = rng.randrange(len(lines))
-        new = rng.choice(["\t" + lines[i], lines[i] + ": x", lines[i].replace(":", ""), "- " + lines[i], "  ? [1, 2]\n  : 3",
-                          lines[i] + " &a", lines[i] + " !!python/object/apply:os.system ['true']", "%TAG ! x"])
+        new = rng.choice(
+            [
+                "\t" + lines[i],
+                lines[i] + ": x",
+                lines[i].replace(":", ""),
+                "- " + lines[i],
+                "  ? [1, 2]\n  : 3",
+                lines[i] + " &a",
+                lines[i] + " !!python/object/apply:os.system ['true']",
+                "%TAG ! x",
+            ]
+        )
         lines[i] = new
         return f"line {i + 1} -> {new!r:.60}", "\n".join(lines).encode()
     if op == "bomb":
@@ -132,7 +142,8 @@ def mutate_registry(rng, data, text):
         raw[at:at] = rng.choice([b"\xff", b"\xc3", b"\xed\xa0\x80", b"\x00"])
         return f"invalid UTF-8 / NUL byte inserted at {at}", bytes(raw)
     digits = rng.choice([20, 400, 5000])
-    return f"an integer of {digits} digits", text.replace("params: ", "params: 9" + "9" * (digits - 1) + " #", 1).encode()
+    huge = "params: 9" + "9" * (digits - 1) + " #"
+    return f"an integer of {digits} digits", text.replace("params: ", huge, 1).encode()
 
 
 # --------------------------------------------------------------------------- weights
@@ -184,22 +195,34 @@ def mutate_npz(rng, arrays):
         how, value = _value_mutation(rng, arrays[name])
         return f"{name}: {how}", _npz_bytes([(f"{k}.npy", _npy(value if k == name else v)) for k, v in arrays.items()])
     if op == "duplicate":
-        return f"{name} stored twice (second one zeros)", _npz_bytes(members + [(f"{name}.npy", _npy(np.zeros_like(arrays[name])))])
+        twice = members + [(f"{name}.npy", _npy(np.zeros_like(arrays[name])))]
+        return f"{name} stored twice (second one zeros)", _npz_bytes(twice)
     if op == "drop":
         return f"{name} removed", _npz_bytes([m for m in members if m[0] != f"{name}.npy"])
     if op == "rename":
-        new = rng.choice(["noslash", f"{name.rsplit('/', 1)[0]}/{10 ** 9}", f"{name.rsplit('/', 1)[0]}/x",
-                          f"{name.rsplit('/', 1)[0]}/7", "/0", f"{name}/" + "9" * 5000])
-        return f"{name} renamed {new[:40]!r}", _npz_bytes([(f"{new}.npy" if m[0] == f"{name}.npy" else m[0], m[1]) for m in members])
+        new = rng.choice(
+            [
+                "noslash",
+                f"{name.rsplit('/', 1)[0]}/{10**9}",
+                f"{name.rsplit('/', 1)[0]}/x",
+                f"{name.rsplit('/', 1)[0]}/7",
+                "/0",
+                f"{name}/" + "9" * 5000,
+            ]
+        )
+        renamed = [(f"{new}.npy" if m[0] == f"{name}.npy" else m[0], m[1]) for m in members]
+        return f"{name} renamed {new[:40]!r}", _npz_bytes(renamed)
     if op == "extra":
         extra = rng.choice([("ghost/0", np.zeros(3, "float32")), ("aux_head/0", np.zeros(3, "float32"))])
         return f"extra member {extra[0]}", _npz_bytes(members + [(f"{extra[0]}.npy", _npy(extra[1]))])
     if op == "object":
         header = b"\x93NUMPY\x01\x00" + _padded_header("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }")
-        return f"{name}: object dtype (a pickle)", _npz_bytes([(m[0], header + b"\x80\x04N." if m[0] == f"{name}.npy" else m[1]) for m in members])
+        pickled = [(m[0], header + b"\x80\x04N." if m[0] == f"{name}.npy" else m[1]) for m in members]
+        return f"{name}: object dtype (a pickle)", _npz_bytes(pickled)
     if op == "header":
         shape = rng.choice(["(2**40,)", "(1073741824,)", "(-1,)", "(3, 3, 'a')", "(1e9,)", "()"])
-        header = b"\x93NUMPY\x01\x00" + _padded_header("{'descr': '<f4', 'fortran_order': False, 'shape': %s, }" % shape)
+        header = b"\x93NUMPY\x01\x00" + _padded_header(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }" % shape)
         return f"{name}: header declares shape {shape}", _npz_bytes(
             [(m[0], header + b"\0" * 64 if m[0] == f"{name}.npy" else m[1]) for m in members])
     if op == "encrypt":
@@ -250,7 +273,8 @@ def mutate_safetensors(rng, data):
     if op == "duplicate":
         text = json.dumps(header)
         entry = json.dumps({name: info})[1:-1]
-        return f"{name} listed twice in the header", _st_bytes(text[:-1].encode() + b", " + entry.encode() + b"}", bytes(body))
+        header = text[:-1].encode() + b", " + entry.encode() + b"}"
+        return f"{name} listed twice in the header", _st_bytes(header, bytes(body))
     if op == "deep":
         depth = rng.choice([200, 100000])
         return f"a header nested {depth} deep", _st_bytes(b"[" * depth + b"]" * depth, bytes(body))

@@ -2,8 +2,8 @@
 (torchvision's documented GFLOPS, which are MACs, and the papers), on the zoo's entries and on
 keras.applications' real models."""
 import pytest
-
 from _proc import run_zoo
+
 from zoo.bench import bench, flops
 
 # torchvision's model docs ("GFLOPS" column, fvcore MACs) and the papers, in GMACs

@@ -7,7 +7,6 @@ Replay one case with tracebacks: ``python tests/_fuzz.py KIND CASE 1``."""
 import os
 
 import pytest
-
 from _fuzz import fuzz
 
 CI_CASES = {"registry": 80, "weights": 320, "nifti": 200, "dicom": 200}  # ~2 min in all on 2 cores

@@ -7,8 +7,8 @@ import pytest
 
 import zoo
 from zoo._keras import keras
-from zoo.errors import InvalidArgumentError, ZooError
 from zoo.api import predict
+from zoo.errors import InvalidArgumentError, ZooError
 from zoo.inference import _starts, gaussian_importance, sliding_window, window_steps
 
 nib = pytest.importorskip("nibabel")
@@ -284,6 +284,7 @@ def test_sliding_window_batches_do_not_change_the_result(dims):
 def test_predict_dicom_series_folder_writes_nifti_on_the_series_grid(tmp_path):
     pytest.importorskip("pydicom")
     from _files import _series
+
     from zoo.data import read_dicom_series
     from zoo.inference import LPS_TO_RAS, default_output
     folder = _series(tmp_path / "scans" / "case7", [2, 0, 3, 1, 4], gap=2.5)
@@ -309,6 +310,7 @@ def test_predict_dicom_series_folder_writes_nifti_on_the_series_grid(tmp_path):
 
 def test_predict_png_with_a_classifier_resizes_to_the_training_size(tmp_path):
     from PIL import Image
+
     from zoo.data import read_image
     model = zoo.load("resnet18", width=8, num_classes=4, in_channels=1, input_shape=(32, 32, 1))
     pixels = np.random.default_rng(11).integers(0, 256, (45, 37)).astype("uint8")

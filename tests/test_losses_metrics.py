@@ -4,8 +4,7 @@ import pytest
 
 from zoo._keras import keras, tf
 from zoo.errors import ZooError
-from zoo.losses import (CrossEntropy, DiceCELoss, DiceLoss, FocalLoss, WeightedCrossEntropy, get_loss,
-                        unet_weight_map)
+from zoo.losses import CrossEntropy, DiceCELoss, DiceLoss, FocalLoss, WeightedCrossEntropy, get_loss, unet_weight_map
 from zoo.metrics import AUC, DiceScore, IoUScore, get_metrics
 
 LABELS = np.array([[[0], [1], [2], [1]]], np.int32)  # one sample, 4 pixels (1D "image"), 3 classes

@@ -1,7 +1,7 @@
 """zoo._progress: the one progress line of downloads and sliding windows."""
 import numpy as np
-
 from _proc import ROOT, run_python
+
 from zoo._progress import Progress
 
 

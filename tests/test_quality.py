@@ -3,11 +3,17 @@ import numpy as np
 import pytest
 import scipy.linalg
 import scipy.stats
-
 from _proc import run_python
+
 from zoo.errors import InvalidArgumentError
-from zoo.quality import (RandomFeatures, _directions, frechet_distance, frechet_feature_distance,
-                         sliced_wasserstein, sliced_wasserstein_images)
+from zoo.quality import (
+    RandomFeatures,
+    _directions,
+    frechet_distance,
+    frechet_feature_distance,
+    sliced_wasserstein,
+    sliced_wasserstein_images,
+)
 
 
 def _scipy_frechet(a, b):

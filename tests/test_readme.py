@@ -2,8 +2,8 @@
 import re
 
 import pytest
-
 from _proc import ROOT, run_python, run_zoo
+
 README = (ROOT / "README.md").read_text()
 
 
@@ -77,6 +77,7 @@ def test_data_sets_examples_run_as_written(tmp_path):
 def test_classification_from_folders_runs_as_written(tmp_path):
     """The section's commands, verbatim, on two class folders like the ones it shows."""
     import json
+
     from _files import make_class_folders
     section = _section("Classifying images from folders")
     make_class_folders(tmp_path / "data2d")

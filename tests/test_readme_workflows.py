@@ -14,8 +14,8 @@ import shlex
 
 import numpy as np
 import pytest
-
 from _proc import ROOT, run_zoo
+
 README = (ROOT / "README.md").read_text()
 SCALE = {"--epochs 50": "--epochs 8 --set filters=8", "--epochs 2": "--epochs 1", "96,96,96": "32,32,32"}
 SECTIONS = ("Fine-tuning on your data", "Compression", "Export to TFLite (LiteRT)")
@@ -46,7 +46,9 @@ def _volumes(root, n, seed, size=40):
     for sub in ("images", "labels"):
         (root / sub).mkdir(parents=True)
     for i in range(n):
-        nib.save(nib.Nifti1Image(vols[i, ..., 0], np.diag([1.0, 1.0, 2.0, 1.0])), str(root / "images" / f"case{i}.nii.gz"))
+        nib.save(
+            nib.Nifti1Image(vols[i, ..., 0], np.diag([1.0, 1.0, 2.0, 1.0])), str(root / "images" / f"case{i}.nii.gz")
+        )
         nib.save(nib.Nifti1Image(labs[i, ..., 0].astype("uint8"), np.diag([1.0, 1.0, 2.0, 1.0])),
                  str(root / "labels" / f"case{i}.nii.gz"))
     return vols

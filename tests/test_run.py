@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _proc import run_zoo, start_zoo
 
 import zoo
-from _proc import run_zoo, start_zoo
 from zoo.errors import InvalidArgumentError, UnknownModelError
 from zoo.scoring import score
 

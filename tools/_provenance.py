@@ -151,7 +151,8 @@ def missing_fields(prov):
 
 
 def records(measured):
-    """(where, record) for every record in measured.json: ``("unet", "compress")``, ("benchmarks", "bench_train"), ..."""
+    """(where, record) for every record in measured.json: ``("unet", "compress")``,
+    ``("benchmarks", "bench_train")``, ..."""
     for name, kinds in measured.items():
         for kind, rec in (kinds or {}).items():
             yield (name, kind), rec

@@ -114,8 +114,10 @@ def main(argv=None):
               f"{r['x_zipped']:.1f}x -> {'met' if r['x_zipped'] >= 10 else 'NOT met'}")
     for r in rows:
         if r["model"] == "alexnet" and r["recipe"] == "deep_compression":
-            print(f"target deep_compression on AlexNet >= 35x smaller than the float32 file: {r['x_file']:.1f}x as a "
-                  f"zipped weights payload -> {'met' if r['x_file'] >= 35 else 'NOT met'} (the TFLite file: zoo.export)")
+            print(
+                f"target deep_compression on AlexNet >= 35x smaller than the float32 file: {r['x_file']:.1f}x as a "
+                f"zipped weights payload -> {'met' if r['x_file'] >= 35 else 'NOT met'} (the TFLite file: zoo.export)"
+            )
     if args.json:
         Path(args.json).write_text(json.dumps({"settings": by_model, "rows": rows,
                                                "provenance": clock.provenance()}, indent=2))

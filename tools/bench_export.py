@@ -4,8 +4,8 @@ For AlexNet, ResNet50, U-Net, the 3D U-Net and FC-DenseNet56 at their full param
 each model is first trained briefly on the phantoms of its task (an untrained model's decisions
 are near ties, which would make any int8 comparison meaningless; the training size is 128 px in
 2D and 32 voxels in 3D, the models being fully convolutional or globally pooled), then exported
-at the benchmark input size in every mode with ``zoo.export``. Printed per mode: the file size and its ratio to the float32 file (and the
-zipped ratio), the verification number that decides (float modes: max abs diff relative to the
+at the benchmark input size in every mode with ``zoo.export``. Printed per mode: the file size and
+its ratio to the float32 file (and the zipped ratio), the verification number that decides (float modes: max abs diff relative to the
 output range; int8/dynamic: top-1 agreement or the lowest per-class Dice against Keras, on
 held-out phantoms) with PASS/FAIL, and the median latency at batch 1 of Keras
 ``predict_on_batch`` and of the LiteRT interpreter, the two calls alternating (so a slow phase of
@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _provenance import Clock, record  # noqa: E402
 
-from zoo._keras import keras  # noqa: E402
 import zoo  # noqa: E402
+from zoo._keras import keras  # noqa: E402
 from zoo.data import phantom_arrays  # noqa: E402
 
 L = keras.layers

@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _provenance  # noqa: E402
 
-from zoo._keras import keras, tf  # noqa: E402
 import zoo  # noqa: E402
 from zoo import losses, metrics  # noqa: E402
+from zoo._keras import keras, tf  # noqa: E402
 from zoo.data import phantom_arrays  # noqa: E402
 
 

@@ -20,9 +20,9 @@ is missing says which command writes it, and shows no number.
     python tools/gen_cards.py --measure        # recount FLOPs for every entry (builds each at its reference input)
     python tools/gen_cards.py --merge-compress out.json   # a record a tool wrote with --json (provenance included)
 
-``--check`` (tests/test_readme.py and tests/tools/test_cards.py run it) fails on a stale card or block, on picture metadata
-naming a missing PNG (or a PNG that no metadata names), and on what :func:`audit` finds: a record
-without its provenance fields or naming a tool that does not exist, a README block this tool does
+``--check`` (tests/test_readme.py and tests/tools/test_cards.py run it) fails on a stale card or
+block, on picture metadata naming a missing PNG (or a PNG that no metadata names), and on what
+:func:`audit` finds: a record without its provenance fields or naming a tool that does not exist, a README block this tool does
 not render, or a figure in a card or block that no record backs (tests/tools/test_provenance.py).
 """
 import argparse
@@ -268,17 +268,23 @@ def run_summary(name, rec):
     stages.append(f"{r.get('quantization')} TFLite {f3(sc.get('exported'))}")
     decides = ver.get("decides")
     value = (ver.get("metrics") or {}).get(decides) if decides else None
-    lines = [f"`{rec.get('zoo_command')}`, recorded by {made(rec.get('provenance'))}: "
-             f"**{_secs(r.get('seconds'))}** for the whole job on {r.get('train')} "
-             f"({r.get('params', 0):,} parameters, {r.get('spatial_dims')}D, patch {r.get('patch_size')}, "
-             f"{r.get('epochs')} fine-tuning epochs).", "",
-             f"- {metric} on {r.get('eval_samples')} validation samples: " + " -> ".join(stages),
-             f"- export verification: {'passed' if ver.get('passed') else 'FAILED'}"
-             + (f" ({decides} {value:.4g})" if value is not None else ""),
-             f"- sizes: float32 weights {_mb(sz.get('float32_bytes'))}, the {r.get('quantization')} file "
-             f"{_mb(sz.get('tflite_bytes'))}"
-             + (f" ({sz['tflite_bytes'] / sz['float32_bytes']:.2f}x)" if sz.get("tflite_bytes") and sz.get("float32_bytes")
-                else "")]
+    lines = [
+        f"`{rec.get('zoo_command')}`, recorded by {made(rec.get('provenance'))}: "
+        f"**{_secs(r.get('seconds'))}** for the whole job on {r.get('train')} "
+        f"({r.get('params', 0):,} parameters, {r.get('spatial_dims')}D, patch {r.get('patch_size')}, "
+        f"{r.get('epochs')} fine-tuning epochs).",
+        "",
+        f"- {metric} on {r.get('eval_samples')} validation samples: " + " -> ".join(stages),
+        f"- export verification: {'passed' if ver.get('passed') else 'FAILED'}"
+        + (f" ({decides} {value:.4g})" if value is not None else ""),
+        f"- sizes: float32 weights {_mb(sz.get('float32_bytes'))}, the {r.get('quantization')} file "
+        f"{_mb(sz.get('tflite_bytes'))}"
+        + (
+            f" ({sz['tflite_bytes'] / sz['float32_bytes']:.2f}x)"
+            if sz.get("tflite_bytes") and sz.get("float32_bytes")
+            else ""
+        ),
+    ]
     if lat.get("keras_ms") is not None and lat.get("litert_ms") is not None:
         lines.append(f"- latency at batch size one: Keras {lat['keras_ms']:.1f} ms, LiteRT {lat['litert_ms']:.1f} ms")
     return lines
@@ -321,7 +327,8 @@ def block_bench_export(registry, measured):
              "| model | input | mode | MB | vs float32 | verification (vs Keras) | Keras ms | LiteRT ms | float ops |",
              "|---|---|---|---:|---:|---|---:|---:|---|"]
     for r in rec.get("rows") or []:
-        lines.append(f"| {r['model']} | {r['input']} | {r['mode']} | {r['bytes'] / 2 ** 20:.1f} | {r['x_float32']:.2f}x | "
+        lines.append(f"| {r['model']} | {r['input']} | {r['mode']} | {r['bytes'] / 2 ** 20:.1f} | "
+                     f"{r['x_float32']:.2f}x | "
                      f"{r['decides']} {r['value']:.4g} {'passed' if r['passed'] else 'FAILED'} | {r['keras_ms']:.1f} | "
                      f"{r['litert_ms']:.1f} | {(r['float_ops'] or 'none') if r['mode'] in INTEGER_MODES else '-'} |")
     conv = rec.get("conv3d") or []
@@ -334,19 +341,24 @@ def block_bench_export(registry, measured):
 def block_bench_train(registry, measured):
     rec = _bench(measured, "bench_train")
     if not rec:
-        return _missing("the finetune / fit overhead and the NIfTI pipeline's throughput", "python tools/bench_train.py")
+        return _missing("the finetune / fit overhead and the NIfTI pipeline's throughput",
+                        "python tools/bench_train.py")
     lines = [f"Measured by {made(rec.get('provenance'))}:", ""]
     o = rec.get("overhead")
     if o:
-        lines.append(f"- finetune / fit: CPU time per epoch {o['cpu']:.3f} (A/A control {o['cpu_aa']:.3f}), wall time per "
-                     f"epoch {o['epoch']:.3f} (A/A {o['epoch_aa']:.3f}), per step {o['step']:.3f}; the zoo's callbacks "
-                     f"{o['hooks_epoch_ms']:.1f} ms per epoch + {o['hooks_step_ms']:.3f} ms per step = "
-                     f"{o['hooks_share']:.1%} of a plain epoch of {o['steps']} steps ({o['repeats']} repeats, "
-                     f"{o['epochs']} epochs each)")
+        lines.append(
+            f"- finetune / fit: CPU time per epoch {o['cpu']:.3f} (A/A control {o['cpu_aa']:.3f}), wall time per "
+            f"epoch {o['epoch']:.3f} (A/A {o['epoch_aa']:.3f}), per step {o['step']:.3f}; the zoo's callbacks "
+            f"{o['hooks_epoch_ms']:.1f} ms per epoch + {o['hooks_step_ms']:.3f} ms per step = "
+            f"{o['hooks_share']:.1%} of a plain epoch of {o['steps']} steps ({o['repeats']} repeats, "
+            f"{o['epochs']} epochs each)"
+        )
     for r in rec.get("pipeline") or []:
-        lines.append(f"- NIfTI pipeline vs unet3d (filters {r['filters']}) training: {r['pipeline_cached']:.1f} patches/s "
+        lines.append(f"- NIfTI pipeline vs unet3d (filters {r['filters']}) training: "
+                     f"{r['pipeline_cached']:.1f} patches/s "
                      f"cached, {r['pipeline_uncached']:.1f} uncached, against {r['consumption']:.2f} consumed: "
-                     f"{r['pipeline_cached'] / r['consumption']:.1f}x / {r['pipeline_uncached'] / r['consumption']:.1f}x")
+                     f"{r['pipeline_cached'] / r['consumption']:.1f}x / "
+                     f"{r['pipeline_uncached'] / r['consumption']:.1f}x")
     return "\n".join(lines)
 
 
@@ -355,7 +367,8 @@ def block_bench_catalog(registry, measured):
     if not rec:
         return _missing("the peak memory of preparing MedMNIST", "python tools/bench_catalog.py")
     w, s = rec["whole"], rec["streamed"]
-    return (f"Measured by {made(rec.get('provenance'))}: on a synthetic `pathmnist_224.npz` of {rec['images']:,} images "
+    return (f"Measured by {made(rec.get('provenance'))}: on a synthetic `pathmnist_224.npz` of "
+            f"{rec['images']:,} images "
             f"({rec['pixels_mb']:.0f} MB of pixels), preparing it peaked {s['peak_mb']:.0f} MB above the imports, "
             f"reading the arrays whole with `np.load` {w['peak_mb']:.0f} MB (ratio {s['peak_mb'] / w['peak_mb']:.2f}), "
             f"at {1000 * s['seconds'] / rec['images']:.1f} ms per image.")
@@ -371,7 +384,8 @@ def block_bench_task(registry, measured):
         f"Measured by {made(rec.get('provenance'))}, on {s['size']}x{s['size']} phantoms with {s['classes']} classes, "
         f"Dice = mean foreground Dice per case on {s['test']} held-out phantoms (seed {rec['held_out_seed']}):", "",
         "| what | hard phantoms | easy phantoms |", "|---|---:|---:|",
-        f"| chance (random labels at the training class frequencies) | {h['chance_dice']:.3f} | {e['chance_dice']:.3f} |",
+        f"| chance (random labels at the training class frequencies) | {h['chance_dice']:.3f} | "
+        f"{e['chance_dice']:.3f} |",
         f"| best per-voxel intensity classifier | {h['intensity_dice']:.3f} | {e['intensity_dice']:.3f} |",
         f"| U-Net, filters {b['filters']} ({b['params']:,} parameters), fine-tuned until validation stopped "
         f"improving ({b['epochs_run']} epochs of {b['steps_per_epoch']} steps, batch {s['batch']}, {s['train']} "
@@ -490,6 +504,7 @@ def _zoo_command_problems(where, command):
     """A recorded ``zoo ...`` command must name a subcommand, options and (for ``run``) an entry that exist."""
     import argparse as _argparse
     import shlex
+
     from zoo.cli import build_parser
     from zoo.hub.registry import get_registry
     words = shlex.split(command)
@@ -497,7 +512,8 @@ def _zoo_command_problems(where, command):
     if words[:1] != ["zoo"] or len(words) < 2 or words[1] not in subs:
         return [f"{where}: {command!r} is not a zoo command"]
     problems = [f"{where}: {command!r} uses {w}, which zoo {words[1]} does not have"
-                for w in words[2:] if w.startswith("--") and w.split("=")[0] not in subs[words[1]]._option_string_actions]
+                for w in words[2:]
+                if w.startswith("--") and w.split("=")[0] not in subs[words[1]]._option_string_actions]
     if words[1] == "run" and (len(words) < 3 or words[2] not in get_registry().models):
         problems.append(f"{where}: {command!r} does not name a registry entry")
     return problems
@@ -605,8 +621,10 @@ def _write_measured(measured):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--check", action="store_true", help="exit 1 if a card or a README block is stale, or the audit fails")
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 if a card or a README block is stale, or the audit fails")
     p.add_argument("--measure", nargs="*", metavar="NAME", help="count FLOPs (all entries when no name is given)")
     p.add_argument("--merge-compress", metavar="JSON", help="a record of tools/bench_compress.py --json")
     args = p.parse_args(argv)

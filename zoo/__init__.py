@@ -10,6 +10,8 @@ The public API (re-exports only; TensorFlow is imported on first use, not by ``i
 
 ``docs/architecture.md`` maps the packages and the way of a call.
 """
+import importlib
+
 # The packages zoo.compress and zoo.export share their names with two verbs. Their __init__
 # modules import nothing heavy; importing them here first binds the package names, which the
 # del below removes, so zoo.compress and zoo.export resolve to the verbs (PEP 562 __getattr__).
@@ -43,7 +45,6 @@ _SUBMODULES = ("datasets", "data", "train", "callbacks", "quality", "losses", "m
 
 
 def __getattr__(name):
-    import importlib
     if name in _SUBMODULES:
         return importlib.import_module(f"zoo.{name}")
     if name in _LAZY:
@@ -59,5 +60,5 @@ def __dir__():
 
 __all__ = ["load", "load_model", "load_run", "load_tflite", "list_models", "info", "save_weights", "contract",
            "finetune", "compress", "export", "predict", "run", "list_recipes", "FitOptions", "ModelInfo",
-           "info_of", "RecipeNotApplicableError", "ZooError", "RegistryError", "UnknownModelError", "UnknownArgumentError",
-           "InvalidArgumentError", "WeightsError", "MissingDependencyError", "__version__"]
+           "info_of", "RecipeNotApplicableError", "ZooError", "RegistryError", "UnknownModelError",
+           "UnknownArgumentError", "InvalidArgumentError", "WeightsError", "MissingDependencyError", "__version__"]

@@ -38,9 +38,9 @@ def write_weights(target, layout, values, attrs=None):
     """Write ``values`` (arrays in ``layout``'s order, see :func:`weight_layout`) to ``target``,
     a path or a binary file object opened for reading and writing. ``attrs``: extra root
     attributes (e.g. ``{"zoo_epoch": 3}``); Keras ignores them."""
-    import h5py
+    import h5py  # heavy: h5py (~30 ms); zoo.hub imports this module and import zoo must not pay for it
 
-    from zoo._keras import keras
+    from zoo._keras import keras  # heavy: TensorFlow; zoo.hub imports this module and must stay TF-free
 
     values = iter(values)
     with h5py.File(target, "w") as f:

@@ -74,6 +74,10 @@ def compress(model, recipe, train=None, val=None, *, student=None, options=None,
 
     Raises:
         RecipeNotApplicableError: every layer the recipe cannot handle, before any training.
+        UnknownArgumentError: an option that does not exist (the nearest is named).
+        InvalidArgumentError: a model of a kind compress does not take, an unknown recipe, or
+            options a step cannot honour (``freeze_encoder_epochs`` ...).
+        ZooError: ``out_dir`` holds a finished compression or another recipe's run.
     """
     keywords = {"epochs": 2, **option_keywords}
     opts = FitOptions.build(options, verb="compress", **keywords)
@@ -86,27 +90,47 @@ def compress(model, recipe, train=None, val=None, *, student=None, options=None,
 
 
 def export(model, path, **options):
-    """Export ``model`` to ``path`` (a ``.tflite`` file, or a folder for ``quantization="savedmodel"``)
-    and verify the file against the Keras model in LiteRT; returns an ``ExportResult``.
+    """Export ``model`` to ``path`` and verify the file against the Keras model in LiteRT.
 
-    ``model``: a keras.Model, a registry name, a run folder (its best checkpoint, training patch
-    size, preprocessing and data), a ``zoo.compress`` or ``zoo run`` folder, or a saved model.
-    The options (``quantization``, ``representative_data``, ``input_shape``, ``data_options``,
-    ``verify`` ...) are those of :func:`zoo.export.api.export`, documented there.
+    Args:
+        model: a keras.Model, a registry name, a run folder (its best checkpoint, training patch
+            size, preprocessing and data), a ``zoo.compress`` or ``zoo run`` folder, or a saved model.
+        path: a ``.tflite`` file, or a folder for ``quantization="savedmodel"``.
+        **options: ``quantization``, ``representative_data``, ``input_shape``, ``data_options``,
+            ``verify`` ...: those of :func:`zoo.export.api.export`, documented there.
+
+    Returns:
+        An ``ExportResult`` (``print(result)``, ``result.to_dict()``).
+
+    Raises:
+        InvalidArgumentError: ``model`` is none of the kinds above (or a ``.tflite`` file), or a
+            bad option.
+        VerificationError: the file disagrees with the Keras model (``verify=True``); nothing is written.
+        UncoveredLayerError, ExportError: the model does not convert or run in LiteRT.
     """
     net, info = resolve(model, verb="export", allow=TRAINABLE)
     return export_model(net, info, path, **options)
 
 
 def predict(model, source, **options):
-    """Segment (or classify) ``source`` with ``model`` by sliding window; returns the label map
-    (or class) and, for a file source, writes it beside the input.
+    """Segment (or classify) ``source`` with ``model`` by sliding window; for a file source the
+    label map is also written beside the input.
 
-    ``model``: a keras.Model, a run folder (or a checkpoint in one), a ``zoo.compress`` or
-    ``zoo run`` folder, a saved model, or a ``.tflite`` file from ``zoo.export`` (run in LiteRT
-    with its sidecar's preprocessing). The options (``out``, ``patch_size``, ``overlap``,
-    ``window``, ``normalize``, ``spacing``, ``return_probabilities`` ...) are those of
-    :func:`zoo.inference.predict`, documented there.
+    Args:
+        model: a keras.Model, a run folder (or a checkpoint in one), a ``zoo.compress`` or
+            ``zoo run`` folder, a saved model, or a ``.tflite`` file from ``zoo.export`` (run in
+            LiteRT with its sidecar's preprocessing).
+        source: a NIfTI file, a DICOM series folder or file, a 2D image file or an array.
+        **options: ``out``, ``patch_size``, ``overlap``, ``window``, ``normalize``, ``spacing``,
+            ``return_probabilities`` ...: those of :func:`zoo.inference.predict`, documented there.
+
+    Returns:
+        The label map (or the class index, or probabilities), as :func:`zoo.inference.predict`.
+
+    Raises:
+        InvalidArgumentError: ``model`` is none of the kinds above, or the source or an option
+            is refused (see :func:`zoo.inference.predict`).
+        DataError, MissingDependencyError: the file cannot be read.
     """
     net, info = resolve(model, verb="predict", allow=("model", "run", "compress", "zoo_run", "file", "tflite"))
     return predict_model(net, info, source, **options)

@@ -11,7 +11,10 @@ import time
 
 import numpy as np
 
+from zoo._keras import keras, tf
 from zoo.errors import InvalidArgumentError
+from zoo.hub import load
+from zoo.hub.registry import get_registry
 
 
 def _positions(shape):
@@ -22,7 +25,6 @@ def _positions(shape):
 def _layer_macs(layer):
     """MACs of one layer at batch 1 (0 for layers without a kernel). The checks go from the
     most derived class: tf_keras' depthwise and transposed convolutions subclass Conv2D."""
-    from zoo._keras import keras
     L = keras.layers
     out_shape = layer.output_shape[0] if isinstance(layer.output_shape, list) else layer.output_shape
     if not hasattr(layer, "kernel") and not hasattr(layer, "depthwise_kernel"):
@@ -46,7 +48,18 @@ def _layer_macs(layer):
 
 
 def flops(model):
-    """``{"macs", "flops", "by_layer"}`` for a built model of static input shape (batch 1)."""
+    """Multiply-accumulates of a built model, layer by layer (see the module doc).
+
+    Args:
+        model: a built ``keras.Model`` of static input shape (nested models are walked).
+
+    Returns:
+        ``{"macs", "flops", "by_layer"}`` at batch 1; ``flops`` is 2 x ``macs``; ``by_layer``
+        maps layer names to their MACs (layers without a kernel are left out).
+
+    Raises:
+        InvalidArgumentError: a layer with a kernel has a dynamic output shape.
+    """
     by_layer = {}
     for layer in _walk(model):
         macs = _layer_macs(layer)
@@ -65,8 +78,17 @@ def _walk(model):
 
 
 def latency(model, runs=10, warmup=2, seed=0):
-    """Median milliseconds of one batch-1 forward pass of ``model`` (Keras, graph mode)."""
-    from zoo._keras import tf
+    """Median milliseconds of one batch-1 forward pass of ``model`` (Keras, graph mode).
+
+    Args:
+        model: a built ``keras.Model`` of static input shape.
+        runs: timed passes.
+        warmup: untimed passes first (tracing).
+        seed: the random input's seed.
+
+    Returns:
+        The median time in milliseconds (a float).
+    """
     shape = (1,) + tuple(int(s) for s in model.input_shape[1:])
     x = tf.constant(np.random.default_rng(seed).normal(size=shape).astype("float32"))
     fn = tf.function(lambda t: model(t, training=False))
@@ -82,11 +104,25 @@ def latency(model, runs=10, warmup=2, seed=0):
 
 
 def bench(name, *, size=None, spatial_dims=None, runs=10, **kwargs):
-    """Parameters, MACs/FLOPs and Keras latency of registry entry ``name``: at its reference
-    config and input (where its ``params`` are counted), or with ``size`` per axis at its default
-    config. ``kwargs`` are builder keywords."""
-    from zoo.hub import load
-    from zoo.hub.registry import get_registry
+    """Parameters, MACs/FLOPs and Keras latency of a registry entry.
+
+    Args:
+        name: a registry name.
+        size: the input size per axis at the entry's default config (default: its reference
+            config and input, where its ``params`` are counted).
+        spatial_dims: the 2D or 3D variant (default: the reference's).
+        runs: timed passes (0 or None: no timing).
+        **kwargs: builder keywords.
+
+    Returns:
+        ``{"model", "part", "spatial_dims", "input_shape", "params", "macs", "flops", "keras_ms"}``
+        (``part``: ``"generator"`` for a GAN, whose generator is measured).
+
+    Raises:
+        UnknownModelError: no entry has this name.
+        UnknownArgumentError, InvalidArgumentError: a builder keyword the entry refuses, or a
+            model of dynamic output shape.
+    """
     entry = get_registry().get(name)
     kw = entry.reference_kwargs()  # config + reference overrides, with its input
     dims = spatial_dims or kw["spatial_dims"]

@@ -15,8 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from zoo import _io
+from zoo._deps import require
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, check_positive_int
+from zoo.models.wgan import generate
+from zoo.quality import RandomFeatures, frechet_distance, sliced_wasserstein_images
 
 
 def _tile(image):
@@ -52,7 +55,7 @@ def grid_image(images, value_range, nrow=None, pad=2):
 
 def save_grid(images, path, value_range=(0.0, 1.0), nrow=None):
     """Write images as one PNG grid (atomically: a crash never leaves half a file)."""
-    from PIL import Image
+    from PIL import Image  # optional: the images extra (Pillow); only PNG writing needs it
     grid = grid_image(images, value_range, nrow)
     buffer = io.BytesIO()
     Image.fromarray(grid).save(buffer, format="PNG")
@@ -62,7 +65,6 @@ def save_grid(images, path, value_range=(0.0, 1.0), nrow=None):
 
 def save_nifti(volume, path):
     """One volume ``(X, Y, Z, C)`` as NIfTI (identity affine: 1 mm voxels), atomically."""
-    from zoo._deps import require
     nib = require("nibabel", "Writing NIfTI volumes")
     data = volume[..., 0] if volume.shape[-1] == 1 else volume
     image = nib.Nifti1Image(np.asarray(data, np.float32), np.eye(4))
@@ -103,15 +105,12 @@ class GanQuality(keras.callbacks.Callback):
 
     def __init__(self, real, seed=0, extractor=None, measures=("fd", "swd")):
         super().__init__()
-        from zoo.quality import RandomFeatures
         self.real = np.asarray(real, np.float32)
         self.seed, self.measures = seed, tuple(measures)
         self.extractor = extractor or RandomFeatures()
         self._real_features = None
 
     def measure(self, gan):
-        from zoo.models.wgan import generate
-        from zoo.quality import frechet_distance, sliced_wasserstein_images
         fake = generate(gan, gan.latent(len(self.real), self.seed))
         out = {}
         if "fd" in self.measures:

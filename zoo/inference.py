@@ -16,8 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+import zoo.data
+from zoo._deps import require
+from zoo._io import atomic_write_bytes
+from zoo._keras import keras
 from zoo._progress import Progress
-from zoo.errors import InvalidArgumentError, check_choice, check_positive_int
+from zoo.data.dicom import holds_series, is_dicom_file, read_dicom_series
+from zoo.data.folders import resize_image
+from zoo.data.volumes import load_nifti, normalize_intensity, resample
+from zoo.errors import InvalidArgumentError, ZooError, check_choice, check_positive_int
 from zoo.scoring import labels as labels_of
 from zoo.scoring import probabilities
 
@@ -68,12 +75,25 @@ def pad_to_patch(image, patch):
 
 def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, blend="gaussian",
                    progress=None):
-    """Logits for ``image`` (spatial..., channels) computed patch by patch.
+    """Logits for ``image`` computed patch by patch and blended.
 
-    patch_size: spatial patch (defaults to the model's static input size); overlap in [0, 1):
-    share of a patch shared with its neighbour; blend: "gaussian" or "constant". Where the image
-    is smaller than the patch it is padded as in training (:func:`pad_to_patch`). Returns float32 logits with the
-    image's spatial shape and the model's output channels.
+    Args:
+        model: a ``keras.Model`` (or a LiteRT-backed model) with channels-last inputs.
+        image: an array ``(spatial..., channels)``; where it is smaller than the patch it is
+            padded as in training (:func:`pad_to_patch`).
+        patch_size: the spatial patch (default: the model's static input size).
+        overlap: in [0, 1): the share of a patch shared with its neighbour.
+        batch_size: patches per model call.
+        blend: ``"gaussian"`` (centre voxels weigh more, as nnU-Net) or ``"constant"``.
+        progress: show a progress line on stderr (None: as the zoo's progress setting says).
+
+    Returns:
+        float32 logits with the image's spatial shape and the model's output channels.
+
+    Raises:
+        InvalidArgumentError: the image's axes or channels do not match the model, it holds
+            NaN/Inf, a bad ``overlap``/``blend``/``batch_size``, or no ``patch_size`` for a
+            model of dynamic input size (or one of the wrong length).
     """
     image = np.asarray(image, dtype="float32")
     dims = len(model.input_shape) - 2
@@ -141,7 +161,6 @@ NORMALIZE = ("auto", "zscore", "none")
 def _main_output(model):
     """A Keras model with auxiliary heads (DeepLab aux, GoogLeNet aux1/2) predicts with its first output."""
     if not getattr(model, "zoo_tflite", False) and len(model.outputs) > 1:
-        from zoo._keras import keras
         return keras.Model(model.inputs, model.outputs[0], name=model.name)
     return model
 
@@ -218,27 +237,47 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
             window=None, normalize=None, spacing=None, return_probabilities=False, progress=None):
     """Segment ``source`` with ``model`` by sliding window; returns the label map.
 
-    model, info: the model (a keras.Model, or an exported file's LiteRT runner) and its record
-        (:class:`zoo.record.ModelInfo`): the window/normalize/spacing and patch size it was
-        trained with are the defaults.
-    source: a NIfTI file (.nii/.nii.gz), a DICOM series folder (the slices of one scan; the
-        label map is written as NIfTI ``<folder>_seg.nii.gz`` with the series' affine in RAS),
-        a 2D image file (PNG, JPEG, TIFF, BMP; pixels / 255 or / 65535 as in training; resized
-        to the training patch size for a classifier), or an array ``(spatial..., channels)`` (a
-        1-channel model also takes ``(spatial...)``). A 2D model on a volume runs slice by
-        slice along axis 2.
-    out: where a file source's label map is written, atomically: default ``<stem>_seg.nii.gz``
-        (``<stem>_seg.png``) beside the input; ``False`` writes nothing. NIfTI output keeps
-        the input's affine, qform/sform (and codes) and voxel sizes; dtype uint8 (int16
-        beyond 256 classes). Arrays are never written.
-    window, normalize: the training-time intensity preprocessing (see zoo.data.nifti):
-        ``window=(lo, hi)`` clips and scales to [0, 1]; ``normalize`` "auto" (z-score unless a
-        window is given), "zscore" or "none". Default: what training on that source kind
-        does ("auto" for NIfTI, "none" for arrays and 2D images).
-    spacing: resample a NIfTI volume to this voxel spacing first (as in training) and the
-        logits back to the input grid. return_probabilities: return softmax (sigmoid for one
-        output channel) probabilities ``(spatial..., classes)`` instead of labels.
     Classification models return the class index (or probabilities) of the whole image.
+
+    Args:
+        model: a ``keras.Model``, or an exported file's LiteRT runner; a model with auxiliary
+            heads predicts with its first output.
+        info: its record (:class:`zoo.record.ModelInfo`): the window/normalize/spacing and patch
+            size it was trained with are the defaults.
+        source: a NIfTI file (.nii/.nii.gz), a DICOM series folder (the slices of one scan; the
+            label map is written as NIfTI ``<folder>_seg.nii.gz`` with the series' affine in
+            RAS), a single DICOM file (a 2D slice, for a 2D model), a 2D image file (PNG, JPEG,
+            TIFF, BMP; pixels / 255 or / 65535 as in training; resized to the training patch
+            size for a classifier), or an array ``(spatial..., channels)`` (a 1-channel model
+            also takes ``(spatial...)``). A 2D model on a volume runs slice by slice along axis 2.
+        out: where a file source's label map is written, atomically: default
+            ``<stem>_seg.nii.gz`` (``<stem>_seg.png``) beside the input; ``False`` writes
+            nothing. NIfTI output keeps the input's affine, qform/sform (and codes) and voxel
+            sizes; dtype uint8 (int16 beyond 256 classes). Arrays are never written.
+        patch_size, overlap, batch_size, blend, progress: as for :func:`sliding_window`
+            (``patch_size`` defaults to the record's).
+        window: the training-time intensity window ``(lo, hi)``: clips and scales to [0, 1]
+            (see zoo.data.nifti).
+        normalize: ``"auto"`` (z-score unless a window is given), ``"zscore"`` or ``"none"``.
+            Default: what training on that source kind does (``"auto"`` for NIfTI, ``"none"``
+            for arrays and 2D images).
+        spacing: resample a NIfTI volume to this voxel spacing first (as in training) and the
+            logits back to the input grid.
+        return_probabilities: return softmax (sigmoid for one output channel) probabilities
+            ``(spatial..., classes)`` instead of labels.
+
+    Returns:
+        The label map (an int array of the input's spatial shape), the class index for a
+        classifier, or the probabilities with ``return_probabilities``.
+
+    Raises:
+        InvalidArgumentError: a source that does not exist or is of no known kind, a folder
+            without DICOM files, a single DICOM slice for a 3D model, an ``out`` that would
+            overwrite the input or has the wrong suffix, a bad option, or a write that failed
+            (nothing is written then).
+        DataError: the file cannot be read (a damaged NIfTI, DICOM or image file).
+        MissingDependencyError: the optional reader for the file (nibabel, pydicom, Pillow) is
+            not installed.
     """
     model = _main_output(model)
     prep = info.preprocessing
@@ -256,7 +295,6 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
         vol = dict(window=window, normalize=normalize, spacing=spacing,
                    return_probabilities=return_probabilities, kw=kw)
         if path.is_dir():
-            from zoo.data.dicom import holds_series
             if not holds_series(path):
                 raise InvalidArgumentError(
                     f"predict: {path} is a folder without DICOM files; pass one DICOM series folder "
@@ -271,7 +309,6 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
             return _predict_nifti(model, path, out, **vol)
         if lower.endswith(IMAGE_SUFFIXES):
             return _predict_image(model, path, out, window, normalize, return_probabilities, kw)
-        from zoo.data.dicom import is_dicom_file
         if is_dicom_file(path):
             return _predict_dicom_slice(model, path, out, window, normalize, return_probabilities, kw)
         raise InvalidArgumentError(f"predict: {path} is neither NIfTI ({', '.join(NIFTI_SUFFIXES)}), a "
@@ -289,7 +326,6 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
 
 
 def _normalize(image, window, normalize):
-    from zoo.data.volumes import normalize_intensity
     return normalize_intensity(image, window=window,
                                normalize=None if normalize == "none" else (normalize or "auto"))
 
@@ -310,8 +346,6 @@ def _out_file(out, default, source):
 def _write(out, write):
     """``write(tmp)`` then rename to ``out``; a failure of the writer (a bad header, a folder in
     the way) is a ZooError and leaves nothing at ``out``."""
-    from zoo._io import atomic_write_bytes
-    from zoo.errors import ZooError
     try:
         atomic_write_bytes(out, write)
     except ZooError:
@@ -335,14 +369,12 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
     shape = image.shape[:-1]
     _check_finite(image, source)  # the raw values, as training checks them
     if spacing is not None:
-        from zoo.data.volumes import resample
         image, _ = resample(image, None, file_spacing, tuple(float(s) for s in spacing))
     image = _normalize(image, window, normalize or "auto")
     logits = _infer(model, image, source=source, **kw)
     if len(model.output_shape) == 2:
         return probabilities(logits) if return_probabilities else int(labels_of(logits))
     if logits.shape[:-1] != shape:  # back to the input grid (linear on logits, then exact size)
-        from zoo._deps import require
         ndimage = require("scipy.ndimage", "Resampling volumes (spacing=...)")
         factors = [a / b for a, b in zip(shape, logits.shape[:-1])] + [1.0]
         logits = ndimage.zoom(logits, factors, order=1, mode="nearest", grid_mode=True)
@@ -355,8 +387,6 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
 
 
 def _predict_nifti(model, path, out, **vol):
-    from zoo._deps import require
-    from zoo.data.volumes import load_nifti
     nib = require("nibabel", "Reading and writing NIfTI files")
     image, file_spacing, _ = load_nifti(path)
     ref = nib.load(str(path))
@@ -383,8 +413,6 @@ def _predict_dicom(model, folder, out, **vol):
     """One DICOM series folder -> label map; written as NIfTI ``<folder>_seg.nii.gz`` beside the
     folder, voxel for voxel on the series grid (columns, rows, slices), with the series'
     patient-space affine converted from DICOM's LPS to NIfTI's RAS (qform = sform, code 1)."""
-    from zoo._deps import require
-    from zoo.data.dicom import read_dicom_series
     image, file_spacing, lps_affine = read_dicom_series(folder)
     if out is not False and len(model.output_shape) > 2:
         nib = require("nibabel", "Writing the NIfTI label map of a DICOM series")
@@ -403,7 +431,6 @@ def _predict_dicom(model, folder, out, **vol):
 
 def check_dicom_slice(model, source):
     """A single DICOM file takes a 2D model; for a 3D model, say to pass the series' folder."""
-    from zoo.data.dicom import is_dicom_file
     path = Path(source).expanduser()
     if len(model.input_shape) - 2 != 2 and path.is_file() and not path.name.lower().endswith(
             NIFTI_SUFFIXES + IMAGE_SUFFIXES) and is_dicom_file(path):
@@ -415,8 +442,6 @@ def check_dicom_slice(model, source):
 def _predict_dicom_slice(model, path, out, window, normalize, return_probabilities, kw):
     """One DICOM file: a 2D slice for a 2D model, (rows, columns) as displayed; intensities as
     for a series (rescaled, then ``window``/``normalize``, default z-score)."""
-    from zoo.data.dicom import read_dicom_series
-    from zoo.data.folders import resize_image
     check_dicom_slice(model, path)
     volume, _, _ = read_dicom_series([path])
     image = volume[:, :, 0].transpose(1, 0, 2)  # (columns, rows) -> the slice as displayed
@@ -431,11 +456,10 @@ def _predict_dicom_slice(model, path, out, window, normalize, return_probabiliti
 
 def _predict_image(model, path, out, window, normalize, return_probabilities, kw, image=None):
     if image is None:
-        from zoo.data import read_image
         channels = model.input_shape[-1] if model.input_shape[-1] in (1, 3) else 1
         # a classifier sees the image at its training size (image folders are resized to it)
         size = kw["patch_size"] if len(model.output_shape) == 2 else None
-        image = read_image(path, channels, size)
+        image = zoo.data.read_image(path, channels, size)  # looked up per call: the public reader
         if window is not None or normalize not in (None, "none"):
             image = _normalize(image, window, normalize)
     logits = _infer(model, image, source=str(path), **kw)
@@ -443,7 +467,7 @@ def _predict_image(model, path, out, window, normalize, return_probabilities, kw
         return probabilities(logits) if return_probabilities else int(labels_of(logits))
     labels = labels_of(logits).astype(_label_dtype(model.output_shape[-1]))
     if out is not False:
-        from PIL import Image
+        from PIL import Image  # optional: the images extra (Pillow); only PNG output needs it
         out = _out_file(out, _default_out(path, ".png"), path)
         pixels = labels if labels.dtype == np.uint8 else labels.astype(np.uint16)  # L or I;16 PNG
         _write(out, lambda tmp: Image.fromarray(pixels).save(tmp))

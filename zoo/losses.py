@@ -223,7 +223,19 @@ LOSSES = {"dice": DiceLoss, "dice_ce": DiceCELoss, "ce": CrossEntropy,
 
 
 def get_loss(name, **kwargs):
-    """A loss by name (``dice``, ``dice_ce``, ``ce``, ``weighted_ce``, ``focal``); a Loss passes through."""
+    """A loss by name.
+
+    Args:
+        name: ``"dice"``, ``"dice_ce"``, ``"ce"``, ``"weighted_ce"``, ``"focal"``, or a Keras
+            ``Loss`` (returned as is).
+        **kwargs: keywords of the loss class (``from_logits``, ``class_weights``, ``gamma`` ...).
+
+    Returns:
+        A ``keras.losses.Loss``.
+
+    Raises:
+        InvalidArgumentError: an unknown name.
+    """
     if isinstance(name, keras.losses.Loss):
         return name
     check_choice("loss", name, tuple(LOSSES), "get_loss")
@@ -239,7 +251,7 @@ def unet_weight_map(mask, w0=10.0, sigma=5.0, class_weights=None):
     (w_c = N / (2 N_c)) as in the paper. With fewer than two cells the border term is 0.
     """
     try:
-        from scipy import ndimage
+        from scipy import ndimage  # heavy: scipy.ndimage (~0.5 s); only this weight map needs it
     except ImportError:
         raise MissingDependencyError(
             "unet_weight_map needs scipy; install it with: pip install scipy") from None

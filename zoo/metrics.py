@@ -197,9 +197,21 @@ def accuracy(num_classes, from_logits=True):
 
 
 def get_metrics(task, num_classes, from_logits=True):
-    """Default metrics: classification -> accuracy, AUC; segmentation -> per-case mean foreground
-    Dice and IoU (``dice``, ``iou``, MONAI/Decathlon style), and per-class per-case Dice
-    (``dice_1``...) when there are several foreground classes."""
+    """The default metrics of a task.
+
+    Args:
+        task: ``"classification"`` or ``"segmentation"``.
+        num_classes: output channels of the model (1: one sigmoid output).
+        from_logits: the model outputs logits.
+
+    Returns:
+        A list of Keras metrics: classification -> accuracy, AUC; segmentation -> per-case mean
+        foreground Dice and IoU (``dice``, ``iou``, MONAI/Decathlon style), and per-class
+        per-case Dice (``dice_1``...) when there are several foreground classes.
+
+    Raises:
+        InvalidArgumentError: an unknown ``task``, or ``num_classes`` not an int >= 1.
+    """
     check_choice("task", task, ("classification", "segmentation"), "get_metrics")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise InvalidArgumentError(f"get_metrics: num_classes={num_classes!r} must be an int >= 1.")

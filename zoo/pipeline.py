@@ -32,6 +32,7 @@ from zoo.errors import InvalidArgumentError, UnknownModelError, ZooError, check_
 from zoo.export.api import export as export_model
 from zoo.export.result import _mb
 from zoo.export.runtime import load_tflite
+from zoo.export.sidecar import sidecar_path
 from zoo.hub import load
 from zoo.hub.registry import get_registry
 from zoo.record import info_of
@@ -241,7 +242,6 @@ def _export_stage(model, info, path, quantization, train, verbose, options, veri
     """(the exported file as a LiteRT model, the export result dict): ``model`` (the last stage's,
     in memory, with its record: patch size, preprocessing, data) exported here, or (the file, its
     sidecar and the result written before) read back."""
-    from zoo.export.sidecar import sidecar_path
     done = path.with_name(path.name + ".result.json")
     if path.exists() and sidecar_path(path).exists() and done.exists():
         _log(verbose, f"      done before: {path} (verified when written)")
@@ -288,7 +288,17 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
             only the chief writes the export and the report).
 
     Returns:
-        A :class:`RunReport` (``print(report)``, ``report.to_dict()``), also in ``report.json``.
+        A :class:`RunReport` (``print(report)``, ``report.to_dict()``), also in ``report.json``;
+        None on a worker of a multi-worker run (the chief reports).
+
+    Raises:
+        UnknownModelError: ``model`` is not a registry entry.
+        UnknownArgumentError: an unknown training option.
+        InvalidArgumentError: a generative entry, a bad option or ``spatial_dims``, both ``data``
+            and ``train``/``val``, an ``out_dir`` that is a file, or data that does not fit.
+        ZooError: a stage folder holds a finished run of other epochs.
+        VerificationError: the exported file disagrees with the Keras model and ``verify=True``.
+        RecipeNotApplicableError: the recipe cannot apply to the entry.
     """
     t0 = time.time()
     entry = _entry(model)

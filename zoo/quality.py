@@ -153,7 +153,7 @@ class RandomFeatures:
         return self._weights[key]
 
     def __call__(self, images, batch_size=256):
-        from zoo._keras import tf
+        from zoo._keras import tf  # heavy: TensorFlow; the NumPy distances above must not start it
         images = np.asarray(images, np.float32)
         dims = images.ndim - 2
         kernels = self._kernels(dims, images.shape[-1])

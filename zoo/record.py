@@ -52,6 +52,9 @@ class ModelInfo:
         path: the folder or file it was read from (None for an in-memory model).
         build: the builder keywords of a registry build (what rebuilds it at another size).
         run: the run's full record (``state.json``'s ``config``) for a model from a run folder.
+
+    Raises:
+        ValueError: ``task`` or ``source`` is not one of the values above.
     """
     name: str
     task: str
@@ -126,7 +129,15 @@ def attached(model):
 
 
 def info_of(model):
-    """The record attached to ``model``, or the one its input and output shapes imply."""
+    """What ``model`` is.
+
+    Args:
+        model: a ``keras.Model`` (or a model the zoo returned).
+
+    Returns:
+        The :class:`ModelInfo` attached to ``model``, or, for a model built outside the zoo, the
+        one its input and output shapes imply (:func:`describe`).
+    """
     return attached(model) or describe(model)
 
 

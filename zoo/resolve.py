@@ -18,14 +18,18 @@ path or guesses what a model is for. A model argument may be:
 :func:`custom_objects` is the one list of classes a saved zoo model may name (the zoo's
 layers, models, losses and metrics, tfmot's wrappers and the zoo's quantize configs).
 """
+import importlib
 import json
 import os
+import pkgutil
 import sys
 from pathlib import Path
 
+import zoo.models
 from zoo._keras import keras
 from zoo.compress import objects as compress_objects
-from zoo.errors import InvalidArgumentError
+from zoo.datapath import class_names_of
+from zoo.errors import InvalidArgumentError, did_you_mean
 from zoo.export.runtime import load_tflite
 from zoo.hub import load as load_entry
 from zoo.hub.registry import get_registry
@@ -46,10 +50,6 @@ def register_custom_objects():
 def custom_objects():
     """The zoo's registered layers, model classes, losses and metrics, and the tfmot wrappers
     and quantize configs of compressed models, by the names their configs use."""
-    import importlib
-    import pkgutil
-
-    import zoo.models
     for module in ("zoo.models.layers", "zoo.losses", "zoo.metrics"):
         importlib.import_module(module)
     for found in pkgutil.iter_modules(zoo.models.__path__):  # every family registers its classes
@@ -193,7 +193,6 @@ def _refuse(obj, verb, allow):
     kinds = ", ".join(_WHAT[k] for k in allow)
     hint = ""
     if isinstance(obj, (str, os.PathLike)) and not Path(obj).expanduser().exists():
-        from zoo.errors import did_you_mean
         near = did_you_mean(str(obj), get_registry().names())
         hint = (f" No such file or folder (relative to {os.getcwd()!r}) and no registry entry of that name."
                 f"{near} `zoo list` shows the names.")
@@ -255,7 +254,6 @@ def resolve(obj, *, verb, allow=KINDS, train=None, overrides=None, which="best",
 def head_from_data(name, train, overrides, *, say=True, verb="finetune"):
     """Builder overrides for registry model ``name`` trained on ``train``: for a classification
     entry without an explicit ``num_classes``, the number of class folders of ``train``."""
-    from zoo.datapath import class_names_of
     if "num_classes" in overrides or get_registry().get(name).task != "classification":
         return dict(overrides)
     names = class_names_of(train)

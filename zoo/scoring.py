@@ -16,7 +16,14 @@ from zoo.datapath.prepare import Target, samples
 
 
 def labels(logits):
-    """Class indices from logits (channels last): argmax, or ``logit > 0`` for one channel."""
+    """Class indices from logits (channels last).
+
+    Args:
+        logits: an array ``(..., classes)``.
+
+    Returns:
+        An int array ``(...)``: argmax over the last axis, or ``logit > 0`` for one channel.
+    """
     logits = np.asarray(logits)
     if logits.shape[-1] == 1:
         return (logits[..., 0] > 0).astype(np.int64)
@@ -24,7 +31,14 @@ def labels(logits):
 
 
 def probabilities(logits):
-    """Softmax over the class axis (sigmoid for one channel)."""
+    """Probabilities from logits (channels last).
+
+    Args:
+        logits: an array ``(..., classes)``.
+
+    Returns:
+        A float32 array of the same shape: softmax over the last axis (sigmoid for one channel).
+    """
     logits = np.asarray(logits, np.float64)
     if logits.shape[-1] == 1:
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
@@ -33,7 +47,16 @@ def probabilities(logits):
 
 
 def dice_per_class(ref, got, num_classes):
-    """Per class: 2|A n B| / (|A| + |B|) pooled over all samples; None where neither has the class."""
+    """Dice per class, pooled over all samples: 2|A n B| / (|A| + |B|).
+
+    Args:
+        ref: a class-index map (any shape).
+        got: a class-index map of the same shape.
+        num_classes: the classes (at least 2 are scored).
+
+    Returns:
+        A list with one float per class; None where neither map has the class.
+    """
     out = []
     for c in range(max(num_classes, 2)):
         a, b = ref == c, got == c
@@ -59,30 +82,63 @@ def _case_scores(truth, pred, num_classes, ratio):
 
 
 def case_dice(truth, pred, num_classes):
-    """Mean over cases of the mean foreground Dice per case (see the module doc); ``truth`` and
-    ``pred`` are class-index maps ``(cases, spatial...)``. NaN when no case has foreground."""
+    """Mean over cases of the mean foreground Dice per case (see the module doc).
+
+    Args:
+        truth: class-index maps ``(cases, spatial...)``.
+        pred: predicted class-index maps of the same shape.
+        num_classes: the classes (class 0 is background and not scored).
+
+    Returns:
+        A float; NaN when no case has foreground in ``truth``.
+    """
     cases = [c for c in _case_scores(np.asarray(truth), np.asarray(pred), num_classes,
                                      lambda tp, fp, fn: 2 * tp / (2 * tp + fp + fn)) if c is not None]
     return float(np.mean(cases)) if cases else float("nan")
 
 
 def case_iou(truth, pred, num_classes):
-    """As :func:`case_dice` with IoU = TP / (TP + FP + FN)."""
+    """As :func:`case_dice` with IoU = TP / (TP + FP + FN).
+
+    Args:
+        truth: class-index maps ``(cases, spatial...)``.
+        pred: predicted class-index maps of the same shape.
+        num_classes: the classes (class 0 is background and not scored).
+
+    Returns:
+        A float; NaN when no case has foreground in ``truth``.
+    """
     cases = [c for c in _case_scores(np.asarray(truth), np.asarray(pred), num_classes,
                                      lambda tp, fp, fn: tp / (tp + fp + fn)) if c is not None]
     return float(np.mean(cases)) if cases else float("nan")
 
 
 def accuracy(truth, pred):
-    """Top-1 accuracy; ``truth`` is class indices (or one-hot rows)."""
+    """Top-1 accuracy.
+
+    Args:
+        truth: class indices ``(n,)`` or one-hot rows ``(n, classes)``.
+        pred: predicted class indices ``(n,)``.
+
+    Returns:
+        The fraction of ``pred`` equal to ``truth`` (a float).
+    """
     truth = np.asarray(truth).reshape(len(pred), -1)
     truth = truth.argmax(-1) if truth.shape[-1] > 1 else truth[:, 0]
     return float(np.mean(np.asarray(pred).reshape(-1) == truth.astype(int)))
 
 
 def score(task, truth, logits):
-    """The task's metric: ``("dice", case_dice)`` for segmentation, ``("accuracy", top-1)`` for
-    classification, from the labels and the model's logits."""
+    """The task's metric, from the labels and the model's logits.
+
+    Args:
+        task: ``"classification"``, else segmentation.
+        truth: the labels (class indices, one-hot rows for classification, or label maps).
+        logits: the model's outputs (channels last).
+
+    Returns:
+        ``("accuracy", top-1)`` for classification, ``("dice", case_dice)`` otherwise.
+    """
     pred = labels(logits)
     if task == "classification":
         return "accuracy", accuracy(truth, pred)
@@ -92,13 +148,39 @@ def score(task, truth, logits):
 
 def held_out(model, info, source, n, *, patch_size=None, seed=0, options=None):
     """``n`` validation (image, label) pairs of ``source`` as arrays, cut to the model's patch:
-    the same samples for every stage a caller compares."""
+    the same samples for every stage a caller compares.
+
+    Args:
+        model: the ``keras.Model``.
+        info: its :class:`zoo.record.ModelInfo` (its patch size and preprocessing apply).
+        source: any data argument of the verbs.
+        n: at most this many pairs.
+        patch_size: the patch (default: the model's static input size, else its record's).
+        seed: the source's seed.
+        options: the data source's keywords.
+
+    Returns:
+        ``(images, labels)`` arrays (see :func:`zoo.datapath.samples`).
+
+    Raises:
+        DataError: the source gives no samples or cannot be read.
+        InvalidArgumentError: a bad ``patch_size``, or elements that do not fit the model.
+    """
     target = Target.of(model, info, patch_size)
     return samples(source, target, n, seed=seed, options=options, preprocessing=info.preprocessing)
 
 
 def predict_arrays(model, xs, batch_size=2):
-    """The first output of a Keras model (or an exported file's runner) for ``xs``."""
+    """The first output of a Keras model (or an exported file's runner) for ``xs``.
+
+    Args:
+        model: a ``keras.Model`` or a :class:`zoo.export.runtime.TFLiteModel` (run one sample at a time).
+        xs: a batch of inputs.
+        batch_size: Keras' batch size.
+
+    Returns:
+        The outputs as one array.
+    """
     if getattr(model, "zoo_tflite", False):
         return np.concatenate([model.predict_on_batch(x[None]) for x in xs])
     out = model.predict(xs, batch_size=batch_size, verbose=0)

@@ -3,8 +3,8 @@ import json
 
 import numpy as np
 import pytest
-
 from _proc import ROOT, run_zoo, start_python
+
 from zoo import cli
 
 

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _proc import run_zoo, start_zoo
 
 import zoo
-from _proc import run_zoo, start_zoo
 from zoo import cli
 
 NIB_DATA = Path(pytest.importorskip("nibabel").__file__).parent / "tests" / "data"

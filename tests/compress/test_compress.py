@@ -7,8 +7,8 @@ import pytest
 
 import zoo
 from zoo._keras import keras, tf
-from zoo.compress.recipes import RecipeNotApplicableError, resolve
 from zoo.compress import _prune
+from zoo.compress.recipes import RecipeNotApplicableError, resolve
 from zoo.data import phantom_arrays
 from zoo.errors import InvalidArgumentError, ZooError
 from zoo.hub.contract import kernel_of
@@ -183,8 +183,12 @@ def test_prune_reaches_the_target_in_every_pruned_layer_and_returns_a_plain_mode
 
 def test_a_score_that_falls_by_more_than_the_margin_is_a_warning_naming_the_fix():
     from zoo.compress.run import QUALITY_MARGIN, _warn_if_worse
-    with pytest.warns(UserWarning, match=r"compress: unet with prune_80: dice fell from 0\.951 to 0\.014 on the validation "
-                                         r"data after 3 epoch\(s\) per step; fine-tune longer .*zoo recipes unet"):
+
+    with pytest.warns(
+        UserWarning,
+        match=r"compress: unet with prune_80: dice fell from 0\.951 to 0\.014 on the validation "
+        r"data after 3 epoch\(s\) per step; fine-tune longer .*zoo recipes unet",
+    ):
         _warn_if_worse("unet", "prune_80", 3, {"loss": 0.1, "dice": 0.951, "iou": 0.9},
                        {"loss": 0.9, "dice": 0.014, "iou": 0.85})
     import warnings

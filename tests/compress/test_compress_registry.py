@@ -7,9 +7,9 @@ import pytest
 
 import zoo
 from zoo._keras import keras, tf
-from zoo.compress.recipes import RecipeNotApplicableError
-from zoo.compress.listing import check_entry, sweep_kwargs
 from zoo.compress._quantize import float_ops
+from zoo.compress.listing import check_entry, sweep_kwargs
+from zoo.compress.recipes import RecipeNotApplicableError
 from zoo.hub.contract import kernel_of
 from zoo.hub.registry import get_registry
 

@@ -8,14 +8,14 @@ import time
 
 import numpy as np
 import pytest
+from _proc import ROOT, run_python, run_zoo, start_python
 
 import zoo
-from _proc import ROOT, run_python, run_zoo, start_python
+from zoo._h5 import weight_layout
 from zoo._keras import keras
 from zoo.compress import _prune
 from zoo.data import phantom_arrays
 from zoo.train import read_state
-from zoo._h5 import weight_layout
 from zoo.train.runfolder import read_snapshot
 
 KILL = """

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from zoo._keras import tf
-from zoo.data.augment import Augment, augment_dataset
 from zoo.data import phantom_arrays
+from zoo.data.augment import Augment, augment_dataset
 from zoo.errors import InvalidArgumentError
 
 GEOMETRY_ONLY = dict(intensity_scale=0.0, intensity_shift=0.0, gamma=0.0)

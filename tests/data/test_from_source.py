@@ -2,8 +2,8 @@
 patch_size on image folders, read_image, and DICOM folder detection."""
 import numpy as np
 import pytest
-
 from _files import _dicom_root, _nii, _png, _series
+
 import zoo.data as zd
 from zoo.data import DataError, from_arrays, phantom_arrays, segmentation_folder
 from zoo.datapath import from_source

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from zoo.data import phantom_arrays
-from zoo.datapath import from_source
 from zoo.data.hard_phantoms import hard_phantom_arrays, hard_phantoms, intensity_dice, mean_dice
+from zoo.datapath import from_source
 from zoo.errors import InvalidArgumentError
 
 
@@ -126,7 +126,7 @@ def test_from_source_reaches_it_by_name():
                         in_channels=1, patch_size=32, n=4)
     val = from_source("hard_phantoms", training=False, task="segmentation", spatial_dims=2, num_classes=3,
                       in_channels=1, patch_size=32, n=4)
-    (xt, yt), (xv, yv) = next(iter(train)), next(iter(val))
+    (xt, yt), (xv, _) = next(iter(train)), next(iter(val))
     assert xt.shape == (32, 32, 1) and int(np.max(yt)) <= 2 and len(list(train)) == 4
     assert not np.array_equal(np.asarray(xt), np.asarray(xv))  # validation draws other phantoms
     cls = from_source("hard_phantoms", training=True, task="classification", spatial_dims=3, num_classes=2,

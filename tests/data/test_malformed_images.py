@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import zoo
 from _files import _series
 from _fuzz_images import set_dicom_element
+
+import zoo
 from zoo.data import DataError, load_nifti, read_dicom_series
 
 nib = pytest.importorskip("nibabel")

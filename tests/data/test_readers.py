@@ -4,13 +4,23 @@ import sys
 
 import numpy as np
 import pytest
+from _files import _dicom_slice, _nii, _png, _series
 
-from zoo.data import (DataError, dicom, from_arrays, image_folder, load_nifti, nifti, npz, phantom_arrays, phantoms,
-                      read_dicom_series, segmentation_folder)
+from zoo.data import (
+    DataError,
+    dicom,
+    from_arrays,
+    image_folder,
+    load_nifti,
+    nifti,
+    npz,
+    phantom_arrays,
+    phantoms,
+    read_dicom_series,
+    segmentation_folder,
+)
 from zoo.datapath import from_source
 from zoo.errors import InvalidArgumentError, MissingDependencyError, ZooError
-
-from _files import _dicom_slice, _nii, _png, _series
 
 
 # --------------------------------------------------------------------------- phantoms
@@ -293,6 +303,7 @@ def test_arrays_and_npz(tmp_path):
 
 def test_tfds_reads_a_local_dataset_and_never_downloads(tmp_path):
     import tensorflow_datasets as tfds_mod
+
     from zoo.datasets.reader import tfds
 
     class ZooTinyPhantoms(tfds_mod.core.GeneratorBasedBuilder):

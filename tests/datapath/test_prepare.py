@@ -40,7 +40,9 @@ def test_training_data_repeats_across_epochs_and_validation_patches_are_fixed():
 def test_an_endless_stream_needs_steps():
     import tensorflow as tf
     _, target = _target()
-    endless = tf.data.Dataset.from_tensors((np.zeros((32, 32, 1), np.float32), np.zeros((32, 32, 1), np.int32))).repeat()
+    endless = tf.data.Dataset.from_tensors(
+        (np.zeros((32, 32, 1), np.float32), np.zeros((32, 32, 1), np.int32))
+    ).repeat()
     with pytest.raises(InvalidArgumentError, match=r"endless stream .* pass steps_per_epoch=N \(--steps-per-epoch N\)"):
         prepare(endless, target, "train", batch_size=2)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _proc import ROOT, run_python, run_zoo
 
 import zoo.datasets as zd
-from _proc import ROOT, run_python, run_zoo
 from zoo.datasets._catalog import folders
 
 
@@ -154,6 +154,7 @@ def test_files_of_the_wrong_kind_are_refused(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------ verified download
 def _fetcher(tmp_path):
     import tensorflow_datasets as tfds
+
     from zoo.datasets import _kit
     builder = zd.builder("medmnist/pathmnist_28", tmp_path / "data")
     dl = tfds.download.DownloadManager(download_dir=str(tmp_path / "dl"), manual_dir=str(tmp_path / "empty"),

@@ -4,9 +4,9 @@ import math
 
 import numpy as np
 import pytest
+from _proc import ROOT
 
 import zoo
-from _proc import ROOT
 
 
 def dummy(name):

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _proc import ROOT
 
 import zoo
 import zoo.datasets as zd
-from _proc import ROOT
 from zoo.errors import ZooError
 
 
@@ -70,6 +70,7 @@ def test_decathlon_cases_match_nibabel_and_monais_split(data_dir):
 @pytest.mark.parametrize("n", [5, 7, 50, 210])
 def test_validation_split_is_monais_decathlon_split(n):
     from monai.apps import DecathlonDataset
+
     from zoo.datasets._kit import validation_split
     cases = [{"image": f"./imagesTr/case_{i:03d}.nii.gz"} for i in range(n)]
     got = validation_split(cases)
@@ -125,7 +126,9 @@ def test_camvid_frames_and_void_class_match_the_pngs(data_dir):
         for ex in examples:
             name = ex["id"].decode()
             np.testing.assert_array_equal(ex["image"], np.array(Image.open(folder / sub / f"{name}.png")))
-            np.testing.assert_array_equal(ex["label"][..., 0], np.array(Image.open(folder / f"{sub}annot" / f"{name}.png")))
+            np.testing.assert_array_equal(
+                ex["label"][..., 0], np.array(Image.open(folder / f"{sub}annot" / f"{name}.png"))
+            )
     assert max(int(ex["label"].max()) for ex in raw("camvid", "train", data_dir)) == 11  # void is class 11
 
 

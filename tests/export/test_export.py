@@ -237,13 +237,20 @@ def _tiny():
                                   "not_a_model", "unknown_name", "generator_folder", "verify", "input_shape"])
 def test_bad_input_is_a_clear_error_and_leaves_nothing(case, tmp_path):
     model, target, kwargs = _tiny(), tmp_path / "m.tflite", {}
-    expect = {"missing_folder": r"does not exist; create it", "exists": r"exists; pass overwrite=True",
-              "suffix": r"must end with \.tflite", "shape": r"shape \(20, 20, 1\) but the export input is "
-              r"\(16, 16, 1\)", "channels": r"has 3 channel\(s\) but the model takes 1",
-              "mode": r"quantization='int4' is not supported", "not_a_model": r"model object is not a keras.Model, a registry name",
-              "unknown_name": r"'unet3dd' is not a keras.Model, .* Did you mean 'unet3d'",
-              "generator_folder": r"latent vectors of length 8", "verify": r"verify='maybe'",
-              "input_shape": r"input_shape=\(20, 20\) does not fit"}[case]
+    expect = {
+        "missing_folder": r"does not exist; create it",
+        "exists": r"exists; pass overwrite=True",
+        "suffix": r"must end with \.tflite",
+        "shape": r"shape \(20, 20, 1\) but the export input is "
+        r"\(16, 16, 1\)",
+        "channels": r"has 3 channel\(s\) but the model takes 1",
+        "mode": r"quantization='int4' is not supported",
+        "not_a_model": r"model object is not a keras.Model, a registry name",
+        "unknown_name": r"'unet3dd' is not a keras.Model, .* Did you mean 'unet3d'",
+        "generator_folder": r"latent vectors of length 8",
+        "verify": r"verify='maybe'",
+        "input_shape": r"input_shape=\(20, 20\) does not fit",
+    }[case]
     if case == "missing_folder":
         target = tmp_path / "no" / "such" / "m.tflite"
     elif case == "exists":

@@ -11,9 +11,9 @@ entry is covered with no new test code.
 """
 import numpy as np
 import pytest
+from _sweep import CASES, REG, sweep_kwargs
 
 import zoo
-from _sweep import CASES, REG, sweep_kwargs
 
 # one entry (and dimension) per family, until registry recipes name the QAT entries
 INT8_FALLBACK = [("alexnet", 2), ("vgg11_bn", 2), ("googlenet_bn", 2), ("resnet18", 2), ("resnet50v2", 2),
@@ -22,7 +22,9 @@ INT8_FALLBACK = [("alexnet", 2), ("vgg11_bn", 2), ("googlenet_bn", 2), ("resnet1
 
 def _is_qat(recipe):
     spec = REG.recipes.get(recipe)
-    return "qat" in recipe or (spec is not None and "qat" in str(spec.kind) or "quant" in str(getattr(spec, "kind", "")))
+    return "qat" in recipe or (
+        spec is not None and "qat" in str(spec.kind) or "quant" in str(getattr(spec, "kind", ""))
+    )
 
 
 # Deeper copies: entries with the builder, layout and block type of a shallower entry that stays in

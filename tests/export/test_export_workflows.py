@@ -4,13 +4,13 @@ import json
 
 import numpy as np
 import pytest
+from _proc import run_python, run_zoo
 
 import zoo
-from _proc import run_python, run_zoo
+from zoo import finetune
 from zoo._keras import keras, tf
 from zoo.data import phantom_arrays
 from zoo.export._data import representative
-from zoo import finetune
 
 L = keras.layers
 QUIET = dict(verbose=0, tensorboard=False)

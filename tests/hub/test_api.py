@@ -1,9 +1,9 @@
 """zoo.load / list_models / info and the `zoo` command: the user-facing API."""
 import numpy as np
 import pytest
+from _proc import run_python, run_zoo
 
 import zoo
-from _proc import run_python, run_zoo
 from zoo.errors import InvalidArgumentError, UnknownArgumentError, UnknownModelError, ZooError
 
 

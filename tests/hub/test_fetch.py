@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _proc import ROOT, start_python
-from zoo.hub import _fetch
+
 from zoo.errors import WeightsError
+from zoo.hub import _fetch
 
 
 def payload(n, seed=0):

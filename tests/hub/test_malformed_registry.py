@@ -8,9 +8,9 @@ import textwrap
 import time
 
 import pytest
+from _proc import run_python
 
 import zoo
-from _proc import run_python
 from zoo.errors import RegistryError, WeightsError, ZooError
 from zoo.hub import _fetch
 from zoo.hub.registry import default_path, get_registry, load_registry
@@ -54,7 +54,9 @@ models:
     msg = refused(path, r"builder .*'zoo.train._runs:_write_json'; expected 'zoo.models.<family>:<builder>'")
     assert "registered" in msg
     # inside zoo.models but not a builder: refused when resolved, before anything is called
-    path = registry(tmp_path, text=ENTRY.replace("zoo.models.unet:unet", "zoo.models.layers:conv_norm_act").format(extra=""))
+    path = registry(
+        tmp_path, text=ENTRY.replace("zoo.models.unet:unet", "zoo.models.layers:conv_norm_act").format(extra="")
+    )
     monkeypatch.setenv("ZOO_REGISTRY", str(path))
     with pytest.raises(RegistryError, match=r"'zoo.models.layers:conv_norm_act' is not a registered builder.*"
                                             r"registered builders: .*zoo.models.unet:unet"):
@@ -100,7 +102,8 @@ def test_5_huge_depth_is_refused_before_building(tmp_path):
     code = ("import zoo\ntry:\n    zoo.load('mynet')\nexcept zoo.ZooError as e:\n    print('ZooError', e)")
     proc, _ = _run(code, {"ZOO_REGISTRY": str(path)})
     assert "ZooError unet: depth=1000000 must be an integer >= 1 and <= 10" in proc.stdout, proc.stderr
-    for name, kw, arg in [("unet", {"filters": 10 ** 9}, "filters"), ("resnet18", {"num_classes": 10 ** 12}, "num_classes"),
+    for name, kw, arg in [("unet", {"filters": 10 ** 9}, "filters"),
+                          ("resnet18", {"num_classes": 10 ** 12}, "num_classes"),
                           ("wgan", {"image_size": 2 ** 40}, "image_size"), ("unet3d", {"filters": 2048}, "too wide")]:
         with pytest.raises(ZooError, match=arg):
             zoo.load(name, **kw)
@@ -116,8 +119,10 @@ def test_5_fifo_registry_does_not_block(tmp_path):
 
 def test_5_alias_bomb_is_refused_without_expanding(tmp_path):
     bomb = "    config:\n      filters: 4\n      depth: 2\n      x0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
-        f"      x{i}: &a{i} [{', '.join(['*a%d' % (i - 1)] * 10)}]\n" for i in range(1, 9))
-    path = registry(tmp_path, text=ENTRY.format(extra="").replace("    config: {filters: 4, depth: 2, dropout: 0.0}\n", bomb))
+        f"      x{i}: &a{i} [{', '.join(['*a%d' % (i - 1)] * 10)}]\n" for i in range(1, 9)
+    )
+    text = ENTRY.format(extra="").replace("    config: {filters: 4, depth: 2, dropout: 0.0}\n", bomb)
+    path = registry(tmp_path, text=text)
     assert path.stat().st_size < 2000  # expands to 10**9 values
     code = ("import tracemalloc\ntracemalloc.start()\nfrom zoo.hub.registry import load_registry\n"
             f"from zoo.errors import ZooError\ntry:\n    load_registry([{str(path)!r}])\nexcept ZooError as e:\n"
@@ -133,17 +138,26 @@ def test_5_deep_nesting_is_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------- 8. raw exceptions in the registry
-@pytest.mark.parametrize("text,match", [
-    ("models: [a, b]\n", r"models \(the models: section\) is a list of 2 item\(s\); expected a mapping"),
-    ("models:\n  mynet: null\n", r"entry 'mynet' is null \(empty\); expected a model entry"),
-    ("models:\n  mynet: resnet\n", r"entry 'mynet' is the string 'resnet'; expected a model entry"),
-    ("- 1\n", r"reg.yaml is a list of 1 item\(s\); expected a mapping with keys models"),
-    (ENTRY.format(extra="").replace("mynet", "123"), r"line 3: the key 123 is not a string"),
-    ("models:\n  ? [1, 2]\n  : x\n", r"line 2: the key a list is not a string"),
-    (ENTRY.format(extra="    weights: {w: {url: 5, hash: '%s'}}" % HASH), r"url .* is 5; expected a non-empty string"),
-    (ENTRY.format(extra="    reference: {filters: 99999999999999999999999}"), r"reference.filters is an integer of about 24 digits, beyond \+-2147483647"),
-    (ENTRY.format(extra="    reference: {filters: 1%s}" % ("0" * 5000)), r"line 9: an integer of 5001 digits"),
-])
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("models: [a, b]\n", r"models \(the models: section\) is a list of 2 item\(s\); expected a mapping"),
+        ("models:\n  mynet: null\n", r"entry 'mynet' is null \(empty\); expected a model entry"),
+        ("models:\n  mynet: resnet\n", r"entry 'mynet' is the string 'resnet'; expected a model entry"),
+        ("- 1\n", r"reg.yaml is a list of 1 item\(s\); expected a mapping with keys models"),
+        (ENTRY.format(extra="").replace("mynet", "123"), r"line 3: the key 123 is not a string"),
+        ("models:\n  ? [1, 2]\n  : x\n", r"line 2: the key a list is not a string"),
+        (
+            ENTRY.format(extra="    weights: {w: {url: 5, hash: '%s'}}" % HASH),
+            r"url .* is 5; expected a non-empty string",
+        ),
+        (
+            ENTRY.format(extra="    reference: {filters: 99999999999999999999999}"),
+            r"reference.filters is an integer of about 24 digits, beyond \+-2147483647",
+        ),
+        (ENTRY.format(extra="    reference: {filters: 1%s}" % ("0" * 5000)), r"line 9: an integer of 5001 digits"),
+    ],
+)
 def test_8_malformed_registry_is_a_registry_error(tmp_path, text, match):
     refused(registry(tmp_path, text=text), match)
 
@@ -162,8 +176,10 @@ def test_8_non_utf8_names_the_byte_and_line(tmp_path):
 
 @pytest.mark.parametrize("size", ["abc", ".nan", ".inf", "-1", "true", "1.5"])
 def test_8_bad_size_is_refused_and_leaves_no_partial_download(tmp_path, size, isolated_home):
-    refused(registry(tmp_path, extra=f"weights: {{w: {{url: 'https://x.org/w.npz', hash: '{HASH}', size: {size}}}}}"),
-            r"size \(file size in bytes\) is .*expected an integer from 1")
+    refused(
+        registry(tmp_path, extra=f"weights: {{w: {{url: 'https://x.org/w.npz', hash: '{HASH}', size: {size}}}}}"),
+        r"size \(file size in bytes\) is .*expected an integer from 1",
+    )
     source = tmp_path / "w.npz"
     source.write_bytes(b"data")
     with pytest.raises(WeightsError, match="must be a byte count"):  # the fetcher checks it too, first
@@ -172,15 +188,30 @@ def test_8_bad_size_is_refused_and_leaves_no_partial_download(tmp_path, size, is
 
 
 # --------------------------------------------------------------------------- 9. fields of the wrong type
-@pytest.mark.parametrize("extra,match", [
-    ("trainable_params: true", r"trainable_params \(.*\) is true \(a boolean\); expected an integer"),
-    ("input: {size: -32}", r"input: size \(reference input size per spatial axis\) is -32; expected an integer from 1"),
-    (f"weights: {{w: {{url: w.npz, hash: '{HASH}', preprocessing: zscore}}}}", r"preprocessing .* is the string 'zscore'; expected a mapping"),
-    (f"weights: {{w: {{url: w.npz, hash: '{HASH}', in_channels: 0}}}}", r"in_channels .* is 0; expected an integer from 1"),
-    ("paper: 2015", r"paper .* is 2015; expected a non-empty string"),
-    (f"weights: {{w: {{url: w.npz, hash: '{HASH}', license: [a]}}}}", r"license .* is a list of 1 item\(s\); expected a non-empty string"),
-    ("notes: {a: b}", r"notes .* is a mapping of 1 key\(s\); expected a string or a list of strings"),
-])
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        ("trainable_params: true", r"trainable_params \(.*\) is true \(a boolean\); expected an integer"),
+        (
+            "input: {size: -32}",
+            r"input: size \(reference input size per spatial axis\) is -32; expected an integer from 1",
+        ),
+        (
+            f"weights: {{w: {{url: w.npz, hash: '{HASH}', preprocessing: zscore}}}}",
+            r"preprocessing .* is the string 'zscore'; expected a mapping",
+        ),
+        (
+            f"weights: {{w: {{url: w.npz, hash: '{HASH}', in_channels: 0}}}}",
+            r"in_channels .* is 0; expected an integer from 1",
+        ),
+        ("paper: 2015", r"paper .* is 2015; expected a non-empty string"),
+        (
+            f"weights: {{w: {{url: w.npz, hash: '{HASH}', license: [a]}}}}",
+            r"license .* is a list of 1 item\(s\); expected a non-empty string",
+        ),
+        ("notes: {a: b}", r"notes .* is a mapping of 1 key\(s\); expected a string or a list of strings"),
+    ],
+)
 def test_9_fields_are_typed(tmp_path, extra, match):
     refused(registry(tmp_path, extra=extra), match)
 
@@ -191,14 +222,17 @@ def test_9_params_true_is_not_an_integer(tmp_path):
             r"optional in a user's file\)\) is true \(a boolean\); expected an integer")
 
 
-@pytest.mark.parametrize("name,char", [('"my\\u200bnet"', "U+200B"), ('"my\\u202enet"', "U+202E"), ('"a\\nb"', "U+000A")])
+@pytest.mark.parametrize("name,char", [('"my\\u200bnet"', "U+200B"), ('"my\\u202enet"', "U+202E"),
+                                       ('"a\\nb"', "U+000A")])
 def test_9_names_with_invisible_characters_are_refused(tmp_path, name, char):
-    refused(registry(tmp_path, text=ENTRY.format(extra="").replace("mynet", name)), f"invisible or control character {re.escape(char)}")
+    refused(registry(tmp_path, text=ENTRY.format(extra="").replace("mynet", name)),
+            f"invisible or control character {re.escape(char)}")
 
 
 @pytest.mark.parametrize("name", ["'../evil'", "'a/b'", "'my net'", "'-x'"])
 def test_9_names_follow_a_plain_pattern(tmp_path, name):
-    refused(registry(tmp_path, text=ENTRY.format(extra="").replace("mynet", name)), r"expected a name of 1-64 ASCII letters")
+    refused(registry(tmp_path, text=ENTRY.format(extra="").replace("mynet", name)),
+            r"expected a name of 1-64 ASCII letters")
 
 
 def test_9_valid_variants_still_load(tmp_path):

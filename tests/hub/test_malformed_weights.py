@@ -9,11 +9,11 @@ import zipfile
 import h5py
 import numpy as np
 import pytest
+from test_weights import randomize, snapshot, tiny
 
 import zoo
 from zoo.errors import WeightsError
 from zoo.hub import weights as W
-from test_weights import randomize, snapshot, tiny
 
 FORMATS = ("h5", "weights.h5", "npz", "safetensors")
 
@@ -91,7 +91,10 @@ def test_1_float_widths_are_converted(tmp_path, dtype):
 def test_1_narrowing_overflow_to_inf_is_refused(tmp_path):
     arrays = npz_arrays(tmp_path)
     arrays["stage1_conv/0"] = arrays["stage1_conv/0"].astype("float64") * 1e300
-    refused(write_npz(tmp_path / "big.npz", arrays), r"stage1_conv kernel holds 288 NaN/Inf value\(s\) of 288 after the cast to float32")
+    refused(
+        write_npz(tmp_path / "big.npz", arrays),
+        r"stage1_conv kernel holds 288 NaN/Inf value\(s\) of 288 after the cast to float32",
+    )
 
 
 def test_1_safetensors_int32_duplicate_member_and_overlapping_offsets(tmp_path):
@@ -137,7 +140,8 @@ def test_5_huge_member_is_refused_before_its_data_is_read(tmp_path):
             zf.writestr(f"{k}.npy", member if k == "stage1_conv/0" else m.getvalue())
     (tmp_path / "bomb.npz").write_bytes(buf.getvalue())
     # the shape is refused; reading the member would have failed with "cannot be read" instead
-    refused(tmp_path / "bomb.npz", r"layer stage1_conv has shapes \[\(268435456,\)\] in the file but \[\(3, 3, 4, 8\)\]")
+    refused(tmp_path / "bomb.npz",
+            r"layer stage1_conv has shapes \[\(268435456,\)\] in the file but \[\(3, 3, 4, 8\)\]")
     with h5py.File(tmp_path / "huge.h5", "w") as f:  # 2**40 elements, nothing stored
         f.attrs["layer_names"] = np.array([b"stem_conv"])
         g = f.create_group("stem_conv")

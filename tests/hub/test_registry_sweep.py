@@ -11,9 +11,9 @@ reference config. Cases that take over ~20 s, or ~5 s in the quick tier, are mar
 """
 import numpy as np
 import pytest
+from _sweep import CASES, REG, sweep_kwargs
 
 import zoo
-from _sweep import CASES, REG, sweep_kwargs
 
 
 def _h5_cases():
@@ -82,7 +82,9 @@ def check_contract(entry, model, dims):
         stem = kernel_of(net.get_layer(parts.first_conv))
         assert stem is not None and len(stem.shape) == dims + 2
         if net is not getattr(model, "generator", None):  # the first conv reads the input channels
-            assert net.get_layer(parts.first_conv) is next(layer for layer in net.layers if kernel_of(layer) is not None)
+            assert net.get_layer(parts.first_conv) is next(
+                layer for layer in net.layers if kernel_of(layer) is not None
+            )
             assert stem.shape[-2] == net.input_shape[-1]
         # stage outputs: in model order, each one resolution stage, shrinking (a generator grows)
         index = [names.index(n) for n in parts.stage_outputs]

@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 import zoo
-from zoo.hub import weights as W
 from zoo._keras import keras
 from zoo.errors import WeightsError
+from zoo.hub import weights as W
 from zoo.hub.registry import ModelEntry, WeightSpec, _freeze
 
 L = keras.layers
@@ -133,7 +133,9 @@ def test_first_conv_adapted_to_in_channels(channels, stem, tmp_path):
     how = "(summed)" if channels == 1 else "(tiled and rescaled)"
     assert report.adapted == {stem: f"in_channels 3 -> {channels} {how}"}
     k3, kn = src.get_layer(stem).get_weights()[0], dst.get_layer(stem).get_weights()[0]
-    expected = k3.sum(-2, keepdims=True) if channels == 1 else np.concatenate([k3, k3], -2)[..., :channels, :] * 3 / channels
+    expected = (
+        k3.sum(-2, keepdims=True) if channels == 1 else np.concatenate([k3, k3], -2)[..., :channels, :] * 3 / channels
+    )
     np.testing.assert_allclose(kn, expected, rtol=1e-6)
     if channels % 3 and channels != 1:
         return

@@ -1,13 +1,12 @@
 """zoo.hub.weights with several class heads and auxiliary heads (DeepLab, DeepLab-v2, GoogLeNet)."""
 import numpy as np
 import pytest
+from test_weights import randomize, snapshot
 
 import zoo
-from zoo.hub import weights as W
 from zoo._keras import keras
 from zoo.errors import WeightsError
-
-from test_weights import randomize, snapshot
+from zoo.hub import weights as W
 
 DEEPLAB = dict(width=8, filters=16, input_shape=(32, 32, 3))  # narrow deeplabv3_resnet50
 GOOGLENET = dict(width=0.25, aux_heads=True, input_shape=(64, 64, 3))

@@ -5,9 +5,9 @@ import pytest
 
 import zoo
 from zoo._keras import keras, tf
+from zoo.hub.registry import get_registry
 from zoo.models.alexnet import alexnet, min_input_size
 from zoo.models.vgg import vgg
-from zoo.hub.registry import get_registry
 
 
 def trainable(model):
@@ -234,7 +234,9 @@ def test_vgg_errors_name_the_argument():
         vgg(depth=16, input_shape=(100, 100, 3))
     with pytest.raises(zoo.InvalidArgumentError, match=r"spatial size 16.*at least 32.*Use 32"):
         vgg(depth=11, input_shape=(16, 16, 3), num_classes=0)
-    with pytest.raises(zoo.InvalidArgumentError, match=r"fixed input size.*input_shape=\(None, None, 3\).*num_classes=0"):
+    with pytest.raises(
+        zoo.InvalidArgumentError, match=r"fixed input size.*input_shape=\(None, None, 3\).*num_classes=0"
+    ):
         vgg(depth=11, input_shape=(None, None, 3))
     with pytest.raises(zoo.InvalidArgumentError, match=r"width=0"):
         vgg(depth=11, width=0)

@@ -5,8 +5,8 @@ import pytest
 import zoo
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError, ZooError
-from zoo.models.layers import LocalResponseNormalization
 from zoo.models.googlenet import googlenet
+from zoo.models.layers import LocalResponseNormalization
 
 # Table 1 output channels of Inception 3a, 3b, 4a-4e, 5a, 5b; the last of each stage is stage{i}_out
 MODULE_CHANNELS = {"3a": 256, "3b": 480, "4a": 512, "4b": 512, "4c": 512, "4d": 528, "4e": 832,

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+
 try:  # pytest's default 'prepend' import mode puts tests/ (no __init__.py) on sys.path
     from _equivalence import copy_weights_by_name, randomize_batchnorm
 except ImportError:  # tests/ made a package, or the repository root on sys.path

@@ -5,8 +5,7 @@ import pytest
 import zoo
 from zoo._keras import keras
 from zoo.errors import InvalidArgumentError
-from zoo.models.unet import (check_spatial_size, nearest_valid_sizes, output_size,
-                             paper_param_count, unet, valid_sizes)
+from zoo.models.unet import check_spatial_size, nearest_valid_sizes, output_size, paper_param_count, unet, valid_sizes
 from zoo.models.unet3d import unet3d
 
 L = keras.layers

@@ -4,6 +4,7 @@ import importlib.util
 import json
 
 from _proc import ROOT
+
 from zoo.hub.registry import get_registry
 
 

@@ -7,16 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _proc import ROOT, run_python
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
 sys.path.insert(0, str(ROOT / "tools"))
-import convert_torchvision as ct  # noqa: E402
 import _torch_ref  # noqa: E402
-from _torch_ref import assert_matches, randomized, reference_outputs, to_torch  # noqa: E402
+import convert_torchvision as ct  # noqa: E402
+from _torch_ref import assert_matches, randomized, reference_outputs  # noqa: E402
 
 import zoo  # noqa: E402
 

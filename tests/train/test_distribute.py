@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _proc import ROOT, run_python, start_python
 
 MIRRORED = """

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _proc import ROOT, run_python, run_zoo, start_python
 
 import zoo
-from _proc import ROOT, run_python, run_zoo, start_python
+from zoo import finetune, load_run
 from zoo._keras import keras, tf
 from zoo.data import phantom_arrays
 from zoo.errors import InvalidArgumentError, ZooError
 from zoo.losses import get_loss
-from zoo.train.runfolder import read_snapshot
-from zoo import finetune, load_run
 from zoo.train import read_state
+from zoo.train.runfolder import read_snapshot
 
 QUIET = dict(verbose=0, tensorboard=False)
 

@@ -5,9 +5,9 @@ import shutil
 
 import numpy as np
 import pytest
+from _files import make_class_folders
 
 import zoo
-from _files import make_class_folders
 from zoo import cli
 from zoo.errors import InvalidArgumentError
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _proc import ROOT, run_python
 
 import zoo
-from _proc import ROOT, run_python
 from zoo._keras import keras
 from zoo.data.unlabelled import unlabelled
 from zoo.errors import InvalidArgumentError
@@ -35,6 +35,7 @@ class KillAfter(keras.callbacks.Callback):
 @pytest.mark.slow  # measured 7.3 s in the quick tier
 def test_finetune_gan_resumes_with_both_optimizers_and_sample_cli(tmp_path, capsys):
     from PIL import Image
+
     from zoo.cli import main
     out = tmp_path / "run"
     kw = dict(epochs=3, batch_size=8, out_dir=out, data_options={"n": 40}, verbose=0, tensorboard=False)
@@ -53,7 +54,9 @@ def test_finetune_gan_resumes_with_both_optimizers_and_sample_cli(tmp_path, caps
     assert set(cfg["quality_init"]) == {"fd", "swd"} and all(np.isfinite(h.history["swd"]))
     assert h.zoo_state["finished"] and not (out / "resume.npz").exists()
     # zoo sample RUN: a PNG grid, deterministic by seed, refusing to overwrite
-    assert main(["sample", str(out), "-n", "9", "--out", str(tmp_path / "a.png"), "--npy", str(tmp_path / "a.npy")]) == 0
+    assert (
+        main(["sample", str(out), "-n", "9", "--out", str(tmp_path / "a.png"), "--npy", str(tmp_path / "a.npy")]) == 0
+    )
     grid = np.asarray(Image.open(tmp_path / "a.png"))
     assert grid.shape == (3 * 18 + 2, 3 * 18 + 2)
     from zoo import load_run
@@ -104,6 +107,7 @@ def test_unlabelled_nifti_slices_volumes_and_window(tmp_path):
 
 def test_finetune_cli_on_an_image_folder_then_sample(tmp_path, capsys):
     from PIL import Image
+
     from zoo.cli import main
     from zoo.data import phantom_arrays
     images = phantom_arrays(48, size=24, seed=1)[0]
@@ -116,7 +120,8 @@ def test_finetune_cli_on_an_image_folder_then_sample(tmp_path, capsys):
             "--no-tensorboard", "--quiet"]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "before training: fd" in text and "zoo sample" in text and "12 critic / 2 generator" in text  # 48 images / 8: 6 per epoch
+    # 48 images / 8: 6 per epoch
+    assert "before training: fd" in text and "zoo sample" in text and "12 critic / 2 generator" in text
     assert main(["sample", str(out), "-n", "4", "--out", str(tmp_path / "s.png")]) == 0
     assert (tmp_path / "s.png").stat().st_size > 0
 

@@ -124,8 +124,8 @@ def test_sample_is_deterministic_and_in_the_data_range():
 
 
 def test_sample_grid_writes_png_and_nifti(tmp_path):
-    from PIL import Image
     import nibabel as nib
+    from PIL import Image
     gan = tiny()
     gan.compile()
     grid = zoo.callbacks.SampleGrid(tmp_path / "s", every=2, n=4)

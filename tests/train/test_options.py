@@ -7,7 +7,9 @@ from zoo.train import FitOptions
 
 
 def test_an_unknown_option_names_the_nearest_one():
-    with pytest.raises(UnknownArgumentError, match=r"finetune: unknown option 'learnig_rate'\. Did you mean 'learning_rate'"):
+    with pytest.raises(
+        UnknownArgumentError, match=r"finetune: unknown option 'learnig_rate'\. Did you mean 'learning_rate'"
+    ):
         FitOptions.build(learnig_rate=1e-3)
     model = zoo.load("unet", filters=4, depth=2)
     with pytest.raises(UnknownArgumentError, match=r"unknown option 'epoch'\. Did you mean 'epochs'"):

@@ -15,6 +15,7 @@ import re
 import sys
 import warnings
 
+from zoo import __version__
 from zoo.errors import ZooError
 
 COMMANDS = ("run", "models", "train", "predict", "export", "compress", "datasets", "sample", "bench")
@@ -34,7 +35,6 @@ EXAMPLES = """examples:
 
 
 def _version():
-    from zoo import __version__
     return f"zoo {__version__} (medzoo)"
 
 

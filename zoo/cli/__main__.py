@@ -2,4 +2,5 @@ import sys
 
 from zoo.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # python -m zoo.cli; importing this module runs nothing
+    sys.exit(main())

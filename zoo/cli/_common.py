@@ -1,4 +1,6 @@
 """Helpers shared by the ``zoo`` subcommands: ``key=value`` options, shapes, model keywords."""
+import yaml
+
 from zoo.errors import ZooError
 
 
@@ -10,7 +12,6 @@ def parse_shape(text):
 
 def key_values(items, what):
     """``key=value`` strings -> dict, values parsed as YAML (``filters=8``, ``window=[-100, 400]``)."""
-    import yaml
     out = {}
     for item in items or []:
         key, sep, value = item.partition("=")

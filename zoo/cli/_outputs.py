@@ -7,6 +7,9 @@ itself (or a file inside an input folder being read) always is.
 import json
 from pathlib import Path
 
+import numpy as np
+
+from zoo._io import atomic_write_bytes
 from zoo.errors import InvalidArgumentError
 
 
@@ -54,7 +57,6 @@ def json_default(source):
 
 def top_classes(probabilities, names, k):
     """``[(index, name, probability)]``, most probable first, at most ``k``."""
-    import numpy as np
     p = np.asarray(probabilities, "float64").reshape(-1)
     if p.size == 1:  # one logit: sigmoid probability of class 1
         p = np.array([1.0 - p[0], p[0]])
@@ -73,7 +75,6 @@ def report_classes(source, top, out=None, *, model=None):
     for _, name, p in top:
         print(f"  {name:<{width}}  {p:.4f}")
     if out is not None:
-        from zoo._io import atomic_write_bytes
         data = {"input": str(source), "model": model, "prediction": best, "probability": prob,
                 "top": [{"index": i, "class": name, "probability": p} for i, name, p in top]}
         atomic_write_bytes(out, lambda tmp: Path(tmp).write_text(json.dumps(data, indent=2) + "\n"))

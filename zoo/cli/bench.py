@@ -1,18 +1,21 @@
 """``zoo bench NAME``: parameters, MACs/FLOPs and latency of an entry (Keras, and LiteRT with --tflite)."""
+# The commands import what they need (TensorFlow through zoo.api, zoo.train ...) when they run, so that
+# `zoo list` stays instant: the in-function imports below are deliberate.
+import argparse
 import json
+import tempfile
+from pathlib import Path
+
+from zoo.cli._common import key_values
+from zoo.hub import load
 
 
 def _cmd_bench(args):
     from zoo.bench import bench
-    from zoo.cli._common import key_values
     overrides = key_values(args.set, "--set")
     row = bench(args.name, size=args.size, spatial_dims=args.spatial_dims, runs=args.runs, **overrides)
     if args.tflite:
-        import tempfile
-        from pathlib import Path
-
         from zoo.api import export
-        from zoo.hub import load
         model = load(args.name, spatial_dims=row["spatial_dims"], input_shape=tuple(row["input_shape"]), **overrides)
         with tempfile.TemporaryDirectory() as tmp:
             result = export(model, Path(tmp) / "bench.tflite", quantization=args.tflite,
@@ -36,7 +39,6 @@ def _cmd_bench(args):
 
 
 def add_parsers(sub):
-    import argparse
     s = sub.add_parser(
         "bench", help="parameters, MACs/FLOPs and latency of a registry entry",
         description="Build NAME at its reference input (or --size per axis), count its multiply-accumulates "

@@ -1,14 +1,18 @@
 """``zoo compress MODEL --recipe R`` and ``zoo recipes NAME``: compression from the shell."""
+# The commands import what they need (TensorFlow through zoo.api, zoo.train ...) when they run, so that
+# `zoo list` stays instant: the in-function imports below are deliberate.
 import json
 import sys
+from pathlib import Path
 
 from zoo.cli._common import key_values, model_kwargs, parse_shape
 from zoo.errors import ZooError
+from zoo.hub import load
+from zoo.hub.registry import get_registry
 
 
 def _default_recipe(name, model):
     """The first recipe the model's registry entry lists (its default)."""
-    from zoo.hub.registry import get_registry
     entry = get_registry().models.get(name)
     if entry is None or not entry.recipes:
         raise ZooError(f"zoo compress: {model!r} names no registry entry with recipes; pass --recipe (see "
@@ -18,8 +22,6 @@ def _default_recipe(name, model):
 
 def _cmd_compress(args):
     from zoo.api import TRAINABLE, compress
-    from zoo.hub import load
-    from zoo.hub.registry import get_registry
     from zoo.resolve import resolve
     from zoo.train import get_strategy
     strategy = get_strategy(args.strategy)  # before any model: multi-worker setups need it first
@@ -58,7 +60,6 @@ def _cmd_compress(args):
 
 
 def _exists(path):
-    from pathlib import Path
     return Path(path).expanduser().exists()
 
 

@@ -1,4 +1,6 @@
 """``zoo datasets list|info|prepare``: the catalogue of named data sets from the shell."""
+# The commands import what they need (TensorFlow through zoo.api, zoo.train ...) when they run, so that
+# `zoo list` stays instant: the in-function imports below are deliberate.
 import json
 import sys
 

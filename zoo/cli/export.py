@@ -1,26 +1,27 @@
 """``zoo export MODEL``: a verified TFLite file (or SavedModel folder) from a run or a registry model."""
+# The commands import what they need (TensorFlow through zoo.api, zoo.train ...) when they run, so that
+# `zoo list` stays instant: the in-function imports below are deliberate.
+import json
+import warnings
+from pathlib import Path
+
 from zoo.cli._common import key_values, model_kwargs, parse_shape
+from zoo.errors import ZooError
+from zoo.hub import load
 
 
 def _default_out(model, mode):
-    from pathlib import Path
     stem = Path(model).name if Path(model).exists() else model
     return f"{stem}_{mode}" + ("" if mode == "savedmodel" else ".tflite")
 
 
 def _cmd_export(args):
-    import json
-    import warnings
-    from pathlib import Path
-
     from zoo.api import export
     model = args.model
     kwargs = model_kwargs(args)
     if not Path(model).exists():  # a registry name: build it with the overrides
-        from zoo.hub import load
         model = load(args.model, **kwargs)
     elif kwargs:
-        from zoo.errors import ZooError
         raise ZooError(f"zoo export: --set/--num-classes/--in-channels/--spatial-dims build a registry "
                        f"model; {args.model} is a run folder, whose model is already defined. Drop them.")
     verify = {"yes": True, "warn": "warn", "no": False}[args.verify]

@@ -2,12 +2,14 @@
 import json
 import sys
 
+import numpy as np
+
 from zoo.cli._common import model_kwargs, parse_shape
+from zoo.hub import info, list_models, load
+from zoo.hub.registry import get_registry
 
 
 def _cmd_list(args):
-    from zoo.hub import list_models
-    from zoo.hub.registry import get_registry
     names = list_models(args.pattern, task=args.task, spatial_dims=args.spatial_dims,
                         pretrained=True if args.pretrained else None)
     reg = get_registry()
@@ -31,7 +33,6 @@ def _cmd_list(args):
 
 
 def _cmd_info(args):
-    from zoo.hub import info
     data = info(args.name)
     if args.json:
         print(json.dumps(data, indent=2, default=str))
@@ -50,10 +51,6 @@ def _cmd_info(args):
 
 
 def _cmd_build(args):
-    import numpy as np
-
-    from zoo.hub import load
-    from zoo.hub.registry import get_registry
     kwargs = model_kwargs(args)
     shape = parse_shape(args.input_shape)
     if shape is None and args.size is not None:  # the builder then checks the size (e.g. U-Net depth)

@@ -1,14 +1,20 @@
 """``zoo predict RUN INPUT``: segment or classify files with a trained run (or its .tflite export)."""
+# The commands import what they need (TensorFlow through zoo.api, zoo.train ...) when they run, so that
+# `zoo list` stays instant: the in-function imports below are deliberate.
+from pathlib import Path
+
+import numpy as np
+
 from zoo.cli._common import model_kwargs, parse_shape
+from zoo.cli._outputs import json_default, output_path, report_classes, top_classes
 from zoo.errors import ZooError
+from zoo.hub import load
 
 
 def _model(args):
     """(model, record): a .tflite file from zoo export (LiteRT, its sidecar's preprocessing), a run,
     compress or zoo run folder, a checkpoint in a run folder, a saved model, or --model NAME with a
     weights file, loaded by the zoo's strict loader (which names any mismatch)."""
-    from pathlib import Path
-
     from zoo.resolve import resolve
     run = Path(args.run).expanduser()
     if args.model or (run.is_file() and run.suffix.lower() != ".tflite" and not (run.parent / "model.json").exists()
@@ -19,16 +25,12 @@ def _model(args):
         if not run.is_file():
             raise ZooError(f"predict: weights file {args.run} does not exist (with --model, RUN is a weights "
                            "file: .h5, .weights.h5, .npz or .safetensors).")
-        from zoo.hub import load
         return resolve(load(args.model, weights=str(run), **model_kwargs(args)), verb="zoo predict")
     return resolve(args.run, verb="zoo predict", allow=("run", "compress", "zoo_run", "file", "tflite"),
                    which="last" if args.last else "best")
 
 
 def _cmd_predict(args):
-    import numpy as np
-
-    from zoo.cli._outputs import json_default, output_path, report_classes, top_classes
     from zoo.inference import check_dicom_slice, default_output, predict
     model, info = _model(args)
     check_dicom_slice(model, args.input)  # before the output checks: the input cannot go to this model

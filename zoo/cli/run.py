@@ -1,14 +1,15 @@
 """``zoo run NAME``: the main job (fine-tune, compress, export, verify) from the shell."""
+# The commands import what they need (TensorFlow through zoo.api, zoo.train ...) when they run, so that
+# `zoo list` stays instant: the in-function imports below are deliberate.
+import contextlib
 import json
+import sys
 
 from zoo.cli._common import key_values, model_kwargs, parse_shape
+from zoo.errors import InvalidArgumentError
 
 
 def _cmd_run(args):
-    import contextlib
-    import sys
-
-    from zoo.errors import InvalidArgumentError
     from zoo.pipeline import run
     patch = parse_shape(args.patch_size)
     if patch is not None:

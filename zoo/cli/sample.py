@@ -1,8 +1,13 @@
 """``zoo sample RUN``: images from a trained GAN run (a PNG grid, optionally NIfTI volumes or .npy),
 and the summary ``zoo finetune`` prints after training a GAN."""
+# The commands import what they need (TensorFlow through zoo.api, zoo.train ...) when they run, so that
+# `zoo list` stays instant: the in-function imports below are deliberate.
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from zoo import _io
 from zoo.errors import InvalidArgumentError
 
 
@@ -35,8 +40,6 @@ def print_gan_summary(state, name, train, out):
 
 
 def _cmd_sample(args):
-    import numpy as np
-
     import zoo.models.wgan  # noqa: F401  (registers the WGAN class for model.json)
     from zoo.callbacks import save_grid, save_nifti
     from zoo.models.wgan import WGAN
@@ -58,7 +61,6 @@ def _cmd_sample(args):
     save_grid(images, out, gan.value_range)
     written = [str(out)]
     if args.npy:
-        from zoo import _io
         _io.atomic_write_bytes(Path(args.npy), lambda t: np.save(t, images))
         written.append(args.npy)
     if args.nifti:

@@ -1,11 +1,16 @@
 """``zoo finetune NAME``: fine-tune a registry model from the shell."""
+# The commands import what they need (TensorFlow through zoo.api, zoo.train ...) when they run, so that
+# `zoo list` stays instant: the in-function imports below are deliberate.
+from pathlib import Path
+
 from zoo.cli._common import key_values, model_kwargs, parse_shape
+from zoo.cli.sample import print_gan_summary
+from zoo.hub import load
+from zoo.record import info_of
 
 
 def _default_run_dir(model):
     """runs/<model>, or runs/<model>-2, -3 ... when that already holds a finished run."""
-    from pathlib import Path
-
     from zoo.train import read_state
     base = Path("runs") / model
     out, k = base, 1
@@ -30,8 +35,6 @@ def _resume_hint(out, epochs):
 
 def _cmd_finetune(args):
     from zoo.api import finetune
-    from zoo.hub import load
-    from zoo.record import info_of
     from zoo.resolve import head_from_data
     from zoo.train import get_strategy
     strategy = get_strategy(args.strategy)  # before any model: multi-worker setups need it first
@@ -55,7 +58,6 @@ def _cmd_finetune(args):
         data_options=key_values(args.data_option, "--data-option"), force_resume=args.force_resume)
     state = history.zoo_state or {}
     if gan:
-        from zoo.cli.sample import print_gan_summary
         return print_gan_summary(state, args.name, train, out)
     cfg = state.get("config", {})
     patch_txt = "x".join(str(p) for p in cfg.get("patch_size") or []) or "full images"

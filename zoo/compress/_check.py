@@ -9,8 +9,11 @@ import dataclasses
 import fnmatch
 
 from zoo._keras import keras
+from zoo.compress import _cluster, _prune, _quantize
+from zoo.compress._distill import build_student
 from zoo.compress.recipes import RecipeNotApplicableError
 from zoo.errors import InvalidArgumentError
+from zoo.hub.contract import ROLES, contract
 
 PTQ_HINT = ("quantize after training with the export's post-training int8 path instead: "
             "zoo.export(model, ..., quantization='int8')")
@@ -29,7 +32,6 @@ def exclusions(model, selectors):
     """Layer names for ``exclude:`` selectors. A contract role this model does not have (no
     classifier in a headless model, no aux heads) excludes nothing; a glob or name that matches
     no layer is an error (a typo would silently compress a layer meant to be kept)."""
-    from zoo.hub.contract import ROLES, contract
     cache = getattr(model, "_zoo_compress_contract", None)
     parts = cache if cache is not None else contract(model)
     object.__setattr__(model, "_zoo_compress_contract", parts)  # untracked by Keras
@@ -56,7 +58,6 @@ def _nested(model):
 
 def plan(model, steps, *, mixed_precision=False, student=None, entry=None, sweep=False):
     """``[StepPlan]`` for ``steps`` on ``model``, or RecipeNotApplicableError listing every problem."""
-    from zoo.compress import _cluster, _prune, _quantize
     problems, plans = [], []
     dims = len(model.input_shape) - 2
     what = f"{entry or model.name} ({dims}D)"
@@ -70,7 +71,6 @@ def plan(model, steps, *, mixed_precision=False, student=None, entry=None, sweep
     for step in steps:
         where = f"step {step.name!r} ({step.kind})"
         if step.kind == "distill":
-            from zoo.compress._distill import build_student
             try:
                 current = build_student(model, step, student, entry=entry, sweep=sweep)
             except InvalidArgumentError as e:

@@ -8,7 +8,11 @@ to the model's losses; the task loss is weighted by ``1 - alpha``. At the end th
 taken out as a model of its own.
 """
 from zoo._keras import keras, tf
+from zoo.compress._quantize import copy_model
 from zoo.errors import InvalidArgumentError
+from zoo.hub import load
+from zoo.hub.registry import get_registry, thaw
+from zoo.losses import get_loss
 from zoo.record import attach, attached, info_of
 
 
@@ -58,11 +62,8 @@ def build_student(teacher, step, student=None, entry=None, sweep=False):
             "built with the teacher's classes and input) or student=<keras.Model>; or a recipe with student:.")
     out_shape = tuple(teacher.outputs[0].shape[1:])
     if isinstance(spec, keras.Model):
-        from zoo.compress._quantize import copy_model
         model = copy_model(spec)  # keeps its record (zoo.record)
     elif isinstance(spec, str):
-        from zoo.hub import load
-        from zoo.hub.registry import get_registry, thaw
         student_entry = get_registry().get(spec)
         teacher_task = info_of(teacher).task
         if student_entry.task != teacher_task:
@@ -106,13 +107,11 @@ def wrap(teacher, student, *, temperature, alpha):
 
 
 def task_loss(loss, task, alpha):
-    from zoo import losses
-    return ScaledLoss(losses.get_loss(loss or ("dice_ce" if task == "segmentation" else "ce")), 1.0 - alpha)
+    return ScaledLoss(get_loss(loss or ("dice_ce" if task == "segmentation" else "ce")), 1.0 - alpha)
 
 
 def unwrap(model):
     """The trained student of a distillation model, as a model of its own."""
-    from zoo.compress._quantize import copy_model
     student = next(layer for layer in model.layers if isinstance(layer, keras.Model) and layer.trainable)
     out = copy_model(student)
     out._name = getattr(model, "zoo_student_name", None) or out.name

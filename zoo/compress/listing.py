@@ -1,5 +1,10 @@
 """``zoo.list_recipes(name)``: which recipes apply to a registry entry, and why the others do not."""
 from zoo._keras import keras
+from zoo.compress._check import plan
+from zoo.compress.recipes import resolve
+from zoo.errors import InvalidArgumentError
+from zoo.hub import load
+from zoo.hub.registry import get_registry
 
 
 def sweep_kwargs(entry, dims):
@@ -10,11 +15,6 @@ def sweep_kwargs(entry, dims):
 def check_entry(name, recipe, spatial_dims=None, model=None):
     """None when ``recipe`` passes the pre-training check on entry ``name`` built small, else the
     reason (the check's message)."""
-    from zoo.compress._check import plan
-    from zoo.compress.recipes import resolve
-    from zoo.errors import InvalidArgumentError
-    from zoo.hub import load
-    from zoo.hub.registry import get_registry
     entry = get_registry().get(name)
     if model is None:
         model = load(name, **sweep_kwargs(entry, spatial_dims or entry.spatial_dims[0]))
@@ -26,9 +26,24 @@ def check_entry(name, recipe, spatial_dims=None, model=None):
 
 
 def list_recipes(name, spatial_dims=None):
-    from zoo.compress.recipes import resolve
-    from zoo.hub import load
-    from zoo.hub.registry import get_registry
+    """Which compression recipes apply to registry entry ``name``, and why the others do not.
+
+    Every registry recipe is checked (:func:`zoo.compress._check.plan`) on the entry built at its
+    small sweep size; nothing is trained.
+
+    Args:
+        name: a registry name.
+        spatial_dims: the 2D or 3D variant (default: the entry's first).
+
+    Returns:
+        A list of dicts, the entry's listed recipes first: ``recipe``, ``kind``, ``listed``,
+        ``default`` (the entry's first), ``applies``, ``reason`` (why not, or None), ``note``,
+        ``description`` and ``steps``.
+
+    Raises:
+        UnknownModelError: no entry has this name.
+        InvalidArgumentError: ``spatial_dims`` the entry does not support.
+    """
     registry = get_registry()
     entry = registry.get(name)
     dims = spatial_dims or entry.spatial_dims[0]

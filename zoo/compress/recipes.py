@@ -11,7 +11,9 @@ clustering uses tfmot's prune-/cluster-preserving scheme.
 import dataclasses
 import re
 
+from zoo.compress._cluster import INITS
 from zoo.errors import InvalidArgumentError, did_you_mean
+from zoo.hub.registry import get_registry, thaw
 
 KINDS = ("prune", "cluster", "qat", "distill", "chain", "ptq")
 ORDER = ("distill", "prune", "cluster", "qat")
@@ -109,7 +111,6 @@ def check_options(name, kind, options):
         if "clusters" not in options:
             _fail(where, "a cluster recipe needs clusters (values per kernel, e.g. 16).")
         _number(where, "clusters", options["clusters"], 2, integer=True, inclusive=(True, False))
-        from zoo.compress._cluster import INITS
         if options.get("init", "kmeans++") not in INITS:
             _fail(where, f"init={options['init']!r} must be one of {', '.join(INITS)}.")
         if not isinstance(options.get("preserve_sparsity", False), bool):
@@ -132,7 +133,6 @@ def check_options(name, kind, options):
 
 
 def _registry_recipes():
-    from zoo.hub.registry import get_registry, thaw
     return {name: (r.kind, thaw(r.options)) for name, r in get_registry().recipes.items()}
 
 

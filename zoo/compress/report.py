@@ -16,6 +16,7 @@ import zipfile
 import numpy as np
 
 from zoo._keras import tf
+from zoo.compress._quantize import _wrappers
 
 
 def zipped_size(data, name="weights"):
@@ -44,7 +45,6 @@ def _int8(values, lo, hi, per_axis):
 
 def int8_payload(qat_model):
     """``{name: array}``: every quantized kernel as int8, everything else float32."""
-    from zoo.compress._quantize import _wrappers
     out, done = {}, set()
     for wrapper in _wrappers(qat_model):
         for weight, quantizer, qvars in wrapper._weight_vars:

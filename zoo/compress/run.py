@@ -12,6 +12,7 @@ masks, cluster indices and quantizer ranges of that epoch.
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from zoo import _io
@@ -23,6 +24,7 @@ from zoo.compress import report as _report
 from zoo.compress.recipes import resolve, slug
 from zoo.datapath.prepare import Target, prepare
 from zoo.errors import InvalidArgumentError, ZooError
+from zoo.hub.contract import kernel_of
 from zoo.record import attach, attached
 from zoo.train import fit, get_strategy, read_state
 
@@ -35,8 +37,27 @@ REFUSED = {"freeze_encoder_epochs": (0, "the wrappers rename the encoder's layer
 
 def evaluate(model, info, data, *, batch_size=2, patch_size=None, seed=0, data_options=None, loss=None,
              steps=None):
-    """``{"loss", metric...}`` of ``model``'s first output on ``data`` (any data source), prepared
-    as validation data is (:func:`zoo.datapath.prepare.prepare`)."""
+    """Loss and metrics of ``model``'s first output on ``data``, prepared as validation data is
+    (:func:`zoo.datapath.prepare.prepare`).
+
+    Args:
+        model: the ``keras.Model``.
+        info: its :class:`zoo.record.ModelInfo`.
+        data: any data source.
+        batch_size: the batch size.
+        patch_size: the patch (default: the model's static input size, else its record's).
+        seed: the data source's seed.
+        data_options: keywords of the data source.
+        loss: a loss name or Keras loss (default ``dice_ce`` for segmentation, ``ce`` otherwise).
+        steps: at most this many batches.
+
+    Returns:
+        ``{"loss": float, metric: float ...}`` (the metrics of ``zoo.metrics.get_metrics``).
+
+    Raises:
+        InvalidArgumentError: data that does not fit the model, or a bad option.
+        DataError: the data cannot be read.
+    """
     target = Target.of(model, info, patch_size)
     prepared = prepare(data, target, "validate", batch_size=batch_size, steps=steps, seed=seed,
                        options=data_options, preprocessing=info.preprocessing, verb="compress")
@@ -117,7 +138,6 @@ def _summary(step, plan, result, extra):
 
 
 def _layer_table(result, steps, plans):
-    from zoo.hub.contract import kernel_of
     kinds = {s.kind for s in steps}
     out = {}
     for layer in result.layers:
@@ -149,9 +169,15 @@ def compress(model, info, recipe, train="phantoms", val=None, options=None, stra
         strategy: the ``tf.distribute`` strategy (default: ``options.strategy``).
         student: the distillation student (a registry name or a model).
 
+    Returns:
+        ``(model, report)``: the compressed ``keras.Model`` (with its record) and a
+        :class:`zoo.compress.report.Report`; ``options.out_dir`` keeps one training run per step,
+        the model file, ``report.json`` and ``compress.json``.
+
     Raises:
-        RecipeNotApplicableError: the recipe cannot apply (every problem, before any training);
-        InvalidArgumentError: options a step cannot honour; ZooError: the folder holds another run.
+        RecipeNotApplicableError: the recipe cannot apply (every problem, before any training).
+        InvalidArgumentError: options a step cannot honour, or an unknown recipe.
+        ZooError: the folder holds a finished compression or another recipe's run.
     """
     for key, (default, why) in REFUSED.items():
         if getattr(options, key) != default:
@@ -233,7 +259,6 @@ QUALITY_MARGIN = 0.1  # an absolute drop of a [0, 1] metric (Dice, IoU, accuracy
 def _warn_if_worse(entry, recipe, epochs, before, after):
     """Warn when a score the validation data measured fell by more than QUALITY_MARGIN: the
     compressed model was still written, but a user should not ship it without knowing."""
-    import warnings
     fell = {k: (before[k], after[k]) for k in before if k in after and "loss" not in k
             and before[k] - after[k] > QUALITY_MARGIN}
     if fell:
@@ -246,7 +271,6 @@ def _warn_if_worse(entry, recipe, epochs, before, after):
 def _save(out_dir, model, report, record):
     """The compressed model (``model.keras`` / ``model.h5``), the report, then the step record
     ``compress.json``, finished last: the folder counts as done once it says so."""
-    import warnings
     with warnings.catch_warnings():  # Keras calls HDF5 "legacy"; it is the format tfmot's wrappers load from
         warnings.simplefilter("ignore")
         _io.atomic_write_bytes(out_dir / report["model_file"], lambda tmp: model.save(tmp))

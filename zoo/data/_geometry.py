@@ -62,7 +62,7 @@ def quiet_nibabel(nib, fn, *args):
 
 def read_nifti_header(nib, path):
     """The NIfTI-1/-2 header of ``path`` as stored (no repairs), or DataError."""
-    from nibabel.openers import ImageOpener
+    from nibabel.openers import ImageOpener  # optional: the nifti extra (the caller required nibabel)
 
     try:
         with ImageOpener(str(path)) as fh:

@@ -22,7 +22,7 @@ def from_arrays(images, labels=None, *, spatial_dims=None, num_classes=None, in_
     labels: (N,) class indices, or label maps (N, *spatial) / (N, *spatial, 1); None for
     images only.
     """
-    from zoo._keras import tf
+    from zoo._keras import tf  # heavy: TensorFlow; zoo.datasets imports zoo.data and must stay TF-free
     if spatial_dims is not None:
         check_choice("spatial_dims", spatial_dims, (2, 3), "from_arrays")
     images = np.asarray(images)

@@ -101,7 +101,7 @@ def check_size(size, spatial_dims, arg="patch_size"):
 
 def dataset_from_generator(gen, image_spec, label_spec, **attrs):
     """tf.data.Dataset from a generator function of (image, label) numpy pairs."""
-    from zoo._keras import tf
+    from zoo._keras import tf  # heavy: TensorFlow; zoo.datasets imports zoo.data and must stay TF-free
     ds = tf.data.Dataset.from_generator(gen, output_signature=(image_spec, label_spec))
     for k, v in attrs.items():
         setattr(ds, k, v)
@@ -109,7 +109,7 @@ def dataset_from_generator(gen, image_spec, label_spec, **attrs):
 
 
 def spec(shape, dtype):
-    from zoo._keras import tf
+    from zoo._keras import tf  # heavy: TensorFlow; zoo.datasets imports zoo.data and must stay TF-free
     return tf.TensorSpec(shape=tuple(shape), dtype=dtype)
 
 

@@ -170,7 +170,7 @@ def _check_sizes(files, image_size, arg, mixed_ok=False):
 
 
 def _numpy_dataset(n, load, image_shape, label_shape, **attrs):
-    from zoo._keras import tf
+    from zoo._keras import tf  # heavy: TensorFlow; zoo.datasets imports zoo.data and must stay TF-free
 
     def load_tf(i):
         image, label = tf.numpy_function(load, [i], (tf.float32, tf.int32), stateful=False)

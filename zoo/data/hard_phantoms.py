@@ -266,7 +266,7 @@ def hard_phantom_arrays(n=16, *, spatial_dims=2, size=64, num_classes=4, task="s
 def hard_phantoms(n=16, *, spatial_dims=2, size=64, num_classes=4, task="segmentation", snr=6.0, bias=0.3,
                   voxel_size=None, in_channels=1, seed=0):
     """A ``tf.data.Dataset`` of unbatched (image, label) hard-phantom pairs (see :func:`hard_phantom_arrays`)."""
-    from zoo._keras import tf
+    from zoo._keras import tf  # heavy: import zoo.data (and zoo.datasets) must not start TensorFlow
     images, labels = hard_phantom_arrays(n, spatial_dims=spatial_dims, size=size, num_classes=num_classes,
                                          task=task, snr=snr, bias=bias, voxel_size=voxel_size,
                                          in_channels=in_channels, seed=seed)

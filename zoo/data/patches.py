@@ -18,7 +18,7 @@ from zoo.data.checks import check_size
 def fit_patch(ds, patch_size, *, random=True, seed=0):
     """``ds`` (unbatched (image, label) pairs, label maps with or without a channel axis) with
     every image and label map cut to ``patch_size`` (an int or one int per spatial axis)."""
-    from zoo._keras import tf
+    from zoo._keras import tf  # heavy: TensorFlow; zoo.datasets imports zoo.data and must stay TF-free
     image_spec, label_spec = ds.element_spec
     dims = image_spec.shape.rank - 1
     patch = check_size(patch_size, dims)

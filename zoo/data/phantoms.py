@@ -136,7 +136,7 @@ def phantom_arrays(n=16, *, spatial_dims=2, size=64, num_classes=2, task="segmen
 def phantoms(n=16, *, spatial_dims=2, size=64, num_classes=2, task="segmentation",
              max_shapes=4, noise=0.05, in_channels=1, seed=0):
     """A ``tf.data.Dataset`` of (image, label) phantom pairs (see :func:`phantom_arrays`)."""
-    from zoo._keras import tf
+    from zoo._keras import tf  # heavy: TensorFlow; zoo.datasets imports zoo.data and must stay TF-free
     images, labels = phantom_arrays(n, spatial_dims=spatial_dims, size=size, num_classes=num_classes,
                                     task=task, max_shapes=max_shapes, noise=noise,
                                     in_channels=in_channels, seed=seed)

@@ -28,6 +28,7 @@ import numpy as np
 from zoo._deps import require
 from zoo.data.checks import DataError, as_path, check_finite
 from zoo.data.folders import IMAGE_SUFFIXES, read_image
+from zoo.data.phantoms import phantom_arrays
 from zoo.data.volumes import NIFTI_SUFFIXES, load_nifti
 from zoo.errors import InvalidArgumentError
 
@@ -127,7 +128,6 @@ def unlabelled(source="phantoms", *, spatial_dims=2, image_size=64, channels=1, 
         raise InvalidArgumentError(f"unlabelled: spatial_dims={spatial_dims!r} must be 2 or 3.")
     window = _check_window(window)
     if isinstance(source, str) and source == "phantoms":
-        from zoo.data.phantoms import phantom_arrays
         count = n or (2048 if spatial_dims == 2 else 256)
         images, _ = phantom_arrays(count, spatial_dims=spatial_dims, size=image_size, in_channels=channels,
                                    seed=seed)

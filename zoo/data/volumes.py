@@ -233,7 +233,7 @@ def volume_dataset(images, labels=None, *, read, patch_size=None, samples_per_vo
                               else np.int32(label if label is not None else 0))
 
     shape = patch or (None, None, None)
-    from zoo._keras import tf
+    from zoo._keras import tf  # heavy: TensorFlow; zoo.datasets imports zoo.data and must stay TF-free
     label_spec = spec((*shape, 1), tf.int32) if seg else spec((), tf.int32)
     n = len(cases) * (samples_per_volume if patch else 1)
     ds = dataset_from_generator(gen, spec((*shape, channels), tf.float32), label_spec)

@@ -53,8 +53,20 @@ class Target:
 
     @classmethod
     def of(cls, model, info, patch_size=None):
-        """The target of ``model`` described by ``info``; ``patch_size`` (an int or one per axis)
-        defaults to the model's static input size, else the size it was trained at (its record's)."""
+        """The target of ``model`` described by ``info``.
+
+        Args:
+            model: the ``keras.Model``.
+            info: its :class:`zoo.record.ModelInfo`.
+            patch_size: an int or one per spatial axis; default the model's static input size,
+                else the size it was trained at (its record's), else None (the data's own size).
+
+        Returns:
+            A :class:`Target`.
+
+        Raises:
+            InvalidArgumentError: ``patch_size`` is not a positive int or one per spatial axis.
+        """
         dims = len(model.input_shape) - 2
         if patch_size is None and all(s is not None for s in model.input_shape[1:-1]):
             patch_size = tuple(model.input_shape[1:-1])
@@ -67,8 +79,14 @@ class Target:
 
 @dataclasses.dataclass
 class Prepared:
-    """A prepared data source: the batched dataset, the batches per epoch (None: read it
-    whole) and the class names it defines (classification folders), or None."""
+    """A prepared data source (what :func:`prepare` returns).
+
+    Attributes:
+        dataset: the batched ``tf.data.Dataset``.
+        steps: batches per epoch (None: read it whole).
+        class_names: the class names it defines (classification folders), or None.
+        notes: what was chosen for the user (e.g. fewer validation batches than asked), for :func:`say`.
+    """
     dataset: object
     steps: Optional[int]
     class_names: Optional[list] = None
@@ -76,14 +94,30 @@ class Prepared:
 
 
 def element_spec(ds):
-    """(image spec, label spec or None) of a dataset's elements."""
+    """The element specs of a dataset.
+
+    Args:
+        ds: a ``tf.data.Dataset`` of images or of (image, label) pairs.
+
+    Returns:
+        ``(image spec, label spec or None)``.
+    """
     spec = ds.element_spec
     return (spec[0], spec[1]) if isinstance(spec, tuple) and len(spec) == 2 else (spec, None)
 
 
 def source_options(source, options=None, preprocessing=None):
-    """The keywords for the data source: a model's recorded ``preprocessing`` (window, normalize,
-    spacing) applies to files, not to generated phantoms; the caller's ``options`` always apply."""
+    """The keywords for the data source.
+
+    Args:
+        source: the data argument.
+        options: the caller's data-source keywords; they always apply and win.
+        preprocessing: a model's recorded intensity preprocessing (``window``, ``normalize``,
+            ``spacing``); it applies to files, not to generated phantoms.
+
+    Returns:
+        The merged keywords (a dict).
+    """
     synthetic = isinstance(source, str) and source in SYNTHETIC
     base = {} if synthetic else {k: v for k, v in dict(preprocessing or {}).items() if k in PREPROCESSING}
     return {**base, **dict(options or {})}
@@ -104,7 +138,20 @@ def _shuffle_buffer(ds, budget=256 * 2 ** 20):
 
 
 def batched(ds, *, global_batch, training, is_batched=False, seed=0, shuffle_buffer=None):
-    """Shuffle (training), batch with the global batch size, shard by data across workers."""
+    """Shuffle (training), batch with the global batch size, shard by data across workers.
+
+    Args:
+        ds: an unbatched (or, with ``is_batched``, batched) dataset.
+        global_batch: the global batch size; training drops the last incomplete batch.
+        training: shuffle (each epoch anew) and drop the remainder.
+        is_batched: ``ds`` is batched already: only the sharding and prefetch apply.
+        seed: the shuffle seed.
+        shuffle_buffer: elements in the shuffle buffer (default: the whole dataset when it fits
+            ~256 MB, else as many as fit, at least 8).
+
+    Returns:
+        The batched, prefetched dataset with data auto-sharding.
+    """
     if not is_batched:
         if training:
             ds = ds.shuffle(shuffle_buffer or _shuffle_buffer(ds), seed=seed, reshuffle_each_iteration=True)
@@ -115,15 +162,39 @@ def batched(ds, *, global_batch, training, is_batched=False, seed=0, shuffle_buf
 
 
 def with_aux_targets(ds, n_outputs):
-    """(image, label) -> (image, (label,) * n_outputs): every head learns the same labels."""
+    """(image, label) -> (image, (label,) * n_outputs): every head learns the same labels.
+
+    Args:
+        ds: a dataset of (image, label) pairs.
+        n_outputs: the model's outputs.
+
+    Returns:
+        ``ds`` itself for one output, else the mapped dataset.
+    """
     if n_outputs == 1:
         return ds
     return ds.map(lambda image, label: (image, (label,) * n_outputs), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def count_steps(ds, steps, purpose, verb="finetune"):
-    """Batches per epoch: ``steps`` for training (a finite set then repeats); for validation the
-    batches the data holds, capped by ``steps``. Raises for an endless set without ``steps``."""
+    """Batches per epoch.
+
+    Args:
+        ds: the batched dataset.
+        steps: ``steps_per_epoch`` (training) or ``validation_steps`` (validation), or None.
+        purpose: ``"train"`` or ``"validate"``.
+        verb: the caller's name in messages.
+
+    Returns:
+        ``(steps, note)``: for training ``steps`` (a finite set then repeats); for validation the
+        batches the data holds, capped by ``steps`` (with a note when capped); None when the data
+        has an unknown size and no ``steps`` (Keras counts the first epoch). ``note`` is None or
+        a sentence for the user.
+
+    Raises:
+        InvalidArgumentError: ``steps`` is not a positive integer, the data is an endless stream
+            and ``steps`` is None, or the data holds no complete batch.
+    """
     arg = "steps_per_epoch" if purpose == "train" else "validation_steps"
     if steps is not None:
         check_positive_int(arg, steps, verb)
@@ -146,7 +217,22 @@ def count_steps(ds, steps, purpose, verb="finetune"):
 
 
 def check_classes(target, source, names, val_source=None, val_names=None):
-    """A head that fits the training data's classes; validation data with the same classes."""
+    """Check that the head fits the training data's classes and validation has the same classes.
+
+    Args:
+        target: the model's :class:`Target`.
+        source: the training data (for messages).
+        names: the training data's class names, or None (nothing to check).
+        val_source: the validation data (for messages).
+        val_names: the validation data's class names, or None.
+
+    Returns:
+        ``list(names)``, or None when ``names`` is None.
+
+    Raises:
+        InvalidArgumentError: the head has another number of classes (one logit passes for two
+            classes), or the validation classes differ from the training classes.
+    """
     if names is None:
         return None
     n = len(names)
@@ -213,7 +299,10 @@ def prepare(source, target, purpose, *, batch_size=2, steps=None, seed=0, augmen
         A :class:`Prepared` (dataset, steps per epoch, the source's class names, notes).
 
     Raises:
-        DataError / InvalidArgumentError naming the data, what the model needs and the fix.
+        InvalidArgumentError: a bad ``purpose``, or data that does not fit the model (wrong
+            classes, no complete batch, an endless stream without ``steps``); the message names
+            the data, what the model needs and the fix.
+        DataError: the source cannot be read or its elements do not fit the model.
     """
     if purpose not in PURPOSES:
         raise InvalidArgumentError(f"prepare: purpose={purpose!r} must be one of {', '.join(PURPOSES)}.")
@@ -237,10 +326,27 @@ def samples(source, target, n, *, seed=0, options=None, preprocessing=None, shap
     """The first ``n`` (image, label) pairs of ``source`` as arrays (fewer if it holds fewer).
 
     For held-out scores and an export's calibration and verification: validation order and
-    patches (fixed), unbatched. ``shape`` (spatial..., channels) cuts the images to another size
-    than the target's patch (an export's input); generated phantoms start at 16 per axis, so
-    smaller inputs are cut out of them. Returns ``(images, labels)``; labels are None when
-    ``labels=False`` (only inputs are needed) or the source has none.
+    patches (fixed), unbatched.
+
+    Args:
+        source: any data argument of the verbs.
+        target: the model's :class:`Target`.
+        n: at most this many pairs.
+        seed: the source's seed (validation phantoms are derived from it).
+        options: the data source's keywords.
+        preprocessing: the model's recorded intensity preprocessing (files only).
+        shape: ``(spatial..., channels)`` to cut the images to instead of the target's patch (an
+            export's input); generated phantoms start at 16 per axis, so smaller inputs are cut
+            out of them.
+        labels: False when only the inputs are needed.
+
+    Returns:
+        ``(images, labels)`` as stacked float32 images and label arrays; labels are None when
+        ``labels=False`` or the source has none.
+
+    Raises:
+        DataError: the source gives no samples, or cannot be read.
+        InvalidArgumentError: the source's elements do not fit the target.
     """
     spatial = tuple(shape[:-1]) if shape is not None else target.patch
     size = spatial
@@ -278,7 +384,15 @@ def samples(source, target, n, *, seed=0, options=None, preprocessing=None, shap
 
 
 def say(notes, verbose=True):
-    """Print prepared-data notes on stderr (what was chosen for the user)."""
+    """Print prepared-data notes on stderr (what was chosen for the user).
+
+    Args:
+        notes: sentences (``Prepared.notes``).
+        verbose: print them; False prints nothing.
+
+    Returns:
+        None.
+    """
     for note in notes:
         if verbose:
             print(f"note: {note}", file=sys.stderr)

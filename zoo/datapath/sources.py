@@ -5,6 +5,7 @@
 import inspect
 from pathlib import Path
 
+from zoo._keras import tf
 from zoo.data import (
     IMAGE_SUFFIXES,
     NIFTI_SUFFIXES,
@@ -20,6 +21,7 @@ from zoo.data import (
     phantoms,
     segmentation_folder,
 )
+from zoo.data.augment import augment_dataset
 from zoo.datasets.reader import tfds
 from zoo.errors import InvalidArgumentError
 
@@ -120,11 +122,16 @@ def _from_path(path, generic, options):
 
 
 def class_names_of(source):
-    """The class names a classification source defines, without reading its files: the sorted
-    class folders of ``<root>/<class_name>/<images>`` or ``<root>/<class_name>/<case>/<DICOM>``,
-    a Dataset's ``class_names``; None for any other source (segmentation layouts, arrays,
-    phantoms, TFDS)."""
-    from zoo._keras import tf
+    """The class names a classification source defines, without reading its files.
+
+    Args:
+        source: any data argument of the verbs.
+
+    Returns:
+        The sorted class folders of ``<root>/<class_name>/<images>`` or
+        ``<root>/<class_name>/<case>/<DICOM>``, or a Dataset's ``class_names`` (a list); None
+        for any other source (segmentation layouts, arrays, phantoms, TFDS, a missing path).
+    """
     if isinstance(source, tf.data.Dataset):
         names = getattr(source, "class_names", None)
         return list(names) if names is not None else None
@@ -146,7 +153,7 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
                 in_channels=None, patch_size=None, seed=0, augment=False, model_name=None, **options):
     """The dataset a data argument names (``zoo.finetune``'s ``train`` and ``val``).
 
-    source: a ``tf.data.Dataset`` (used as is; batched or not); an ``(images, labels)`` tuple of
+    ``source`` may be a ``tf.data.Dataset`` (used as is; batched or not); an ``(images, labels)`` tuple of
     arrays (:func:`from_arrays`); ``"phantoms"`` (:func:`phantoms`; ``patch_size`` is the phantom size, per axis);
     ``"tfds:NAME"`` (:func:`tfds`: a catalogue name of ``zoo.datasets``, prepared on first use from
     ``manual_dir``, or a prepared TFDS data set; options ``split``, ``data_dir``, ``manual_dir``,
@@ -175,8 +182,30 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
     ignored there, as ``finetune``'s ``data_options`` serve its ``train`` and ``val`` alike).
     Every source's elements are checked against ``task``, ``spatial_dims`` and ``in_channels``
     (:func:`zoo.data.checks.check_pairs`; ``model_name`` names the model in its messages).
+
+    Args:
+        source: the data argument (see above).
+        training: training data (random patches and order, augmentation) or validation data (fixed).
+        task: ``"classification"`` or ``"segmentation"``, checked against the elements.
+        spatial_dims: 2 or 3, checked against the elements (and picking phantoms' dims).
+        num_classes: the model's classes (label values are checked against them).
+        in_channels: the model's input channels, checked against the images.
+        patch_size: see above.
+        seed: shuffling, patches and phantoms.
+        augment: True or a :class:`zoo.data.augment.Augment`; training data only.
+        model_name: the model's name in messages.
+        **options: keywords of the chosen source function.
+
+    Returns:
+        An unbatched (or, for a batched Dataset passed in, batched) ``tf.data.Dataset`` of
+        (image, label) pairs; classification folders keep their ``class_names``.
+
+    Raises:
+        DataError: a path that does not exist, is in no known layout, lacks labels, or holds
+            data of other dims; elements that do not fit the model.
+        InvalidArgumentError: an unsupported source type, or an option the source function does
+            not accept.
     """
-    from zoo._keras import tf  # here, not at the top: class_names_of must not start TensorFlow
     batched = False
     ncls = None if num_classes is None else max(int(num_classes), 1)
     if isinstance(source, tf.data.Dataset):
@@ -209,7 +238,6 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
     check_pairs(ds, source=source, training=training, spatial_dims=spatial_dims, in_channels=in_channels,
                 task=task, model_name=model_name, batched=batched)
     if augment and training:
-        from zoo.data.augment import augment_dataset
         names = getattr(ds, "class_names", None)
         ds = augment_dataset(ds, augment, seed=seed)
         if names is not None:

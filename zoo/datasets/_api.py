@@ -1,4 +1,6 @@
 """Preparing and loading catalogue data sets: TFDS's ``download_and_prepare`` from ``manual_dir``."""
+import os
+import sys
 from pathlib import Path
 
 from zoo.datasets._catalog import DatasetFilesError, full_name, quiet_tfds, resolve
@@ -20,8 +22,6 @@ def _manual(manual_dir, name):
 def _progress():
     """TFDS's progress bars as the zoo's downloads show theirs: on a terminal, or as
     ``ZOO_PROGRESS=1``/``0`` says."""
-    import os
-    import sys
     setting = os.environ.get("ZOO_PROGRESS", "").strip()
     return {"0": False, "1": True}.get(setting, sys.stderr.isatty())
 
@@ -38,9 +38,9 @@ def prepare(name, *, manual_dir=None, data_dir=None, overwrite=False):
     Missing or incomplete source files raise ``DatasetFilesError`` listing the exact files
     expected and where to get them.
     """
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # heavy: TFDS imports TensorFlow; import zoo.datasets must not
 
-    from zoo._keras import tf  # noqa: F401 - TensorFlow comes up with tf_keras as its Keras
+    from zoo._keras import tf  # noqa: F401 - heavy (as above); TensorFlow comes up with tf_keras as its Keras
     tfds.display_progress_bar(_progress())
     manual = _manual(manual_dir, name)
     with quiet_tfds():

@@ -6,6 +6,7 @@ import importlib
 import logging
 from pathlib import Path
 
+import zoo.datasets.builders as builders
 from zoo.errors import InvalidArgumentError, ZooError, did_you_mean
 
 SUFFIX = "_dataset_builder"
@@ -45,9 +46,8 @@ def quiet_tfds():
 
 def folders():
     """``{builder name: folder}`` for every builder folder (wheel or checkout), sorted."""
-    import zoo.datasets.builders as package
     found = {}
-    for root in package.__path__:
+    for root in builders.__path__:
         root = Path(root)
         for d in sorted(root.iterdir()) if root.is_dir() else ():
             if (d / f"{d.name}{SUFFIX}.py").is_file():

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from zoo._deps import require
+from zoo._io import atomic_write_bytes
 from zoo.errors import InvalidArgumentError
 
 
@@ -13,8 +15,6 @@ def write_nifti(example, path, data=None, *, overwrite=False):
     and ``example["spacing"]`` as voxel sizes. ``example``: one of ``load(..., raw=True)``'s
     examples (tensors or NumPy). Written atomically; an existing file needs ``overwrite=True``.
     Returns the path."""
-    from zoo._deps import require
-    from zoo._io import atomic_write_bytes
     nib = require("nibabel", "Writing NIfTI files")
     missing = [k for k in ("affine", "spacing") if k not in example]
     if missing:

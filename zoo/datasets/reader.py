@@ -57,7 +57,7 @@ def _default_split(splits, shuffle):
 def _volumes(builder, name, split, label_key, *, patch_size, num_classes, in_channels, shuffle, seed,
              cache, **volume_options):
     """Volumetric examples through the NIfTI pipeline: each case's image, spacing and label map."""
-    import tensorflow_datasets as tfds_mod
+    import tensorflow_datasets as tfds_mod  # heavy: TFDS imports TensorFlow; import zoo.datasets must not
     store, ids, labels = {}, [], []
     with quiet_tfds():
         examples = builder.as_dataset(split=split, shuffle_files=False)
@@ -91,7 +91,7 @@ def tfds(name, *, split=None, data_dir=None, manual_dir=None, image_key="image",
     ``shuffle`` draws new patches each epoch. ``spatial_dims`` is checked by the caller.
     """
     tfds_mod = require("tensorflow_datasets", "Reading TensorFlow Datasets")
-    from zoo._keras import tf
+    from zoo._keras import tf  # heavy: TensorFlow; import zoo.datasets must stay TF-free
     builder = _builder(tfds_mod, name, data_dir, manual_dir)
     features = builder.info.features
     for key in (image_key, label_key):

@@ -14,7 +14,9 @@ from zoo.export._data import representative, split
 from zoo.export.convert import CALIBRATED, MODES, convert
 from zoo.export.errors import ExportError, UncoveredLayerError, VerificationError
 from zoo.export.result import ExportResult
+from zoo.export.rewrite3d import rewrite_3d
 from zoo.export.runtime import TFLiteModel
+from zoo.export.savedmodel import export_savedmodel
 from zoo.export.sidecar import sha256_bytes, sidecar_path, write_sidecar
 from zoo.export.verify import latency, run_verification
 from zoo.record import PREPROCESSING, training_data
@@ -174,30 +176,50 @@ def export(model, info, path, *, quantization="float32", representative_data=Non
            overwrite=False, int8_io=False, sparse=None, latency_runs=10, num_threads=None, seed=0):
     """Export ``model`` to ``path`` and verify the file against the Keras model.
 
-    model, info: the model and its record (:class:`zoo.record.ModelInfo`: its task, the patch
-        size and preprocessing it was trained with, its classes and data). Models with auxiliary
-        heads export their main output; a GAN its generator.
-    path: the ``.tflite`` file (its folder must exist), or a folder for ``"savedmodel"``.
-    quantization: "float32", "float16", "dynamic", "int8", "int16x8", "qat" (a tfmot QAT model;
-        "int8" on such a model means this too) or "savedmodel" (TF Serving). See
-        :mod:`zoo.export.convert`.
-    representative_data: calibration and verification inputs: a folder, .npz, "tfds:NAME",
-        "phantoms", (x, y), an array or a tf.data.Dataset. Default: the model's training data
-        (an error when it was a path that no longer exists), phantoms for a model trained on
-        phantoms or of unknown data. ``data_options`` go to the data source (window=...,
-        normalize=..., spacing=...; the model's recorded preprocessing is the default).
-        The first ``calibration_samples`` calibrate (int8, int16x8), the next ``verify_samples``
-        verify.
-    input_shape: the spatial size (+ channels) to export at, for a model of dynamic size
-        (default: the patch size it was trained at, else 64 px (2D) / 32 voxels (3D)). Batch is 1.
-    verify: True (a failed verification raises VerificationError and writes nothing), "warn"
-        (write the file, warn) or False (skip). Thresholds: zoo.export.verify.THRESHOLDS.
-    strict: an int8/qat file that still holds float ops is an error (default: a warning).
-    overwrite: replace an existing file. int8_io: int8 input/output tensors (int8/qat).
-    sparse: the sparse flatbuffer encoding: None = when the kernels are >= 50% zeros (pruned) and
-        it gives a smaller file that runs; True/False to force. latency_runs: 0 skips timing.
-    Returns an :class:`ExportResult` (``print(result)``, ``result.to_dict()``); the sidecar
-    ``<path>.json`` records the entry, input spec, preprocessing, classes and the numbers.
+    Args:
+        model: the ``keras.Model``. Models with auxiliary heads export their main output; a GAN
+            its generator.
+        info: its record (:class:`zoo.record.ModelInfo`: its task, the patch size and
+            preprocessing it was trained with, its classes and data).
+        path: the ``.tflite`` file (its folder must exist), or a folder for ``"savedmodel"``.
+        quantization: ``"float32"``, ``"float16"``, ``"dynamic"``, ``"int8"``, ``"int16x8"``,
+            ``"qat"`` (a tfmot QAT model; ``"int8"`` on such a model means this too) or
+            ``"savedmodel"`` (TF Serving). See :mod:`zoo.export.convert`.
+        representative_data: calibration and verification inputs: a folder, .npz,
+            ``"tfds:NAME"``, ``"phantoms"``, (x, y), an array or a tf.data.Dataset. Default: the
+            model's training data (an error when it was a path that no longer exists), phantoms
+            for a model trained on phantoms or of unknown data.
+        input_shape: the spatial size (+ channels) to export at, for a model of dynamic size
+            (default: the patch size it was trained at, else 64 px (2D) / 32 voxels (3D)). Batch is 1.
+        data_options: keywords of the data source (window=..., normalize=..., spacing=...; the
+            model's recorded preprocessing is the default).
+        calibration_samples: the first inputs, which calibrate (int8, int16x8).
+        verify_samples: the next inputs, which verify.
+        verify: True (a failed verification raises VerificationError and writes nothing),
+            ``"warn"`` (write the file, warn) or False (skip). Thresholds:
+            ``zoo.export.verify.THRESHOLDS``.
+        strict: an int8/qat file that still holds float ops is an error (default: a warning).
+        overwrite: replace an existing file.
+        int8_io: int8 input/output tensors (int8/qat).
+        sparse: the sparse flatbuffer encoding: None = when the kernels are >= 50% zeros
+            (pruned) and it gives a smaller file that runs; True/False to force.
+        latency_runs: timed runs per runtime; 0 skips timing.
+        num_threads: LiteRT interpreter threads (default: the CPU count).
+        seed: the phantoms' seed and the choice of samples.
+
+    Returns:
+        An :class:`ExportResult` (``print(result)``, ``result.to_dict()``); the sidecar
+        ``<path>.json`` records the entry, input spec, preprocessing, classes and the numbers.
+
+    Raises:
+        InvalidArgumentError: a bad option, a path of the wrong suffix, an existing target
+            without ``overwrite``, an input shape the model cannot take, or no usable
+            representative data.
+        UncoveredLayerError: the file needs ops LiteRT has no builtin for (or, with ``strict``,
+            an int8 file keeps float ops).
+        VerificationError: the file disagrees with the Keras model and ``verify=True``; nothing
+            is written.
+        ExportError: the converter or LiteRT fails on the model.
     """
     if verify not in (True, False, "warn"):
         raise InvalidArgumentError(f"export: verify={verify!r} must be True, 'warn' or False.")
@@ -222,13 +244,11 @@ def export(model, info, path, *, quantization="float32", representative_data=Non
     cal, ver, held_out = split(xs, n_cal, n_ver)
     meta = dict(entry=info.name, task=task, params=int(model.count_params()), notes=notes)
     if mode == "savedmodel":
-        from zoo.export.savedmodel import export_savedmodel
         return export_savedmodel(model, target, shape, ver if verify else None, verify, overwrite,
                                  meta, info, prep, held_out)
     net = model
     rewrite = None
     if has_3d_layers(model) and not is_qat(model):
-        from zoo.export.rewrite3d import rewrite_3d
         try:
             net = rewrite_3d(model, input_shape=shape, batch_size=1)
         except (ValueError, TypeError) as e:

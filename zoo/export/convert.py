@@ -26,6 +26,7 @@ import warnings
 
 from zoo._keras import tf
 from zoo.export.errors import ExportError, UncoveredLayerError
+from zoo.export.ops import layer_of
 
 MODES = ("float32", "float16", "dynamic", "int8", "int16x8", "qat")
 CALIBRATED = ("int8", "int16x8")  # modes that need representative data
@@ -116,7 +117,6 @@ _NOT_BUILTIN = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op"
 def conversion_error(text, mode, graph=None):
     """A clear error from the converter's message: the TF ops without a builtin and the layers
     they come from (found in the traced graph), and the modes that can still export the model."""
-    from zoo.export.ops import layer_of
     ops = sorted(set(_NOT_BUILTIN.findall(text)))
     layers = sorted({layer_of(op.name) for op in graph.get_operations() if op.type in ops}) \
         if graph is not None and ops else []

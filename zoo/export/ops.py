@@ -11,7 +11,7 @@ _FLOAT = {"FLOAT32", "FLOAT16", "FLOAT64", "BFLOAT16"}
 
 
 def _schema():
-    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert import schema_py_generated as schema  # heavy: LiteRT's schema (~0.1 s); read on use
     return schema
 
 

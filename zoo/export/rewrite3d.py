@@ -35,6 +35,7 @@ import numpy as np
 from zoo._keras import keras, tf
 from zoo.errors import InvalidArgumentError
 from zoo.export.layers3d import DepthTaps, DepthToSpace3D, FoldDepth, UnfoldDepth
+from zoo.models import layers as zl
 
 L = keras.layers
 
@@ -46,11 +47,6 @@ _MERGE = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
 _NATIVE_5D = (L.ZeroPadding3D, L.Cropping3D, L.GlobalAveragePooling3D, L.GlobalMaxPooling3D,
               L.SpatialDropout3D, L.BatchNormalization, L.LayerNormalization, L.GroupNormalization,
               L.Flatten, L.Reshape, L.Concatenate, L.InputLayer) + _PER_VOXEL + _MERGE
-
-
-def _zoo_layers():
-    from zoo.models import layers as zl
-    return zl
 
 
 class _Value:
@@ -144,12 +140,10 @@ class _Rewriter:
         return self.clone(node, values)
 
     def _zoo_native(self):
-        zl = _zoo_layers()
         return (zl.CenterCropLike, zl.ResizeLike, zl.LocalResponseNormalization, zl.AdaptiveAveragePooling)
 
     def per_voxel(self, layer, ins):
         """Can ``layer`` run on the folded slices of its (5D) inputs?"""
-        zl = _zoo_layers()
         if any(v.t4 is None for v in ins):  # fold only what is folded already: no extra reshapes
             return False
         cfg = layer.get_config()

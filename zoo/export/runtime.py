@@ -13,14 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from zoo.errors import InvalidArgumentError
+from zoo.export.convert import quiet_native_output
 from zoo.export.errors import ExportError
+from zoo.export.sidecar import read_sidecar
 from zoo.record import ModelInfo, attach
 
 
 def _interpreter(path=None, content=None, num_threads=None):
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter  # heavy: LiteRT's native runtime; only running a file needs it
 
-    from zoo.export.convert import quiet_native_output
     threads = num_threads or os.cpu_count() or 1
     with quiet_native_output() as log:  # "Created TensorFlow Lite XNNPACK delegate" etc.
         try:
@@ -117,8 +118,20 @@ class TFLiteModel:
 
 
 def load_tflite(path, num_threads=None):
-    """A :class:`TFLiteModel` for ``path`` with its sidecar (``path + ".json"``) when present."""
-    from zoo.export.sidecar import read_sidecar
+    """A ``.tflite`` file as a model ``zoo.predict`` can slide over.
+
+    Args:
+        path: a ``.tflite`` file (written by ``zoo.export``; its sidecar ``path + ".json"`` gives
+            the record: task, patch size, preprocessing, classes).
+        num_threads: LiteRT interpreter threads (default: the CPU count).
+
+    Returns:
+        A :class:`TFLiteModel` with its record attached.
+
+    Raises:
+        InvalidArgumentError: ``path`` is not a file.
+        ExportError: LiteRT cannot run the file.
+    """
     p = Path(path).expanduser()
     if not p.is_file():
         raise InvalidArgumentError(f"load_tflite: {str(path)!r} is not a file; pass the path of a .tflite "

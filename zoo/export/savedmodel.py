@@ -8,11 +8,17 @@ place, so a failed export leaves nothing behind. 3D layers need no rewrite: Tens
 import os
 import shutil
 import tempfile
+import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from zoo._keras import tf
+from zoo.export.errors import VerificationError
+from zoo.export.result import ExportResult
+from zoo.export.sidecar import write_sidecar
+from zoo.export.verify import run_verification
 
 
 def _serving_module(model):
@@ -75,12 +81,6 @@ def move_into_place(tmp, path, overwrite):
 
 def export_savedmodel(model, target, shape, ver, verify, overwrite, meta, info, prep, held_out):
     """Write, verify and move into place a SavedModel folder; returns the ExportResult."""
-    import zlib
-
-    from zoo.export.errors import VerificationError
-    from zoo.export.result import ExportResult
-    from zoo.export.sidecar import write_sidecar
-    from zoo.export.verify import run_verification
     tmp = write_temporary(model, target)
     try:
         runner = load_runner(tmp)
@@ -114,7 +114,6 @@ def export_savedmodel(model, target, shape, ver, verify, overwrite, meta, info, 
         raise
     result.sidecar = str(Path(target) / "zoo_export.json")
     for text in result.warnings:
-        import warnings
         warnings.warn(text, stacklevel=3)
     return result
 

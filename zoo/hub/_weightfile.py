@@ -41,6 +41,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import safetensors.numpy
 
 from zoo import _h5, _io
 from zoo.errors import WeightsError
@@ -189,7 +190,7 @@ def _write_h5(model, fh, meta):
 
 
 def _write_weights_h5(model, fh, meta):
-    import h5py
+    import h5py  # heavy: h5py (~30 ms); import zoo and zoo list must not pay for it
 
     keys = keras_class_keys(model)
     with h5py.File(fh, "w") as f:
@@ -216,11 +217,9 @@ def _write_npz(model, fh, meta):
 
 
 def _write_safetensors(model, fh, meta):
-    from safetensors.numpy import save
-
     arrays = {f"{layer.name}/{i}": np.ascontiguousarray(np.asarray(w.numpy()))
               for layer in model.layers for i, w in enumerate(layer.weights)}
-    fh.write(save(arrays, metadata={"format": "zoo", **({META_KEY: meta} if meta else {})}))
+    fh.write(safetensors.numpy.save(arrays, metadata={"format": "zoo", **({META_KEY: meta} if meta else {})}))
 
 
 def write(model, path, fmt=None, meta=None):

@@ -6,7 +6,12 @@ an HDF5 dataset of 2**40 elements, costs nothing until its shape has matched a l
 failure of a library underneath (zipfile, zlib, h5py, safetensors) becomes a WeightsError that
 names the file and the problem.
 """
+import json
+import zipfile
+from pathlib import Path
+
 import numpy as np
+from safetensors import safe_open
 
 from zoo.errors import WeightsError, ZooError
 from zoo.hub._weightfile import META_KEY, META_LIMIT, NPZ_META, WeightFile, _text, detect_format, parse_meta, short_name
@@ -58,7 +63,7 @@ def _describe(exc):
 
 
 def _check_hdf5(f, path):
-    import h5py
+    import h5py  # heavy: h5py (~30 ms); import zoo and zoo list must not pay for it
 
     problems, count = [], [0]
 
@@ -98,7 +103,7 @@ def _attr_list(group, name):
 
 
 def _dataset(path, parent, key, what):
-    import h5py
+    import h5py  # heavy: h5py (~30 ms); import zoo and zoo list must not pay for it
 
     obj = parent.get(key)
     if not isinstance(obj, h5py.Dataset):
@@ -117,7 +122,7 @@ def _unique(path, names, what):
 
 
 def _read_h5(f, path):
-    import h5py
+    import h5py  # heavy: h5py (~30 ms); import zoo and zoo list must not pay for it
 
     root = f
     if _attr_list(f, "layer_names") is None and isinstance(f.get("model_weights"), h5py.Group):
@@ -149,7 +154,7 @@ def _h5_meta(f, path):
 
 
 def _read_weights_h5(f, path):
-    import h5py
+    import h5py  # heavy: h5py (~30 ms); import zoo and zoo list must not pay for it
 
     top = f.get("layers")
     if not isinstance(top, h5py.Group):
@@ -202,10 +207,6 @@ def _unique_keys(pairs):
 def _read_safetensors(path):
     """Header and offsets are validated by the ``safetensors`` package (contiguous, in bounds, sizes
     matching dtype x shape); duplicate names, which it keeps silently (last wins), are refused here."""
-    import json
-
-    from safetensors import safe_open
-
     try:
         handle = safe_open(str(path), framework="numpy")
     except Exception as e:  # SafetensorError, OSError
@@ -233,8 +234,6 @@ def _read_safetensors(path):
 def _read_npz(path):
     """An ``np.savez`` zip, read member by member: every member must be a plain numeric ``.npy``
     whose header is read (not its data) here; encrypted, duplicated and object members are refused."""
-    import zipfile
-
     try:
         zf = zipfile.ZipFile(path)
         infos = zf.infolist()
@@ -313,8 +312,6 @@ def read(path, fmt=None):
     """Every layer's arrays in ``path`` (see the module docstring for the formats), as :class:`Array`
     objects whose data is read on demand; the returned :class:`WeightFile` holds the file open
     until ``close()`` (it is a context manager). A damaged or hostile file raises WeightsError."""
-    from pathlib import Path
-
     path = Path(path)
     fmt = detect_format(path, fmt)
     if not path.is_file():
@@ -328,7 +325,7 @@ def read(path, fmt=None):
             closer()
             raise
         return WeightFile(str(path), fmt, layers, list(layers), "name", closer, meta)
-    import h5py
+    import h5py  # heavy: h5py (~30 ms); import zoo and zoo list must not pay for it
 
     try:
         f = h5py.File(path, "r")

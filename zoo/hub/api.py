@@ -1,7 +1,9 @@
 """``zoo.load``, ``zoo.list_models`` and ``zoo.info``: the registry as a model hub."""
 import inspect
 
-from zoo.errors import InvalidArgumentError, UnknownArgumentError, check_choice
+from zoo.errors import InvalidArgumentError, UnknownArgumentError, check_choice, did_you_mean
+from zoo.hub import weights as _weights
+from zoo.hub.contract import entry_spec
 from zoo.hub.registry import TASKS, get_registry, thaw
 from zoo.record import attach, describe
 
@@ -9,9 +11,17 @@ from zoo.record import attach, describe
 def list_models(pattern=None, *, task=None, spatial_dims=None, pretrained=None):
     """Sorted registry names, optionally filtered.
 
-    pattern: shell-style wildcard on the name (``"resnet*"``); task: one of
-    classification/segmentation/generation; spatial_dims: 2 or 3; pretrained: True for
-    entries with weights, False for entries without.
+    Args:
+        pattern: shell-style wildcard on the name (``"resnet*"``); None for every name.
+        task: ``"classification"``, ``"segmentation"`` or ``"generation"``.
+        spatial_dims: 1, 2 or 3: entries that support it.
+        pretrained: True for entries with registered weights, False for entries without, None for both.
+
+    Returns:
+        A sorted list of entry names.
+
+    Raises:
+        InvalidArgumentError: ``task`` or ``spatial_dims`` is not one of the values above.
     """
     if task is not None:
         check_choice("task", task, TASKS, "list_models")
@@ -21,9 +31,19 @@ def list_models(pattern=None, *, task=None, spatial_dims=None, pretrained=None):
 
 
 def info(name):
-    """The registry entry ``name`` as plain data (dict); ``contract`` is its full layer-name
-    contract spec (first conv, classifier names, stage-output patterns, auxiliary heads)."""
-    from zoo.hub.contract import entry_spec
+    """The registry entry ``name`` as plain data.
+
+    Args:
+        name: a registry name (``zoo.list_models()`` lists them).
+
+    Returns:
+        A dict of the entry's fields (builder, task, config, paper, weights ...); ``contract`` is
+        its full layer-name contract spec (first conv, classifier names, stage-output patterns,
+        auxiliary heads).
+
+    Raises:
+        UnknownModelError: no entry has this name (the nearest names are suggested).
+    """
     entry = get_registry().get(name)
     data = entry.as_dict()
     data["contract"] = {k: list(v) if isinstance(v, tuple) else v for k, v in entry_spec(entry).items()}
@@ -31,19 +51,45 @@ def info(name):
 
 
 def builder_keywords(builder):
-    """The keyword arguments a builder accepts, in signature order."""
+    """The keyword arguments a builder accepts, in signature order.
+
+    Args:
+        builder: a builder function.
+
+    Returns:
+        The names of its keyword-capable parameters (a list).
+
+    Raises:
+        Nothing of its own (``inspect.signature`` may raise for a non-callable).
+    """
     return [p.name for p in inspect.signature(builder).parameters.values()
             if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def build_kwargs(entry, overrides, weight_spec=None, file_config=None):
-    """Merge an entry's config, the weights' build config (a registered spec's, or ``file_config``
-    recorded in a local weights file) and user overrides (in that order)."""
+    """Merge an entry's config, the weights' build config and the user's overrides (in that order).
+
+    Args:
+        entry: a registry ``ModelEntry``.
+        overrides: builder keywords from the user; they win.
+        weight_spec: a registered weight spec whose build config (``num_classes``, ``in_channels``,
+            ``config``) applies, or None.
+        file_config: builder keywords recorded in a local weights file, or None.
+
+    Returns:
+        ``(builder, kwargs)``: the entry's registered builder function and the merged keywords
+        (``spatial_dims`` set where the builder takes it; ``in_channels`` from an ``input_shape``
+        override when not given).
+
+    Raises:
+        UnknownArgumentError: an override the builder does not take (the nearest is named).
+        InvalidArgumentError: ``spatial_dims`` the entry does not support.
+        RegistryError: the entry names a builder that is not registered.
+    """
     builder = entry.resolve_builder()
     valid = builder_keywords(builder)
     unknown = [k for k in overrides if k not in valid]
     if unknown:
-        from zoo.errors import did_you_mean
         raise UnknownArgumentError(
             f"{entry.name}: unknown keyword {unknown[0]!r} for builder {entry.builder}."
             f"{did_you_mean(unknown[0], valid)}"
@@ -81,16 +127,28 @@ def _weight_defaults(spec, valid):
 def load(name, /, *, weights=None, allow_non_finite=False, **overrides):
     """Build registry model ``name``; optionally load ``weights``.
 
-    Any builder keyword may be overridden (``num_classes=2, in_channels=1, spatial_dims=3,
-    input_shape=(64, 64, 64, 1)``, ``dropout=0.0`` ...). ``weights`` is a tag from the
-    entry's ``weights:`` (e.g. ``"imagenet"``), a local file path, or a URL; the report of
-    what was loaded, adapted and re-initialised is at ``model.zoo_load_report``. Weights
-    holding NaN/Inf values are refused unless ``allow_non_finite=True``.
+    Args:
+        name: a registry name (``zoo.list_models()``).
+        weights: a tag from the entry's ``weights:`` (e.g. ``"imagenet"``), a local file path or
+            a URL; None builds with random initialisation. A local file written by
+            ``zoo.save_weights`` also supplies the builder keywords it was saved with.
+        allow_non_finite: accept weights holding NaN/Inf values (refused by default).
+        **overrides: any builder keyword (``num_classes=2, in_channels=1, spatial_dims=3,
+            input_shape=(64, 64, 64, 1)``, ``dropout=0.0`` ...).
+
+    Returns:
+        The ``keras.Model`` with its record attached (``zoo.record.info_of``); with ``weights``,
+        the report of what was loaded, adapted and re-initialised is at ``model.zoo_load_report``.
+
+    Raises:
+        UnknownModelError: no entry has this name.
+        UnknownArgumentError: an override the builder does not take.
+        InvalidArgumentError: an override the builder refuses (e.g. an unsupported ``spatial_dims``).
+        WeightsError: the weights cannot be found, fetched, verified or matched to the model.
     """
     entry = get_registry().get(name)
     spec, file_config = None, {}
     if weights is not None:
-        from zoo.hub import weights as _weights
         spec, _, local, _, _ = _weights.resolve(weights, entry)
         if spec is None and local is not None:  # a local file: build as it was saved (aux heads ...)
             file_config = _weights.file_build_defaults(local, entry)

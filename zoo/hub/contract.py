@@ -194,13 +194,23 @@ def _detect_spec(model):
 
 
 def contract(model, entry=None):
-    """The :class:`Contract` of a built Keras model.
+    """The :class:`Contract` of a built Keras model: its layer names by role.
 
-    ``entry``: a registry name or entry; default the entry the model was loaded as
-    (its record's name, ``zoo.record.info_of``), else the family spec whose names the model has. A generative entry's
-    networks are asked one at a time (``contract(gan.critic)``).
+    Args:
+        model: a functional ``keras.Model``. A generative entry's networks are asked one at a
+            time (``contract(gan.critic)``).
+        entry: a registry name or entry; default the entry the model was loaded as (its
+            record's name, ``zoo.record.info_of``), else the family spec whose names the model has.
+
+    Returns:
+        A :class:`Contract` (first conv, classifier heads, auxiliary heads, stage outputs, encoder
+        layers and the spec they were found with).
+
+    Raises:
+        InvalidArgumentError: ``model`` is not a functional ``keras.Model``.
+        UnknownModelError: ``entry`` is a name the registry does not hold.
     """
-    from zoo._keras import keras
+    from zoo._keras import keras  # heavy: TensorFlow; zoo.hub must stay TF-free (zoo list, zoo info)
     if not isinstance(model, keras.Model) or not hasattr(model, "outputs") or model.outputs is None:
         raise InvalidArgumentError(f"contract: expected a functional keras.Model; got {type(model).__name__}.")
     if isinstance(entry, str):

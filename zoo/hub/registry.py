@@ -19,6 +19,7 @@ from zoo.errors import RegistryError, UnknownModelError, did_you_mean
 from zoo.hub import _schema, _yaml
 from zoo.hub._contract_spec import SPEC_KEYS, check_spec
 from zoo.hub._weightfile import FORMATS
+from zoo.models import BUILDERS, registered_builders
 
 TASKS = ("classification", "segmentation", "generation")
 ENV_VAR = "ZOO_REGISTRY"
@@ -114,7 +115,6 @@ class ModelEntry:
     def resolve_builder(self):
         """The builder function, which must be registered with ``zoo.models.register_builder``;
         the entry's keyword arguments (config, reference, sweep, weights' config) must be its own."""
-        from zoo import models
         module_name = self.builder.split(":")[0]
         where = f"{self.origin}: entry {self.name!r}: builder {self.builder!r}"
         try:
@@ -123,10 +123,10 @@ class ModelEntry:
             if not e.name or not (module_name == e.name or module_name.startswith(e.name + ".")):
                 raise
             raise RegistryError(f"{where}: the zoo has no module {module_name}; registered builders: "
-                                f"{', '.join(sorted(models.registered_builders()))}.") from None
-        builder = models.BUILDERS.get(self.builder)
+                                f"{', '.join(sorted(registered_builders()))}.") from None
+        builder = BUILDERS.get(self.builder)
         if builder is None:
-            known = models.registered_builders()
+            known = registered_builders()
             raise RegistryError(
                 f"{where} is not a registered builder (only functions decorated with "
                 f"@zoo.models.register_builder may be named); registered builders: {', '.join(sorted(known))}."

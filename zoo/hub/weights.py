@@ -44,6 +44,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from zoo.errors import InvalidArgumentError, WeightsError, did_you_mean
 from zoo.hub import _fetch, _weightfile, _weightread
@@ -59,7 +60,23 @@ _ADAPTABLE = {"num_classes", "in_channels", "spatial_dims", "input_shape", "clas
 
 @dataclasses.dataclass
 class LoadReport:
-    """What :func:`load_weights_into` did. ``str(report)`` is a readable summary."""
+    """What :func:`load_weights_into` did. ``str(report)`` is a readable summary.
+
+    Attributes:
+        source: where the file came from (its URL or local path).
+        path: the local file read.
+        format: ``h5``, ``weights.h5``, ``npz`` or ``safetensors``.
+        hash: the expected ``algorithm:hex`` it was checked against, or None.
+        tag: the registry tag, or None for a path or URL outside the registry.
+        model: the entry (or model) name.
+        inflated: 2D kernels were inflated to 3D.
+        loaded: the layers whose weights were loaded as they are.
+        adapted: ``{layer: how}`` for layers loaded with a change (channels, inflation).
+        reinitialised: ``{layer: why}`` for layers left at their initial values (e.g. a new head).
+        skipped: ``{file layer: why}`` for layers of the file the model does not have.
+        file_config: builder keywords taken from the file.
+        config_differs: ``{keyword: (file's value, model's value)}`` where the model was built otherwise.
+    """
     source: str
     path: str
     format: str
@@ -101,7 +118,22 @@ def _hash_from_fragment(url):
 
 
 def resolve(weights, entry=None):
-    """``weights`` -> ``(spec or None, url or None, local path or None, inflate, tag)``."""
+    """Say what ``weights`` names, without fetching anything.
+
+    Args:
+        weights: a registry tag of ``entry`` (``"imagenet"``, ``"imagenet-inflated"``), a URL
+            (``#sha256=...`` fragment optional) or a local file path (str or PathLike).
+        entry: the registry entry whose tags apply, or None.
+
+    Returns:
+        ``(spec or None, url or None, local path or None, inflate, tag)``: a registered spec for
+        a tag (or a URL a spec registers), else the URL or the resolved local path; ``inflate`` is
+        True for a ``-inflated`` tag.
+
+    Raises:
+        InvalidArgumentError: ``weights`` is not a non-empty string or path.
+        WeightsError: it is neither a tag of ``entry``, an existing file nor a URL.
+    """
     if isinstance(weights, os.PathLike):
         weights = os.fspath(weights)
     if not isinstance(weights, str) or not weights:
@@ -149,7 +181,22 @@ def _verify_local(path, expected):
 
 
 def fetch_weights(weights, entry=None, progress=None):
-    """Resolve ``weights`` and return ``(local path, spec, inflate, tag, source, hash)``."""
+    """Resolve ``weights`` (:func:`resolve`) and make them a verified local file.
+
+    Args:
+        weights: as for :func:`resolve`.
+        entry: the registry entry whose tags apply, or None.
+        progress: show download progress (None: on a terminal or as ``ZOO_PROGRESS`` says).
+
+    Returns:
+        ``(local path, spec, inflate, tag, source, hash)``: a URL is downloaded into the cache
+        (checked against the registered hash or the URL's ``#algo=`` fragment); a local file is
+        checked against the spec's hash when it has one.
+
+    Raises:
+        WeightsError: unresolvable weights, a missing file, a failed download or a hash mismatch.
+        InvalidArgumentError: ``weights`` is not a non-empty string or path.
+    """
     spec, url, path, inflate, tag = resolve(weights, entry)
     expected = None
     if spec is not None:
@@ -200,9 +247,26 @@ def _adapt_channels(kernel, cin):
 
 
 def plan_transfer(model, wf, *, inflate=False, entry=None, allow_non_finite=False):
-    """Check ``wf`` against ``model``; return ``(assignments, report parts)``; assign nothing.
+    """Check the weight file ``wf`` against ``model`` and plan the transfer; assign nothing.
+
     The first conv, class heads and auxiliary heads come from the model's contract. Every shape
-    and dtype is checked before any array data is read; values are checked (finite) after."""
+    and dtype is checked before any array data is read; values are checked (finite) after.
+
+    Args:
+        model: the built ``keras.Model``.
+        wf: an open :class:`zoo.hub._weightfile.WeightFile` (from ``_weightread.read``).
+        inflate: inflate 2D kernels to 3D.
+        entry: the registry entry (for the contract), or None.
+        allow_non_finite: accept NaN/Inf values.
+
+    Returns:
+        ``(assignments, report parts)``: ``[(layer, variables, values)]`` and the dict of
+        ``loaded``, ``adapted``, ``reinitialised`` and ``skipped`` for a :class:`LoadReport`.
+
+    Raises:
+        WeightsError: a layer, shape, dtype or value that does not fit (the file was saved from
+            another architecture or configuration, or holds NaN/Inf).
+    """
     layers = [layer for layer in model.layers if layer.weights]
     parts = contract(model, entry)
     stem = model.get_layer(parts.first_conv) if parts.first_conv else None
@@ -295,9 +359,19 @@ def plan_transfer(model, wf, *, inflate=False, entry=None, allow_non_finite=Fals
 
 
 def file_build_defaults(path, entry):
-    """Builder keywords recorded in the weights file ``path`` (``zoo.save_weights`` and
-    tools/convert_torchvision.py embed them) for building ``entry`` before loading it: ``{}`` when
-    the file records none or was saved from another builder."""
+    """Builder keywords recorded in a weights file, for building ``entry`` before loading it.
+
+    Args:
+        path: a local weights file (``zoo.save_weights`` and tools/convert_torchvision.py embed them).
+        entry: the registry entry to build, or None.
+
+    Returns:
+        The recorded keywords (a dict); ``{}`` without ``entry``, when the file records none or
+        when it was saved from another builder.
+
+    Raises:
+        WeightsError: the file cannot be read or its metadata is damaged.
+    """
     with _weightread.read(path) as wf:
         meta = wf.meta
     if entry is None or not meta.get("config"):
@@ -343,9 +417,25 @@ def load_weights_into(model, *, weights, entry=None, build_kwargs=None, inflate=
                       allow_non_finite=False):
     """Fetch ``weights`` and transfer them into ``model`` (strict; see the module docstring).
 
-    ``inflate``: None = only for a ``-inflated`` tag; True/False to force. A file whose arrays hold
-    NaN or Inf is refused (naming the layer and the count) unless ``allow_non_finite=True``.
-    Returns a LoadReport.
+    Args:
+        model: the built ``keras.Model``.
+        weights: a registry tag of ``entry``, a local file path or a URL (see :func:`resolve`).
+        entry: the registry entry the model was built from, or None.
+        build_kwargs: the builder keywords the model was built with, checked against the
+            weights' recorded config (only ``num_classes``, ``in_channels``, ``spatial_dims`` and
+            a few others may differ).
+        inflate: None = only for a ``-inflated`` tag; True/False to force 2D->3D inflation.
+        progress: show download progress (None: on a terminal or as ``ZOO_PROGRESS`` says).
+        allow_non_finite: accept arrays holding NaN or Inf (refused by default, naming the layer
+            and the count).
+
+    Returns:
+        A :class:`LoadReport`. Nothing is assigned unless every layer checks.
+
+    Raises:
+        WeightsError: the weights cannot be fetched or verified, their spatial dims or config
+            differ from the model's, or a layer does not fit.
+        InvalidArgumentError: ``weights`` is not a non-empty string or path.
     """
     local, spec, tag_inflate, tag, source, expected = fetch_weights(weights, entry, progress)
     inflate = tag_inflate if inflate is None else bool(inflate)
@@ -375,7 +465,14 @@ def load_weights_into(model, *, weights, entry=None, build_kwargs=None, inflate=
 
 @dataclasses.dataclass
 class SavedWeights:
-    """Result of :func:`save_weights`; ``str()`` is the registry snippet."""
+    """Result of :func:`save_weights`; ``str()`` is the registry snippet.
+
+    Attributes:
+        path: the file written.
+        sha256: its SHA-256 hex digest.
+        size: its size in bytes.
+        snippet: the YAML registry snippet (see :func:`registry_snippet`).
+    """
     path: str
     sha256: str
     size: int
@@ -386,9 +483,23 @@ class SavedWeights:
 
 
 def registry_snippet(model, path, sha256, size, *, model_name=None, tag="finetuned", config=None):
-    """YAML for a user registry file's top-level ``weights:`` section, with a layer summary."""
-    import yaml
+    """YAML for a user registry file's top-level ``weights:`` section, with a layer summary.
 
+    Args:
+        model: the model the file was saved from.
+        path: the weights file (its ``file://`` URL goes in the snippet).
+        sha256: the file's SHA-256 hex digest.
+        size: the file's size in bytes.
+        model_name: the registry entry (default: the model's record, its load report, else its name).
+        tag: the weights tag under the entry.
+        config: builder keywords to record (tuples as lists).
+
+    Returns:
+        The snippet (a string): comments with the layer summary, then the YAML.
+
+    Raises:
+        InvalidArgumentError: the model's contract cannot be read (not a functional ``keras.Model``).
+    """
     layers = [layer for layer in model.layers if layer.weights]
     parts = contract(model)
     stem = model.get_layer(parts.first_conv) if parts.first_conv else None
@@ -421,16 +532,29 @@ def save_weights(model, path, *, model_name=None, tag="finetuned", config=None, 
                  verbose=True):
     """Write ``model``'s weights atomically; print and return the registry snippet.
 
-    Format by suffix: ``.weights.h5`` (Keras 3 layout + layer names), ``.h5`` (Keras 2 HDF5),
-    ``.npz`` or ``.safetensors``. The snippet goes into a user registry file named in ``ZOO_REGISTRY`` so that
-    ``zoo.load(model_name, weights=tag)`` finds the file on another machine. ``model_name``:
-    the registry entry (default: the entry the model was loaded as, else ``model.name``);
-    ``config``: builder kwargs the model was built with (recorded and checked on load).
-    The file and the snippet embed the entry, its builder and the builder kwargs (``config``, else
-    the ones ``zoo.load`` built the model with, which a run folder records too), so
+    The file and the snippet embed the entry, its builder and the builder kwargs (``config``,
+    else the ones ``zoo.load`` built the model with, which a run folder records too), so
     ``zoo.load(model_name, weights=path)`` and ``zoo.load(model_name, weights=tag)`` rebuild the
-    same architecture (e.g. ``filters: 8``, aux heads) without being told.
-    Returns :class:`SavedWeights` (path, sha256, size, snippet).
+    same architecture (e.g. ``filters: 8``, aux heads) without being told. The snippet goes into a user registry
+    file named in ``ZOO_REGISTRY`` so that ``zoo.load(model_name, weights=tag)`` finds the file on
+    another machine.
+
+    Args:
+        model: the ``keras.Model`` to save.
+        path: the target file; the format follows its suffix: ``.weights.h5`` (Keras 3 layout +
+            layer names), ``.h5`` (Keras 2 HDF5), ``.npz`` or ``.safetensors``.
+        model_name: the registry entry (default: the entry the model was loaded as, else ``model.name``).
+        tag: the weights tag in the snippet.
+        config: builder kwargs the model was built with (recorded and checked on load).
+        format: the format, overriding the suffix.
+        verbose: print the snippet.
+
+    Returns:
+        :class:`SavedWeights` (path, sha256, size, snippet).
+
+    Raises:
+        WeightsError: the suffix or ``format`` is not a known weights format.
+        InvalidArgumentError: ``model`` is not a functional ``keras.Model`` (its contract feeds the snippet).
     """
     known = attached(model)
     registry = get_registry()

@@ -17,10 +17,23 @@ from zoo.train.supervised import encoder_layers
 
 
 def fit(model, info, train="phantoms", val=None, options=None, strategy=None):
-    """Train ``model`` described by ``info`` (a :class:`zoo.record.ModelInfo`) with ``options``
-    (a :class:`FitOptions`) on ``strategy`` (default: ``options.strategy``); a GAN trains with
-    :mod:`zoo.train.gan`, anything else with :mod:`zoo.train.supervised`. Returns the run's
-    Keras History; the model ends with the run's weights and an updated record."""
+    """Train ``model``: a GAN with :mod:`zoo.train.gan`, anything else with :mod:`zoo.train.supervised`.
+
+    Args:
+        model: the ``keras.Model``.
+        info: its :class:`zoo.record.ModelInfo`.
+        train: the training data (any data source).
+        val: the validation data, or None.
+        options: a :class:`FitOptions` (default: the defaults).
+        strategy: a ``tf.distribute`` strategy (default: ``options.strategy``).
+
+    Returns:
+        The run's Keras ``History``; the model ends with the run's weights and an updated record.
+
+    Raises:
+        InvalidArgumentError: options or data that cannot work with the model (nothing is written then).
+        ZooError: the run folder holds another run, the loss became NaN/Inf, or a worker was lost.
+    """
     options = options or FitOptions()
     strategy = strategy or get_strategy(options.strategy, options.devices)
     kind = gan if gan.is_gan(model) else supervised

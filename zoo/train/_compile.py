@@ -6,8 +6,11 @@ scope (mixed precision), the loss and metrics, and each phase's optimizer and le
 """
 import dataclasses
 
+from zoo import losses as _losses
+from zoo import metrics as _metrics
 from zoo._keras import keras, tf
 from zoo.errors import InvalidArgumentError, check_choice
+from zoo.train.strategy import broadcast_weights
 
 AUX_LOSS_WEIGHTS = {"classification": 0.3, "segmentation": 0.5}
 
@@ -123,10 +126,6 @@ def build_in_scope(strategy, model, *, task, num_classes, loss, metrics, mixed_p
     """``(net, loss function, metric objects)`` made in ``strategy``'s scope. ``net`` is ``model``
     itself on the default strategy in float32, else a copy with its weights (variables must be
     created in the scope); a multi-worker copy starts from the chief's weights everywhere."""
-    from zoo import losses as _losses
-    from zoo import metrics as _metrics
-    from zoo.train.strategy import broadcast_weights
-
     cloned = mixed_precision or strategy is not tf.distribute.get_strategy()  # (outside the scope!)
     with strategy.scope():
         net = _clone(model, mixed_precision) if cloned else model

@@ -40,7 +40,14 @@ MEASURES = ("fd", "swd")
 
 
 def is_gan(model):
-    """Whether ``model`` is trained by this module (a :class:`zoo.models.wgan.WGAN`)."""
+    """Whether ``model`` is trained by this module.
+
+    Args:
+        model: any model.
+
+    Returns:
+        True for a :class:`zoo.models.wgan.WGAN`.
+    """
     return isinstance(model, WGAN)
 
 
@@ -242,8 +249,23 @@ class Gan(loop.Adapter):
 
 
 def finetune(model, info, train, val, options, strategy):
-    """Train the GAN ``model`` with ``options`` on ``strategy`` (see the module doc); returns the
-    run's Keras History."""
+    """Train the GAN ``model`` with ``options`` on ``strategy`` (see the module doc).
+
+    Args:
+        model: a :class:`zoo.models.wgan.WGAN`.
+        info: its :class:`zoo.record.ModelInfo`.
+        train: the training images (any data source; labels are ignored).
+        val: real images for the quality measures, or None.
+        options: a :class:`zoo.train.FitOptions` (options that do not apply to GANs are refused).
+        strategy: the ``tf.distribute`` strategy.
+
+    Returns:
+        The run's Keras ``History``.
+
+    Raises:
+        InvalidArgumentError: options or data that cannot work with the model (nothing is written then).
+        ZooError: the run folder holds another run, the loss became NaN/Inf, or a worker was lost.
+    """
     return loop.fit(Gan(model, info, train, val, options), strategy)
 
 

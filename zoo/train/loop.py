@@ -73,8 +73,15 @@ class Adapter:
 
 
 def data_record(source):
-    """How a run records its data: an absolute path for a path (a later ``zoo export`` from
-    another folder must find it), the name for ``phantoms``/``tfds:``, else the object's type."""
+    """How a run records its data.
+
+    Args:
+        source: the data argument.
+
+    Returns:
+        A string: an absolute path for a path (a later ``zoo export`` from another folder must
+        find it), the name for ``phantoms``/``tfds:``, else the object's type name.
+    """
     if isinstance(source, (str, Path)):
         text = str(source)
         if text in ("phantoms", "hard_phantoms") or text.startswith("tfds:"):
@@ -92,7 +99,18 @@ def seed_everything(seed, deterministic=False):
 
 
 def check_out_dir(out_dir, verb="finetune"):
-    """``out_dir`` as a Path; a file in its place is refused before any work."""
+    """``out_dir`` as a Path; a file in its place is refused before any work.
+
+    Args:
+        out_dir: the run folder.
+        verb: the caller's name in messages.
+
+    Returns:
+        The ``Path``.
+
+    Raises:
+        InvalidArgumentError: ``out_dir`` is an existing file.
+    """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InvalidArgumentError(f"{verb}: out_dir {out_dir} is an existing file, not a run folder; name a "
@@ -132,13 +150,17 @@ def _history(model, run_state, *, out_dir, chief, epochs, steps, verbose):
 def fit(adapter, strategy):
     """Train ``adapter.model`` with ``adapter.options`` on ``strategy``; see the module doc.
 
+    Args:
+        adapter: an :class:`Adapter` (supervised or GAN training).
+        strategy: the ``tf.distribute`` strategy.
+
     Returns:
         A Keras ``History`` of every epoch of the run (``history.zoo_state``: the run's
         ``state.json`` as written at the end, on the chief).
 
     Raises:
-        InvalidArgumentError for bad options or data (nothing is written then); ZooError for a
-        run folder that holds another run, a NaN/Inf loss or a lost worker.
+        InvalidArgumentError: options or data that cannot work with the model (nothing is written then).
+        ZooError: the run folder holds another run, the loss became NaN/Inf, or a worker was lost.
     """
     options = adapter.options
     out_dir = check_out_dir(options.out_dir)

@@ -7,6 +7,7 @@ the same fields as keywords (``zoo.finetune(model, "data/train", epochs=5)``) or
 keyword with the nearest valid one.
 """
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -75,6 +76,10 @@ class FitOptions:
             ``samples_per_volume``, ``n`` ...), for training and validation data alike.
         aux_loss_weight: the loss weight of auxiliary heads (default 0.3 for classification,
             0.5 for segmentation).
+
+    Raises:
+        InvalidArgumentError: a value out of range or of the wrong type (checked when the object
+            is made, and again by :meth:`replace`).
     """
     epochs: int = 10
     batch_size: Optional[int] = None
@@ -151,8 +156,20 @@ class FitOptions:
 
     @classmethod
     def build(cls, options=None, *, verb="finetune", **overrides):
-        """``options`` (a FitOptions or None) with ``overrides`` applied; an unknown keyword is an
-        error naming the nearest option."""
+        """Merge a ready object and keywords.
+
+        Args:
+            options: a FitOptions, or None for the defaults.
+            verb: the caller's name in messages.
+            **overrides: option fields; they win over ``options``.
+
+        Returns:
+            The FitOptions.
+
+        Raises:
+            UnknownArgumentError: a keyword that is no option (the nearest is named).
+            InvalidArgumentError: ``options`` is not a FitOptions, or a value is out of range.
+        """
         valid = cls.fields()
         unknown = [k for k in overrides if k not in valid]
         if unknown:
@@ -174,7 +191,6 @@ class FitOptions:
     @property
     def verbosity(self):
         """Keras' verbose: a progress bar on a terminal, one line per epoch otherwise."""
-        import sys
         if self.verbose == "auto":
             return 1 if sys.stderr.isatty() else 2
         return int(self.verbose)

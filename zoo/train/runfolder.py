@@ -12,6 +12,7 @@ import math
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from zoo import _io
@@ -21,7 +22,17 @@ from zoo.errors import ZooError
 
 
 def read_state(out_dir):
-    """The run's state.json as a dict ({} when there is none)."""
+    """The run's ``state.json``.
+
+    Args:
+        out_dir: the run folder.
+
+    Returns:
+        Its content as a dict (``{}`` when there is none).
+
+    Raises:
+        ZooError: the file exists but cannot be read or parsed.
+    """
     path = Path(out_dir) / "state.json"
     if not path.exists():
         return {}
@@ -34,7 +45,22 @@ def read_state(out_dir):
 
 # --------------------------------------------------------------------------- callbacks
 class RunState(keras.callbacks.Callback):
-    """Atomic best/last checkpoints, state.json + history.csv, NaN guard, resumable early stop."""
+    """The run folder's callback: atomic best/last checkpoints, state.json + history.csv, NaN
+    guard, resumable early stop.
+
+    Args:
+        out_dir: the run folder.
+        monitor: the logged value that picks ``best.h5``.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracy, Dice, AUC, IoU; else min).
+        chief: this process writes the folder (the chief of a multi-worker run).
+        verbose: print checkpoint notes.
+        patience: early stopping after this many epochs without improvement (None: never).
+        config: the run's record (``state.json``'s ``config``; default the one on disk).
+        rename: ``{logged key: history key}`` for multi-output models.
+
+    Raises:
+        ZooError: the folder's ``state.json`` is unreadable.
+    """
 
     def __init__(self, out_dir, monitor="val_loss", mode="auto", chief=True, verbose=True,
                  patience=None, config=None, rename=None):
@@ -144,9 +170,15 @@ SNAPSHOT = "resume.npz"
 
 
 def h5_epoch(path):
-    """The ``zoo_epoch`` a checkpoint was written at (None if absent or unreadable)."""
+    """The epoch a checkpoint was written at.
+
+    Args:
+        path: a checkpoint (``best.h5``, ``last.h5``).
+
+    Returns:
+        Its ``zoo_epoch`` attribute (an int), or None if absent or unreadable.
+    """
     try:
-        import h5py
         with h5py.File(path, "r") as f:
             return int(f.attrs["zoo_epoch"])
     except Exception:  # noqa: BLE001 - missing file, foreign file
@@ -154,8 +186,19 @@ def h5_epoch(path):
 
 
 def write_snapshot(path, weights, optimizer, epochs_done, phase):
-    """The resume point as an .npz of two members (one per array would cost ~0.2 ms each):
-    every array's bytes in one buffer, and an index of (dtype, shape) per array."""
+    """Write the resume point as an .npz of two members (one per array would cost ~0.2 ms each):
+    every array's bytes in one buffer, and an index of (dtype, shape) per array.
+
+    Args:
+        path: the file (or a binary file object) to write.
+        weights: the model's weight values, in :func:`zoo._h5.weight_layout` order.
+        optimizer: the optimizer's variable values.
+        epochs_done: epochs completed.
+        phase: the training phase the optimizer state belongs to.
+
+    Returns:
+        None.
+    """
     arrays = [np.asarray(a) for a in list(weights) + list(optimizer)]  # tobytes() is C order
     index = {"epochs_done": int(epochs_done), "phase": int(phase), "weights": len(weights),
              "arrays": [[a.dtype.str, list(a.shape)] for a in arrays]}
@@ -164,7 +207,18 @@ def write_snapshot(path, weights, optimizer, epochs_done, phase):
 
 
 def read_snapshot(path):
-    """``{"epochs_done", "phase", "weights", "optimizer"}`` or None when there is no snapshot."""
+    """Read a resume point written by :func:`write_snapshot`.
+
+    Args:
+        path: the snapshot file.
+
+    Returns:
+        ``{"epochs_done", "phase", "weights", "optimizer"}`` (lists of arrays), or None when
+        there is no file.
+
+    Raises:
+        ZooError: the file is truncated or not a snapshot.
+    """
     if not Path(path).exists():
         return None
     try:
@@ -186,7 +240,19 @@ def read_snapshot(path):
 
 def restore_snapshot(model, snapshot, phase=None):
     """Load a snapshot's weights; its optimizer state too when it belongs to ``phase`` (a new
-    phase starts with a fresh optimizer; the model must then be compiled)."""
+    phase starts with a fresh optimizer; the model must then be compiled).
+
+    Args:
+        model: the model to restore.
+        snapshot: what :func:`read_snapshot` returned.
+        phase: the phase being entered (None: weights only).
+
+    Returns:
+        None.
+
+    Raises:
+        ZooError: the snapshot holds another number of weights or optimizer variables.
+    """
     variables = weight_layout(model)[1]
     if len(variables) != len(snapshot["weights"]):
         raise ZooError(f"finetune: the resume point holds {len(snapshot['weights'])} weights but the "
@@ -204,8 +270,15 @@ def restore_snapshot(model, snapshot, phase=None):
 
 
 def options_record(data_options, **options):
-    """The run's options as state.json records them (what a resume must match): plain values,
-    an object by its class name."""
+    """The run's options as state.json records them (what a resume must match).
+
+    Args:
+        data_options: the data source's keywords (recorded as ``data_options``).
+        **options: the other options.
+
+    Returns:
+        A dict of plain values (an object by its class name).
+    """
     def plain(v):
         if v is None or isinstance(v, (bool, int, float, str)):
             return v
@@ -236,7 +309,15 @@ def _spell(key, value):
 
 
 def resume_changes(old, new):
-    """``[(flag, before, now)]`` for every recorded option that differs (epochs may grow)."""
+    """The recorded options that differ between two run records (epochs may grow).
+
+    Args:
+        old: the run's recorded config.
+        new: the config of the call that resumes it.
+
+    Returns:
+        ``[(flag, before, now)]``, flags in their command-line spelling.
+    """
     changes = []
     for key in _FLAGS:
         o, n = (old.get("options", {}).get(key, old.get(key)), new.get("options", {}).get(key, new.get(key)))
@@ -247,6 +328,22 @@ def resume_changes(old, new):
 
 
 def check_resume(out_dir, state, resume, config=None, force=False):
+    """Refuse to resume a run folder that holds a finished run, another model or other options.
+
+    Args:
+        out_dir: the run folder (for messages).
+        state: its ``state.json`` (:func:`read_state`).
+        resume: the caller allows continuing an unfinished run.
+        config: the new call's record, compared with the folder's.
+        force: continue even though options changed.
+
+    Returns:
+        None.
+
+    Raises:
+        ZooError: the folder holds a finished run, an unfinished one without ``resume``, a run of
+            another model, or (without ``force``) a run with other options.
+    """
     if state.get("finished"):
         raise ZooError(f"finetune: {out_dir} already holds a finished run ({state.get('epochs_completed')} "
                        "epochs; its checkpoints are kept). Choose a new out_dir to train again.")

@@ -28,7 +28,21 @@ _MIRRORED = {}
 
 
 def get_strategy(strategy="auto", devices=None):
-    """A tf.distribute.Strategy from a name (see STRATEGIES) or a strategy object."""
+    """A ``tf.distribute.Strategy`` from a name or a strategy object.
+
+    Args:
+        strategy: a Strategy (returned as is) or one of :data:`STRATEGIES`: ``"auto"``
+            (multiworker under a ``TF_CONFIG`` cluster, mirrored with several GPUs or ``devices``,
+            else the default), ``"default"``, ``"one_device"``, ``"mirrored"``, ``"multiworker"``, ``"tpu"``.
+        devices: the devices of a mirrored strategy (default: every GPU, else the CPU).
+
+    Returns:
+        The strategy (one mirrored strategy per device set and process).
+
+    Raises:
+        InvalidArgumentError: an unknown name.
+        ZooError: ``"multiworker"`` after TensorFlow already ran, or ``"tpu"`` without a TPU.
+    """
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
     check_choice("strategy", strategy, STRATEGIES, "finetune")
@@ -78,6 +92,14 @@ def get_strategy(strategy="auto", devices=None):
 
 
 def is_chief(strategy):
+    """Whether this process writes the run's files.
+
+    Args:
+        strategy: a ``tf.distribute`` strategy.
+
+    Returns:
+        True for a single process, the chief, or worker 0 of a cluster without a chief.
+    """
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
         return True
@@ -86,6 +108,14 @@ def is_chief(strategy):
 
 
 def strategy_name(strategy):
+    """The strategy's name as a run records it.
+
+    Args:
+        strategy: a ``tf.distribute`` strategy.
+
+    Returns:
+        ``"default"``, ``"MultiWorkerMirroredStrategy"`` or the strategy's class name.
+    """
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return "MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
     return "default" if not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy() \
@@ -95,7 +125,15 @@ def strategy_name(strategy):
 def broadcast_weights(strategy, model):
     """Give every replica of every worker the weights of global replica 0 (exact: a sum
     all-reduce in which only replica 0 contributes). Each worker builds its own model, so
-    without this, randomly initialised workers would train different copies."""
+    without this, randomly initialised workers would train different copies.
+
+    Args:
+        strategy: the ``tf.distribute`` strategy.
+        model: a model built in its scope.
+
+    Returns:
+        None; the model's variables are assigned.
+    """
     weights = list(model.weights)
 
     @tf.function
@@ -116,12 +154,28 @@ LOST_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
 
 
 def multi_process(strategy):
-    """Whether ``strategy`` spans several processes (its collectives fail when a peer dies)."""
+    """Whether ``strategy`` spans several processes (its collectives fail when a peer dies).
+
+    Args:
+        strategy: a ``tf.distribute`` strategy.
+
+    Returns:
+        True for a MultiWorkerMirroredStrategy or a ``TF_CONFIG`` cluster of several workers.
+    """
     return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or _tf_config_workers() > 1
 
 
 def lost_worker(error, out_dir, run_state):
-    """The error a surviving worker raises when another worker died (killed, preempted, OOM)."""
+    """The error a surviving worker raises when another worker died (killed, preempted, OOM).
+
+    Args:
+        error: the collective's error.
+        out_dir: the run folder.
+        run_state: the run's :class:`zoo.train.runfolder.RunState` (its completed epochs).
+
+    Returns:
+        A ZooError saying what is saved and how to resume (the caller raises it).
+    """
     first = " ".join(str(error).split())[:240]
     done = run_state.rows[-1]["epoch"] if run_state.rows else 0
     saved = f"Epochs 1-{done} are saved in {out_dir}" if done else "No epoch had completed yet"

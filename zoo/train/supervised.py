@@ -29,8 +29,19 @@ from zoo.train.strategy import strategy_name
 
 def encoder_layers(model, names_from=None):
     """The encoder's layers with weights (the layer-name contract: every layer the deepest stage
-    output depends on). ``names_from``: the model whose contract names them (``model`` is then a
-    clone of it, e.g. the copy built inside a strategy's scope)."""
+    output depends on).
+
+    Args:
+        model: the model whose layers are returned.
+        names_from: the model whose contract names them (``model`` is then a clone of it, e.g.
+            the copy built inside a strategy's scope); default ``model``.
+
+    Returns:
+        A list of ``model``'s layers.
+
+    Raises:
+        InvalidArgumentError: the contract names no encoder (no stage outputs).
+    """
     parts = contract(names_from if names_from is not None else model)
     if not parts.encoder:
         raise InvalidArgumentError(
@@ -174,9 +185,24 @@ class Supervised(loop.Adapter):
 
 
 def finetune(model, info, train, val, options, strategy):
-    """Train ``model`` (described by ``info``) on ``train`` (validated on ``val``) with ``options``
-    (a :class:`zoo.train.FitOptions`) on ``strategy``; returns the run's Keras History. The
-    model ends with the best (or last) weights and an updated record (``zoo.record.info_of``)."""
+    """Train a classifier or segmenter.
+
+    Args:
+        model: the ``keras.Model``.
+        info: its :class:`zoo.record.ModelInfo`.
+        train: the training data (any data source).
+        val: the validation data, or None.
+        options: a :class:`zoo.train.FitOptions`.
+        strategy: the ``tf.distribute`` strategy.
+
+    Returns:
+        The run's Keras ``History``. The model ends with the best (or last) weights and an
+        updated record (``zoo.record.info_of``).
+
+    Raises:
+        InvalidArgumentError: options or data that cannot work with the model (nothing is written then).
+        ZooError: the run folder holds another run, the loss became NaN/Inf, or a worker was lost.
+    """
     return loop.fit(Supervised(model, info, train, val, options), strategy)
 
 

@@ -5,11 +5,11 @@ each model is first trained briefly on the phantoms of its task (an untrained mo
 are near ties, which would make any int8 comparison meaningless; the training size is 128 px in
 2D and 32 voxels in 3D, the models being fully convolutional or globally pooled), then exported
 at the benchmark input size in every mode with ``zoo.export``. Printed per mode: the file size and
-its ratio to the float32 file (and the zipped ratio), the verification number that decides (float modes: max abs diff relative to the
-output range; int8/dynamic: top-1 agreement or the lowest per-class Dice against Keras, on
-held-out phantoms) with PASS/FAIL, and the median latency at batch 1 of Keras
-``predict_on_batch`` and of the LiteRT interpreter, the two calls alternating (so a slow phase of
-a shared machine slows both alike). Targets (the issue): float16 ~0.5x and int8 <= 0.3x of
+its ratio to the float32 file (and the zipped ratio), the verification number that decides (float
+modes: max abs diff relative to the output range; int8/dynamic: top-1 agreement or the lowest per-
+class Dice against Keras, on held-out phantoms) with PASS/FAIL, and the median latency at batch 1 of
+Keras ``predict_on_batch`` and of the LiteRT interpreter, the two calls alternating (so a slow phase
+of a shared machine slows both alike). Targets (the issue): float16 ~0.5x and int8 <= 0.3x of
 float32; 3D U-Net int8 <= 0.3x with Dice >= 0.95 vs Keras on phantoms.
 
 A second table checks the int8 3D convolution design on the issue's 16^3 x 4 -> 8 layer: the

@@ -22,8 +22,9 @@ is missing says which command writes it, and shows no number.
 
 ``--check`` (tests/test_readme.py and tests/tools/test_cards.py run it) fails on a stale card or
 block, on picture metadata naming a missing PNG (or a PNG that no metadata names), and on what
-:func:`audit` finds: a record without its provenance fields or naming a tool that does not exist, a README block this tool does
-not render, or a figure in a card or block that no record backs (tests/tools/test_provenance.py).
+:func:`audit` finds: a record without its provenance fields or naming a tool that does not exist, a
+README block this tool does not render, or a figure in a card or block that no record backs
+(tests/tools/test_provenance.py).
 """
 import argparse
 import copy

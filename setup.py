@@ -56,7 +56,7 @@ EXTRAS = {
 # ai-edge-litert: runs the GAN generator's TFLite conversion in tests/train/test_gan_train.py
 # ruff: the linter CI runs (ruff.toml; tests/test_architecture.py runs it too)
 EXTRAS["test"] = ["pytest>=8,<10", "pytest-xdist>=3.5,<4", "setuptools>=65", "wheel", "monai==1.6.1", "dill>=0.3",
-                  "ai-edge-litert>=2.3,<3", "ruff>=0.8,<1"] \
+                  "ai-edge-litert>=2.3,<3", "ruff>=0.8,<1", "scikit-image>=0.22,<1"] \
     + EXTRAS["nifti"] + EXTRAS["dicom"] + EXTRAS["images"] + EXTRAS["metaimage"] + EXTRAS["torch"]
 EXTRAS["all"] = sorted({r for k, v in EXTRAS.items() if k != "test" for r in v})
 

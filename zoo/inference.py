@@ -23,7 +23,7 @@ from zoo._keras import keras
 from zoo._progress import Progress
 from zoo.data.dicom import holds_series, is_dicom_file, read_dicom_series
 from zoo.data.folders import resize_image
-from zoo.data.volumes import load_nifti, normalize_intensity, resample
+from zoo.data.volumes import load_nifti, normalize_intensity, pad_to, resample
 from zoo.errors import InvalidArgumentError, ZooError, check_choice, check_positive_int
 from zoo.scoring import labels as labels_of
 from zoo.scoring import probabilities
@@ -61,18 +61,6 @@ def _static_patch(model, spatial_dims):
     return None if any(s is None for s in shape) else shape
 
 
-def pad_to_patch(image, patch):
-    """``(image padded to at least patch, the padding before each spatial axis)``: symmetric (the
-    extra voxel of an odd difference after), with the image's minimum - the rule training uses
-    for volumes and 2D pairs smaller than the patch (:func:`zoo.data.volumes.pad_to`,
-    :func:`zoo.data.patches.fit_patch`), so a small volume is seen at prediction as in training."""
-    short = [max(0, p - s) for p, s in zip(patch, image.shape[:-1])]
-    if not any(short):
-        return image, [0] * len(patch)
-    pads = [(d // 2, d - d // 2) for d in short]
-    return np.pad(image, pads + [(0, 0)], constant_values=float(image.min())), [a for a, _ in pads]
-
-
 def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, blend="gaussian",
                    progress=None):
     """Logits for ``image`` computed patch by patch and blended.
@@ -80,7 +68,7 @@ def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, 
     Args:
         model: a ``keras.Model`` (or a LiteRT-backed model) with channels-last inputs.
         image: an array ``(spatial..., channels)``; where it is smaller than the patch it is
-            padded as in training (:func:`pad_to_patch`).
+            padded as in training (:func:`zoo.data.volumes.pad_to`).
         patch_size: the spatial patch (default: the model's static input size).
         overlap: in [0, 1): the share of a patch shared with its neighbour.
         batch_size: patches per model call.
@@ -121,7 +109,9 @@ def sliding_window(model, image, patch_size=None, *, overlap=0.5, batch_size=4, 
     if len(patch) != dims:
         raise InvalidArgumentError(f"sliding_window: patch_size={patch} needs {dims} entries.")
     spatial = image.shape[:-1]
-    padded, before = pad_to_patch(image, patch)
+    # a smaller image is padded as training pads (symmetric, its minimum): the model sees what it learnt on
+    padded, _ = pad_to(image, None, patch)
+    before = [max(p - s, 0) // 2 for p, s in zip(patch, spatial)]
     full = padded.shape[:-1]
     steps = window_steps(patch, overlap)
     corners = list(itertools.product(*[_starts(s, p, st) for s, p, st in zip(full, patch, steps)]))

@@ -187,7 +187,7 @@ def test_a_score_that_falls_by_more_than_the_margin_is_a_warning_naming_the_fix(
     with pytest.warns(
         UserWarning,
         match=r"compress: unet with prune_80: dice fell from 0\.951 to 0\.014 on the validation "
-        r"data after 3 epoch\(s\) per step; fine-tune longer .*zoo recipes unet",
+        r"data after 3 epoch\(s\) per step; train each step longer .*zoo recipes unet",
     ):
         _warn_if_worse("unet", "prune_80", 3, {"loss": 0.1, "dice": 0.951, "iou": 0.9},
                        {"loss": 0.9, "dice": 0.014, "iou": 0.85})

@@ -63,17 +63,53 @@ def _command_options(parser, command):
 
 
 _TUPLE_HINT = re.compile(r"\b([a-z][a-z0-9_]*)=\(([0-9.\-]+(?:, ?[0-9.\-]+)*),?\)")
+_VALUE_HINT = re.compile(r"\b([a-z][a-z0-9_]*)=('([^'\s]*)'|\"([^\"\s]*)\"|-?[0-9][0-9.e\-]*\b|True\b)"
+                         r"( \(zoo [a-z]+ --[a-z\-]+ [^)]*\))?")
+_LOAD_HINT = re.compile(r"\(?(?:e\.g\. )?zoo\.load\((?:name|'[a-z0-9_]+'|NAME)((?:, [a-z_]+=[^,()]+)+)\)\)?")
+# the data source keywords a command passes through --data-option KEY=VALUE
+DATA_OPTIONS = ("color_mode", "window", "normalize", "spacing", "series_uid", "samples_per_volume", "fg_fraction",
+                "image_size", "mask_suffix", "n", "split", "manual_dir", "data_dir", "slice_range", "snr")
+
+
+def _flag(name, value, options):
+    """``name=value`` in a command's words, or None where the command has no way to say it."""
+    flag = "--" + name.replace("_", "-")
+    if flag in options:
+        return flag if value == "True" else f"{flag} {value}"
+    if name in DATA_OPTIONS and "--data-option" in options:
+        return f"--data-option {name}={value}"
+    return None
 
 
 def cli_words(text, options):
-    """A message written for the Python API, in the shell's words where the command has the option:
-    ``patch_size=(96, 96, 96)`` -> ``--patch-size 96,96,96``."""
-    def swap(match):
+    """A message written for the Python API, in the shell's words where the command can say it:
+    ``patch_size=(96, 96, 96)`` -> ``--patch-size 96,96,96``, ``verify='warn'`` -> ``--verify warn``,
+    ``color_mode='grayscale'`` -> ``--data-option color_mode=grayscale``, ``zoo.load(name,
+    in_channels=3)`` -> ``--in-channels 3``, ``zoo.run('unet3d')`` -> ``zoo run unet3d``,
+    ``zoo.list_models()`` -> ``zoo list``."""
+    def swap_tuple(match):
         flag = "--" + match.group(1).replace("_", "-")
         if flag not in options:
             return match.group(0)
         return f"{flag} {','.join(v.strip() for v in match.group(2).split(','))}"
-    return _TUPLE_HINT.sub(swap, text)
+
+    def swap_value(match):
+        value = match.group(3) if match.group(3) is not None else match.group(4)
+        words = _flag(match.group(1), match.group(2) if value is None else value, options)
+        return match.group(0) if words is None else words
+
+    def swap_load(match):
+        pairs = [kw.strip().split("=", 1) for kw in match.group(1).split(",") if kw.strip()]
+        words = [_flag(k, v.strip("'\""), options) for k, v in pairs]
+        return match.group(0) if None in words else " ".join(words)
+
+    text = _LOAD_HINT.sub(swap_load, text)
+    text = _TUPLE_HINT.sub(swap_tuple, text)
+    text = _VALUE_HINT.sub(swap_value, text)
+    text = re.sub(r"\b([a-z][a-z0-9_]*)=\.\.\.", lambda m: _flag(m.group(1), "VALUE", options) or m.group(0), text)
+    text = re.sub(r"(--[a-z\-]+(?: [^\s,;()]+)?) \1\b", r"\1", text)  # "--x 3 (e.g. x=3)" said once
+    text = re.sub(r"zoo\.run\('([a-z0-9_]+)'\)", r"zoo run \1", text)
+    return text.replace("zoo.list_models() (or `zoo list`)", "`zoo list`").replace("zoo.list_models()", "`zoo list`")
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None):

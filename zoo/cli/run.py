@@ -9,8 +9,33 @@ from zoo.cli._common import key_values, model_kwargs, parse_shape
 from zoo.errors import InvalidArgumentError
 
 
+def _interrupt_hint(out):
+    """Where a Ctrl-C left the run in ``out``, and how to go on (the same command resumes it)."""
+    from pathlib import Path
+
+    from zoo.train import read_state
+    out = Path(out)
+    stages = sorted(p for p in out.glob("[123]_*") if p.is_dir()) if out.is_dir() else []
+    if not stages:
+        return f"before any stage was saved; run the same command again to start the run in {out}"
+    stage = stages[-1]
+    steps = sorted(p for p in stage.glob("[0-9]_*") if p.is_dir()) or [stage]  # a compression's steps
+    try:
+        state = read_state(steps[-1])
+    except Exception:  # noqa: BLE001 - an unreadable state says nothing more
+        state = {}
+    where = f"in {stage.name}" + (f", after epoch {state['epochs_completed']}" if state.get("epochs_completed") else "")
+    return (f"{where}; finished stages are kept: run the same command again to resume "
+            f"(--restart starts over)")
+
+
 def _cmd_run(args):
+    import shlex
+    from pathlib import Path
+
     from zoo.pipeline import run
+    out = args.out or str(Path("runs") / f"run_{args.name}")
+    args.interrupt_hint = lambda: _interrupt_hint(out)  # Ctrl-C: where the run stopped, how to go on
     patch = parse_shape(args.patch_size)
     if patch is not None:
         if len(set(patch)) != 1 or patch[0] is None:
@@ -21,7 +46,7 @@ def _cmd_run(args):
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
         report = run(args.name, data=args.data, train=args.train, val=args.val, recipe=args.recipe,
                      quantization=args.quantization, epochs=args.epochs, compress_epochs=args.compress_epochs,
-                     out_dir=args.out, patch_size=patch, spatial_dims=args.spatial_dims,
+                     out_dir=out, patch_size=patch, spatial_dims=args.spatial_dims,
                      model_options=model_kwargs(args), verify="warn" if args.verify == "warn" else True,
                      restart=args.restart, deterministic=args.deterministic,
                      verbose=not args.quiet, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
@@ -33,8 +58,8 @@ def _cmd_run(args):
         print(json.dumps(report.to_dict(), indent=2))
         return 0
     print(report)
-    print(f"next: zoo predict {report['artefacts']['tflite']} IMAGE --out OUT   (the exported file, with its "
-          "preprocessing)")
+    print(f"next: zoo predict {shlex.quote(report['artefacts']['tflite'])} IMAGE --out OUT   (the exported file, "
+          "with its preprocessing)")
     return 0
 
 

@@ -264,7 +264,8 @@ def _warn_if_worse(entry, recipe, epochs, before, after):
     if fell:
         what = ", ".join(f"{k} fell from {b:.3f} to {a:.3f}" for k, (b, a) in fell.items())
         warnings.warn(f"compress: {entry} with {recipe}: {what} on the validation data after {epochs} epoch(s) "
-                      f"per step; fine-tune longer (epochs=, --epochs), or choose a milder recipe "
+                      f"per step; train each step longer (zoo compress --epochs, zoo run --compress-epochs, "
+                      f"epochs= in Python), or choose a milder recipe "
                       f"(zoo recipes {entry} lists them)", UserWarning, stacklevel=4)
 
 

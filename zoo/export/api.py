@@ -285,8 +285,9 @@ def export(model, info, path, *, quantization="float32", representative_data=Non
         latency=timing, rewrite=rewrite, sparse=used_sparse, weight_sparsity=sparsity, notes=notes,
         warnings=warns)
     if verification and not verification["passed"]:
-        text = (f"export: the {mode} file disagrees with the Keras model on {verification['samples']} "
-                f"inputs: {verification['summary']}.")
+        n = verification["samples"]
+        text = (f"export: the {mode} file disagrees with the Keras model on {n} input{'s' if n != 1 else ''}: "
+                f"{verification['summary']}.")
         if verify is True:
             raise VerificationError(f"{text} Nothing was written. Use a higher-precision mode (float16), "
                                     "representative data of the task (a trained model and its data), or "

@@ -83,7 +83,7 @@ class ExportResult:
             if "dice" in m:
                 extra.append("Dice per class " + " ".join("-" if d is None else f"{d:.3f}" for d in m["dice"]))
             held = "held-out" if v.get("held_out", True) else "calibration (too few samples to hold out)"
-            lines.append(f"  verify {v['samples']} {held} inputs: {v['summary']} "
+            lines.append(f"  verify {v['samples']} {held} input{'s' if v['samples'] != 1 else ''}: {v['summary']} "
                          f"{'PASSED' if v['passed'] else 'FAILED'}; " + "; ".join(extra))
         else:
             lines.append("  verify not run (verify=False)")

@@ -224,7 +224,8 @@ def default_output(source):
 
 
 def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batch_size=4, blend="gaussian",
-            window=None, normalize=None, spacing=None, return_probabilities=False, progress=None):
+            window=None, normalize=None, spacing=None, return_probabilities=False, progress=None,
+            dicom_gaps="error"):
     """Segment ``source`` with ``model`` by sliding window; returns the label map.
 
     Classification models return the class index (or probabilities) of the whole image.
@@ -255,6 +256,10 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
             logits back to the input grid.
         return_probabilities: return softmax (sigmoid for one output channel) probabilities
             ``(spatial..., classes)`` instead of labels.
+        dicom_gaps: a DICOM series whose slices are unevenly spaced is refused (``"error"``), cut
+            to its longest evenly spaced run (``"split"``: the label map covers those slices) or
+            stacked at the median spacing (``"median"``: its geometry is wrong at the gap); see
+            :func:`zoo.data.dicom.read_dicom_series`.
 
     Returns:
         The label map (an int array of the input's spatial shape), the class index for a
@@ -289,7 +294,7 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
                 raise InvalidArgumentError(
                     f"predict: {path} is a folder without DICOM files; pass one DICOM series folder "
                     "(the .dcm slices of one scan), a NIfTI file or an image file.")
-            return _predict_dicom(model, path, out, **vol)
+            return _predict_dicom(model, path, out, gaps=dicom_gaps, **vol)
         if not path.is_file():
             raise InvalidArgumentError(f"predict: source={str(source)!r}: no such file or folder (resolved "
                                        f"relative to {os.getcwd()!r}); pass a NIfTI file, a DICOM series "
@@ -399,11 +404,11 @@ def _predict_nifti(model, path, out, **vol):
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def _predict_dicom(model, folder, out, **vol):
+def _predict_dicom(model, folder, out, gaps="error", **vol):
     """One DICOM series folder -> label map; written as NIfTI ``<folder>_seg.nii.gz`` beside the
     folder, voxel for voxel on the series grid (columns, rows, slices), with the series'
     patient-space affine converted from DICOM's LPS to NIfTI's RAS (qform = sform, code 1)."""
-    image, file_spacing, lps_affine = read_dicom_series(folder)
+    image, file_spacing, lps_affine = read_dicom_series(folder, gaps=gaps)
     if out is not False and len(model.output_shape) > 2:
         nib = require("nibabel", "Writing the NIfTI label map of a DICOM series")
         out = _nifti_out(out, default_output(folder), folder)

@@ -185,3 +185,30 @@ def test_an_unknown_entry_gets_a_did_you_mean(tmp_path):
     res = run_zoo("run", "unet3dd", cwd=tmp_path)
     assert res.returncode == 2 and "Did you mean 'unet3d'" in res.stderr and "Traceback" not in res.stderr
     assert os.listdir(tmp_path) == []  # nothing written
+
+
+def test_a_dicom_series_with_a_gap_is_refused_unless_the_user_asks(tmp_path):
+    """pydicom's CT2 test series (4 slices, one gap): zoo predict refuses to write a label map whose
+    geometry its own warning says is wrong; --dicom-gaps split keeps the evenly spaced slices,
+    --dicom-gaps median stacks them all, with a warning."""
+    import shutil
+
+    import nibabel as nib
+    import pydicom.data
+
+    import zoo
+    series = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent / "dicomdirtests" / "77654033" / "CT2"
+    shutil.copytree(series, tmp_path / "CT2")
+    model = zoo.load("unet3d", filters=2, depth=1, num_classes=2, in_channels=1)
+    zoo.save_weights(model, tmp_path / "w.h5", verbose=False)
+    base = ["predict", "w.h5", "CT2", "--model", "unet3d", "--set", "filters=2", "--set", "depth=1",
+            "--patch-size", "8"]
+    res = run_zoo(*base, cwd=tmp_path)
+    assert res.returncode == 2 and "uneven slice spacing" in res.stderr and "--dicom-gaps split" in res.stderr
+    assert not (tmp_path / "CT2_seg.nii.gz").exists()
+    res = run_zoo(*base, "--dicom-gaps", "split", cwd=tmp_path)
+    assert res.returncode == 0 and "kept the" in res.stderr, res.stderr[-2000:]
+    kept = nib.load(str(tmp_path / "CT2_seg.nii.gz")).shape[2]
+    res = run_zoo(*base, "--dicom-gaps", "median", "--out", "all.nii.gz", cwd=tmp_path)
+    assert res.returncode == 0 and "as asked (gaps='median')" in res.stderr, res.stderr[-2000:]
+    assert kept < nib.load(str(tmp_path / "all.nii.gz")).shape[2] == 4

@@ -68,12 +68,15 @@ _VALUE_HINT = re.compile(r"\b([a-z][a-z0-9_]*)=('([^'\s]*)'|\"([^\"\s]*)\"|-?[0-
 _LOAD_HINT = re.compile(r"\(?(?:e\.g\. )?zoo\.load\((?:name|'[a-z0-9_]+'|NAME)((?:, [a-z_]+=[^,()]+)+)\)\)?")
 # the data source keywords a command passes through --data-option KEY=VALUE
 DATA_OPTIONS = ("color_mode", "window", "normalize", "spacing", "series_uid", "samples_per_volume", "fg_fraction",
-                "image_size", "mask_suffix", "n", "split", "manual_dir", "data_dir", "slice_range", "snr")
+                "image_size", "mask_suffix", "n", "split", "manual_dir", "data_dir", "slice_range", "snr", "gaps")
+
+
+ALIASES = {"gaps": "--dicom-gaps"}  # a keyword whose flag is named otherwise
 
 
 def _flag(name, value, options):
     """``name=value`` in a command's words, or None where the command has no way to say it."""
-    flag = "--" + name.replace("_", "-")
+    flag = ALIASES.get(name) if ALIASES.get(name) in options else "--" + name.replace("_", "-")
     if flag in options:
         return flag if value == "True" else f"{flag} {value}"
     if name in DATA_OPTIONS and "--data-option" in options:

@@ -47,7 +47,8 @@ def _cmd_predict(args):
         patch = patch * (len(model.input_shape) - 2)
     result = predict(model, info, args.input, out=False if classifier else out, patch_size=patch,
                      overlap=args.overlap, batch_size=args.batch_size, window=window,
-                     normalize=args.normalize, spacing=spacing, return_probabilities=classifier)
+                     normalize=args.normalize, spacing=spacing, return_probabilities=classifier,
+                     dicom_gaps=args.dicom_gaps)
     if classifier:
         report_classes(args.input, top_classes(result, info.class_names, args.top_k), out,
                        model=info.path or info.name)
@@ -87,5 +88,9 @@ def add_parsers(sub):
     s.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default 4)")
     s.add_argument("--window", help="CT window lo,hi (default: the run's)")
     s.add_argument("--normalize", choices=("auto", "zscore", "none"), help="default: the run's / 'auto' for NIfTI")
+    s.add_argument("--dicom-gaps", choices=("error", "split", "median"), default="error",
+                   help="a DICOM series with unevenly spaced slices: refuse it (default), keep its longest evenly "
+                        "spaced run (split), or stack every slice at the median spacing (median: the geometry is "
+                        "then wrong at the gap)")
     s.add_argument("--spacing", help="resample to this voxel spacing first, e.g. 1.5,1.5,2")
     s.set_defaults(func=_cmd_predict)

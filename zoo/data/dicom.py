@@ -10,6 +10,7 @@ spacing ``(column spacing, row spacing, slice spacing)`` in mm and an LPS affine
 A file counts as DICOM (for folder detection in ``zoo.datapath.sources.from_source``) when its name
 ends with .dcm/.dicom/.ima or it carries the DICOM Part 10 marker ``DICM`` at byte 128.
 """
+import functools
 import os
 import warnings
 from pathlib import Path
@@ -115,12 +116,34 @@ def _orientation(ds, path):
     return orient
 
 
-def read_dicom_series(source, *, series_uid=None):
+GAPS = ("error", "split", "median")
+
+
+def _even_runs(proj):
+    """Runs of slices whose neighbours are one (median) spacing apart: ``[(start, stop)]``."""
+    gaps = np.diff(proj)
+    dz = float(np.median(gaps))
+    runs, start = [], 0
+    for i, gap in enumerate(gaps):
+        if abs(gap - dz) > 0.01 * dz + 1e-3:
+            runs.append((start, i + 1))
+            start = i + 1
+    runs.append((start, len(proj)))
+    return runs, dz
+
+
+def read_dicom_series(source, *, series_uid=None, gaps="error"):
     """Read one DICOM series (a folder or a list of files): ``(volume, spacing, affine)``.
 
     Refused: files without pixel data (truncated), several series (unless ``series_uid``), slices
     of different orientations, duplicate positions, and malformed geometry (non-numeric or
-    non-finite positions, one-value or non-positive PixelSpacing, negative SliceThickness)."""
+    non-finite positions, one-value or non-positive PixelSpacing, negative SliceThickness).
+
+    ``gaps``: what to do when the slices are not evenly spaced (a missing slice, two stacks in one
+    series): ``"error"`` (the default: refused, naming the gap), ``"split"`` (keep the longest
+    evenly spaced run of slices, with a warning naming the ones left out) or ``"median"`` (stack
+    every slice at the median spacing, with a warning: the volume's geometry is then wrong between
+    the slices around the gap - only for a user who asks for it)."""
     pydicom = require("pydicom", "Reading DICOM series")
     files = _series_files(source)
     slices = [(f, _read(pydicom, f)) for f in files]
@@ -175,12 +198,28 @@ def read_dicom_series(source, *, series_uid=None):
             raise DataError(f"{f}: SliceThickness is {thick:g} mm; a thickness cannot be negative - the "
                             "header is damaged.")
     thickness = _numbers(ds0, first, "SliceThickness", required=False)
+    if gaps not in GAPS:
+        raise DataError(f"gaps={gaps!r} is not one of {', '.join(GAPS)} (what to do with unevenly spaced slices).")
     if len(slices) > 1:
-        gaps = np.diff(proj)
-        dz = float(np.median(gaps))
-        if np.max(np.abs(gaps - dz)) > 0.01 * dz + 1e-3:
-            warnings.warn(f"{source}: uneven slice spacing ({gaps.min():.3f}..{gaps.max():.3f} mm; a "
-                          f"missing slice?); using the median {dz:.3f} mm.", stacklevel=2)
+        runs, dz = _even_runs(proj)
+        if len(runs) > 1:
+            steps = np.diff(proj)
+            where = ", ".join(f"{proj[b - 1]:.1f} -> {proj[b]:.1f} mm" for _, b in runs[:-1][:4])
+            text = (f"{source}: uneven slice spacing ({steps.min():.3f}..{steps.max():.3f} mm, median "
+                    f"{dz:.3f} mm; gaps at {where}: a missing slice, or two stacks in one series)")
+            if gaps == "error":
+                raise DataError(f"{text}. Stacking them at one spacing would misplace the slices beyond the gap. "
+                                "Pass gaps='split' to keep the longest evenly spaced run of slices, or "
+                                "gaps='median' to stack them all anyway (the geometry is then wrong at the gap).")
+            if gaps == "split":
+                start, stop = max(runs, key=lambda r: r[1] - r[0])
+                left = [Path(f).name for f, _ in slices[:start] + slices[stop:]]
+                warnings.warn(f"{text}; kept the {stop - start} evenly spaced slices {start + 1}..{stop}, left out "
+                              f"{len(left)}: {', '.join(left[:6])}{' ...' if len(left) > 6 else ''}.", stacklevel=2)
+                slices, proj = slices[start:stop], proj[start:stop]
+            else:
+                warnings.warn(f"{text}; stacked at the median {dz:.3f} mm as asked (gaps='median'): the "
+                              "geometry is wrong between the slices around the gap.", stacklevel=2)
     else:
         dz = thickness or 1.0
     planes = []
@@ -225,14 +264,16 @@ def _series_list(series):
 
 def dicom(series, labels=None, *, patch_size=None, samples_per_volume=1, fg_fraction=0.5, window=None,
           normalize="auto", spacing=None, num_classes=None, in_channels=None, label_suffix="",
-          shuffle=True, seed=0, cache=True):
+          shuffle=True, seed=0, cache=True, gaps="error"):
     """DICOM series as a tf.data.Dataset (the preprocessing and patches of :func:`zoo.data.nifti`).
 
     series: one series folder, a folder of series folders, or a list of series folders.
     labels: None, one class index per series, a list of label volume files, or a folder of
     them matched by name: series folder ``<case>`` takes ``<case><label_suffix>.nii.gz`` (or
     .nii, .npy). A label volume must be in the volume's voxel order, (columns, rows, slices
-    sorted by position), as :func:`read_dicom_series` returns it.
+    sorted by position), as :func:`read_dicom_series` returns it. ``gaps``: unevenly spaced slices
+    are refused (``"error"``), cut to their longest even run (``"split"``) or stacked anyway
+    (``"median"``), see :func:`read_dicom_series`.
     """
     require("pydicom", "Reading DICOM series")
     folders = _series_list(series)
@@ -242,7 +283,8 @@ def dicom(series, labels=None, *, patch_size=None, samples_per_volume=1, fg_frac
                             "series as folders, or labels as a list of files.")
         labels = match_labels(folders, labels, label_suffix, key=lambda f: Path(f).name,
                               what="series folder")
-    return volume_dataset(folders, labels, read=read_dicom_series, patch_size=patch_size,
+    read = functools.partial(read_dicom_series, gaps=gaps)
+    return volume_dataset(folders, labels, read=read, patch_size=patch_size,
                           samples_per_volume=samples_per_volume, fg_fraction=fg_fraction, window=window,
                           normalize=normalize, spacing=spacing, num_classes=num_classes,
                           in_channels=in_channels, shuffle=shuffle, seed=seed, cache=cache)

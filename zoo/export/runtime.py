@@ -63,19 +63,26 @@ class TFLiteModel:
         self._range = self.sidecar.get("calibration_range")
 
     def _check_range(self, x):
-        """Warn once when inputs leave the range an int8 file was calibrated on: its input
-        quantization clips them, and the outputs stop following the Keras model."""
+        """Warn once when a real share of the inputs leaves the range an int8 file was calibrated
+        on (quantized inputs clip to it, and the outputs stop following the Keras model): more than
+        1 % of an input's values beyond the range by more than a tenth of its width. A few extreme
+        voxels of an ordinary volume clip harmlessly, and a constant patch (padding) says nothing."""
         lo, hi = self._range
         margin = 0.1 * max(hi - lo, 1e-6)
-        if x.min() < lo - margin or x.max() > hi + margin:
-            self._range = None
-            warnings.warn(
-                f"{self.name}: inputs span [{x.min():.3g}, {x.max():.3g}] but the file was calibrated on "
-                f"[{lo:.3g}, {hi:.3g}]; quantized inputs clip to that range, so the outputs can differ "
-                "from the Keras model's. Preprocess inputs as the calibration data was (the sidecar's "
-                "'preprocessing'; e.g. zoo.predict(..., normalize='none') or zoo predict --normalize none for "
-                "phantom-trained models) or "
-                "re-export with representative data like your inputs.", stacklevel=4)
+        if float(x.max() - x.min()) < 1e-6:
+            return
+        outside = float(np.mean((x < lo - margin) | (x > hi + margin)))
+        if outside <= 0.01:
+            return
+        self._range = None
+        prep = self.sidecar.get("preprocessing") or {}
+        how = (f"the sidecar's preprocessing {prep} (zoo predict applies it to files)" if prep else
+               "the calibration data was (no intensity preprocessing was recorded: raw values)")
+        warnings.warn(
+            f"{self.name}: {outside:.0%} of an input's values lie outside the range the file was calibrated on "
+            f"[{lo:.3g}, {hi:.3g}] (this input spans [{x.min():.3g}, {x.max():.3g}]); quantized inputs clip "
+            f"to that range, so the outputs can differ from the Keras model's. Preprocess inputs as {how}, or "
+            "re-export with representative data like these inputs.", stacklevel=4)
 
     def _quant(self, detail):
         scale, zero = detail.get("quantization", (0.0, 0))

@@ -190,7 +190,8 @@ def kind_of(obj):
 
 def _refuse(obj, verb, allow):
     shown = repr(str(obj)) if isinstance(obj, (str, os.PathLike)) else type(obj).__name__
-    kinds = ", ".join(_WHAT[k] for k in allow)
+    names = [_WHAT[k] for k in allow]
+    kinds = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
     hint = ""
     if isinstance(obj, (str, os.PathLike)) and not Path(obj).expanduser().exists():
         near = did_you_mean(str(obj), get_registry().names())

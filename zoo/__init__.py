@@ -4,6 +4,7 @@ Public API (re-exports only; TensorFlow is imported on first use, not by ``impor
 
     zoo.list_models("resnet*")      zoo.info("unet3d")      zoo.load("unet3d", num_classes=3)
     zoo.export(model, "unet3d.tflite", quantization="int8")   # verified TFLite + JSON sidecar
+    zoo.from_monai(network_def, "model.pt")   # a MONAI network + state dict as a zoo model
 """
 from zoo.errors import (InvalidArgumentError, MissingDependencyError, RegistryError,
                         UnknownArgumentError, UnknownModelError, WeightsError, ZooError)
@@ -13,7 +14,8 @@ __version__ = "0.1.0"
 
 # Exports that need TensorFlow, imported on first access (PEP 562) so ``import zoo`` stays light.
 _LAZY = {"finetune": "zoo.train", "predict": "zoo.inference", "compress": "zoo.compress",
-         "list_recipes": "zoo.compress", "export": "zoo.export", "run": "zoo.pipeline"}
+         "list_recipes": "zoo.compress", "export": "zoo.export", "run": "zoo.pipeline",
+         "from_monai": "zoo.hub.convert"}
 
 
 # zoo.datasets (the data-set catalogue), zoo.callbacks (Keras callbacks: imports TensorFlow, so
@@ -40,4 +42,4 @@ def __dir__():
 
 __all__ = ["load", "load_model", "list_models", "info", "save_weights", "contract", "ZooError", "RegistryError", "UnknownModelError",
            "UnknownArgumentError", "InvalidArgumentError", "WeightsError", "MissingDependencyError",
-           "__version__", "finetune", "predict", "compress", "list_recipes", "export", "run"]
+           "__version__", "finetune", "predict", "compress", "list_recipes", "export", "run", "from_monai"]

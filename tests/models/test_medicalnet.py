@@ -133,12 +133,14 @@ def test_strided_layout_equals_monai_resnet(depth):
 def test_wrong_layout_and_arguments(tmp_path):
     ref = MedicalNetRef(18, "A", width=8)
     path = _checkpoint(ref, tmp_path / "r18.pth")
-    with pytest.raises(WeightsError, match=r"no tensor 'layer2\.0\.downsample\.0\.weight' \(for the model's layer 'stage2_block1_downsample_conv'\)"):
+    with pytest.raises(WeightsError, match=r"no tensor 'layer2\.0\.downsample\.0\.weight' \(for the model's layer "
+                                           r"'stage2_block1_downsample_conv'\)"):
         convert_medicalnet.load_file(medicalnet(depth=18, width=8, shortcut="B", num_classes=0), path)
-    with pytest.raises(WeightsError, match=r"tensor 'conv1\.weight' has shape \(8, 1, 7, 7, 7\), which does not fit the model's layer "
-                                          r"'stem_conv' \(kernel \(7, 7, 7, 1, 16\)\)"):
+    with pytest.raises(WeightsError, match=r"tensor 'conv1\.weight' has shape \(8, 1, 7, 7, 7\), which does not fit "
+                                           r"the model's layer 'stem_conv' \(kernel \(7, 7, 7, 1, 16\)\)"):
         convert_medicalnet.load_file(medicalnet(depth=18, width=16, num_classes=0), path)
-    with pytest.raises(WeightsError, match=r"holds 40 tensor\(s\) the model has no place for, e.g. 'layer1\.1\.bn1\.bias'"):
+    with pytest.raises(WeightsError, match=r"holds 40 tensor\(s\) the model has no place for, e.g. "
+                                           r"'layer1\.1\.bn1\.bias'"):
         convert_medicalnet.load_file(medicalnet(depth=10, width=8, shortcut="A", num_classes=0), path)
     with pytest.raises(InvalidArgumentError, match=r"depth=101 is not a MedicalNet depth; allowed: 10, 18, 34, 50"):
         medicalnet(depth=101)

@@ -51,7 +51,8 @@ CASES = {
                   "channels": [4, 8, 16], "strides": [2, 2]}, (8, 16, 12, 2)),
     # other options: group norm with affine, leaky ReLU, ADN order, no bias, kernel 5, a stride-1 level,
     # per-axis strides
-    "options-2d": ({"_target_": "UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 2, "channels": [4, 8, 16, 16],
+    "options-2d": ({"_target_": "UNet", "spatial_dims": 2, "in_channels": 1, "out_channels": 2,
+                    "channels": [4, 8, 16, 16],
                     "strides": [2, [1, 2], 1], "kernel_size": 5, "up_kernel_size": 3, "num_res_units": 1,
                     "norm": ["group", {"num_groups": 2}], "act": ["leakyrelu", {"negative_slope": 0.1}],
                     "adn_ordering": "AN", "bias": False}, (16, 32, 1)),

@@ -19,7 +19,8 @@ onto it exactly (``zoo.hub.convert.monai``). With ``L = len(channels)`` levels:
 Layer names (zoo contract): ``stem_conv`` (level 1's first convolution), ``stage{i}_unit{u}_conv``
 / ``_norm`` / ``_dropout`` / ``_act``, ``stage{i}_residual``, ``stage{i}_out`` (the output of
 encoder level ``i``; ``stage{L}_out`` is the bottom), ``stage{i}_unit0_pad`` (the explicit
-symmetric padding of a strided convolution, shared with the strided residual convolution), ``up{i}_concat``, ``up{i}_upconv`` + ``up{i}_crop``,
+symmetric padding of a strided convolution, shared with the strided residual convolution),
+``up{i}_concat``, ``up{i}_upconv`` + ``up{i}_crop``,
 ``up{i}_norm``/``_act``, ``up{i}_unit0_conv``, ``up{i}_out`` and ``classifier`` (the last
 convolution). Without residual units the convolution of level ``i`` is ``stage{i}_conv``.
 

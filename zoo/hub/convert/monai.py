@@ -75,7 +75,7 @@ def builder_kwargs(network_def, where="from_monai"):
         if isinstance(drop, list) and len(drop) == 2 and isinstance(drop[1], dict) and \
                 str(drop[0]).lower() == "dropout" and set(drop[1]) <= {"p", "inplace"}:
             kwargs["dropout"] = drop[1].get("p", 0.5)
-        elif drop is None:
+        elif "dropout" in kwargs and drop is None:
             kwargs["dropout"] = 0.0
         return CLASSES[cls], kwargs
     kwargs = {**_SEGRESNET_DEFAULTS, **kwargs}
@@ -84,7 +84,7 @@ def builder_kwargs(network_def, where="from_monai"):
         if str(norm_name).lower() != "group":
             raise InvalidArgumentError(f"{where}: norm_name={norm_name!r}: MONAI accepts only 'group' there.")
         kwargs["norm"] = ["group", {"num_groups": groups}]
-    if kwargs.get("dropout") is None:
+    if "dropout" in kwargs and kwargs["dropout"] is None:
         kwargs["dropout"] = 0.0
     if not kwargs.pop("use_conv_final", True):
         kwargs["num_classes"] = 0

@@ -114,6 +114,9 @@ def test_bundle_layouts_in_2d_equal_monai(entry, shape, tmp_path):
     diff = max_diff(zoo.from_monai(network_def, tmp_path / "model.pt")(x, training=False), torch_outputs(net, x))
     print(f"{entry} 2D: max abs diff {diff:.2e}")
     assert diff <= 1e-4
+    torch.save({"model": net.state_dict(), "epoch": 7}, tmp_path / "checkpoint.pt")  # a training checkpoint
+    again = zoo.from_monai(network_def, tmp_path / "checkpoint.pt")(x, training=False)
+    assert max_diff(again, torch_outputs(net, x)) <= 1e-4
 
 
 def test_registry_network_defs_match_the_entries():

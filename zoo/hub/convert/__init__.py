@@ -48,11 +48,19 @@ def from_monai(network_def, state_dict_or_path, *, input_shape=None, name=None):
         state = _torch.load(source, "zoo.from_monai")
     else:
         source, state = "the state dict", state_dict_or_path
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict) and len(state) <= 4:
-        state = state["state_dict"]
-    monai.load_state_dict(model, state, kwargs, monai.class_name(network_def), source)
+    monai.load_state_dict(model, _unwrap(state), kwargs, monai.class_name(network_def), source)
     object.__setattr__(model, "zoo_build_kwargs", dict(kwargs))
     return model
+
+
+def _unwrap(state):
+    """A checkpoint's state dict: a bundle's model.pt is one; a training checkpoint keeps it under
+    'state_dict', 'model' or 'network' (a plain state dict never has these keys: its keys hold dots)."""
+    if isinstance(state, dict):
+        for key in ("state_dict", "model", "network"):
+            if isinstance(state.get(key), dict):
+                return state[key]
+    return state
 
 
 def convert(fmt, source, model, kwargs, builder):
@@ -64,10 +72,7 @@ def convert(fmt, source, model, kwargs, builder):
         if cls is None:
             raise WeightsError(f"format 'monai' weights need a MONAI network entry (builders: "
                                f"{', '.join(monai.CLASSES.values())}); got {builder}.")
-        state = _torch.load(source, "monai weights")
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict) and len(state) <= 4:
-            state = state["state_dict"]
-        return monai.load_state_dict(model, state, kwargs, cls, source)
+        return monai.load_state_dict(model, _unwrap(_torch.load(source, "monai weights")), kwargs, cls, source)
     if fmt == "medicalnet":
         from zoo.hub.convert import medicalnet
         return medicalnet.load_file(model, source)

@@ -98,9 +98,9 @@ def test_genesis_file_gives_the_genesis_output(genesis_file, capsys):
     diff = np.abs(model(x, training=False).numpy() - want).max()
     raw = zoo.load("test_genesis", weights=str(path))  # logits by default
     diff_logits = np.abs(raw(x, training=False).numpy() - np.moveaxis(logits(_cf(x)).numpy(), 1, -1)).max()
+    assert f"sha256 {sha256(path)}" in capsys.readouterr().out
     print(f"genesis (filters 4): max abs diff {diff:.2e} (sigmoid), {diff_logits:.2e} (logits)")
     assert diff <= 1e-4 and diff_logits <= 1e-4 and np.std(want) > 1e-3
-    assert f"sha256 {sha256(path)}" in capsys.readouterr().out
     report = raw.zoo_load_report
     assert report.conversion.startswith("cached") and not report.reinitialised
     assert len(report.loaded) == sum(1 for layer in raw.layers if layer.weights)

@@ -82,9 +82,9 @@ def test_checkpoint_loads_through_zoo_load_and_equals_the_reference(depth, medic
     x = inputs((24, 32, 16, 1), seed=depth)
     model = zoo.load(name, weights=str(path))  # the spec's num_classes 0: the backbone
     diff = max_diff(model(x, training=False), torch_outputs(ref, x))
+    assert f"sha256 {sha256(path)}" in capsys.readouterr().out  # no registered hash: the file's is printed
     print(f"medicalnet resnet{depth} (shortcut {SHORTCUT[depth]}, width 8): max abs diff {diff:.2e}")
     assert diff <= 1e-4
-    assert f"sha256 {sha256(path)}" in capsys.readouterr().out  # no registered hash: the file's is printed
     report = model.zoo_load_report
     assert report.conversion == "converted now" and report.converted_from == str(path)
     # the segmentation head of the repository on top: the backbone loads, the head starts fresh

@@ -102,12 +102,14 @@ def test_a_zoo_run_folder_means_its_last_keras_stage(trained, tmp_path, capsys):
 
 
 def test_anything_else_is_refused_naming_what_is_taken(tmp_path):
-    with pytest.raises(InvalidArgumentError, match=r"is not a keras.Model, a registry name or a finetune run folder. .* Did you mean 'unet'"):
+    with pytest.raises(InvalidArgumentError, match=r"is not a keras.Model, a registry name or a finetune run folder\. "
+                                                   r".* Did you mean 'unet'"):
         resolve("unte", verb="finetune", allow=("model", "name", "run"))
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(InvalidArgumentError, match="notes.txt' is not a keras.Model"):
         resolve(tmp_path / "notes.txt", verb="export")
-    with pytest.raises(InvalidArgumentError, match="is not a finetune run folder, a zoo.compress output folder or a zoo run folder"):
+    with pytest.raises(InvalidArgumentError,
+                       match="is not a finetune run folder, a zoo.compress output folder or a zoo run folder"):
         zoo.load_run(tmp_path)
 
 

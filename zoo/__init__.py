@@ -7,6 +7,7 @@ The public API (re-exports only; TensorFlow is imported on first use, not by ``i
     small, report = zoo.compress("runs/liver", "prune_80", train="data/train", val="data/val")
     zoo.export(small, "liver.tflite", quantization="int8", representative_data="data/train")
     zoo.predict("liver.tflite", "case_001.nii.gz")          zoo.run("unet3d")   # all of it, verified
+    zoo.from_monai(network_def, "model.pt")   # a MONAI network + state dict as a zoo model
 
 ``docs/architecture.md`` maps the packages and the way of a call.
 """
@@ -37,7 +38,8 @@ del compress, export  # noqa: F821 - the submodule names bound by the imports ab
 _LAZY = {"finetune": "zoo.api", "compress": "zoo.api", "export": "zoo.api", "predict": "zoo.api",
          "run": "zoo.pipeline", "list_recipes": "zoo.compress.listing", "load_model": "zoo.resolve",
          "load_run": "zoo.resolve", "load_tflite": "zoo.export.runtime", "FitOptions": "zoo.train.options",
-         "ModelInfo": "zoo.record", "info_of": "zoo.record", "RecipeNotApplicableError": "zoo.compress.recipes"}
+         "ModelInfo": "zoo.record", "info_of": "zoo.record", "RecipeNotApplicableError": "zoo.compress.recipes",
+         "from_monai": "zoo.hub.convert"}
 
 # zoo.datasets (the data-set catalogue), zoo.data (the input pipeline), zoo.train, zoo.callbacks
 # (Keras callbacks), zoo.quality (GAN distances), zoo.losses, zoo.metrics: imported on first access
@@ -59,6 +61,6 @@ def __dir__():
 
 
 __all__ = ["load", "load_model", "load_run", "load_tflite", "list_models", "info", "save_weights", "contract",
-           "finetune", "compress", "export", "predict", "run", "list_recipes", "FitOptions", "ModelInfo",
+           "finetune", "compress", "export", "predict", "run", "list_recipes", "FitOptions", "ModelInfo", "from_monai",
            "info_of", "RecipeNotApplicableError", "ZooError", "RegistryError", "UnknownModelError",
            "UnknownArgumentError", "InvalidArgumentError", "WeightsError", "MissingDependencyError", "__version__"]

@@ -25,7 +25,7 @@ def test_version_and_help_with_examples():
 def test_list_json_is_machine_readable():
     res = zoo_cmd("list", "unet*", "--json")
     rows = json.loads(res.stdout)
-    assert [r["name"] for r in rows] == ["unet", "unet3d"]
+    assert [r["name"] for r in rows] == ["unet", "unet3d", "unet3d_genesis"]
     assert rows[0]["task"] == "segmentation" and rows[0]["params"] == 31030658
 
 

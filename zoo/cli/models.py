@@ -43,11 +43,25 @@ def _cmd_info(args):
     print("weights:" + ("" if weights else "          none (random initialisation only)"))
     for tag, spec in weights.items():
         print(f"  {tag}:")
-        for key in ("url", "hash", "size", "num_classes", "in_channels", "spatial_dims",
-                    "license", "source", "notes"):
+        for key in ("url", "hash", "manual_download", "size", "format", "num_classes", "in_channels",
+                    "spatial_dims", "license", "code_license", "commercial_use", "source", "upstream_version",
+                    "upstream_metric", "preprocessing", "network_def", "notes"):
             if key in spec:
-                print(f"    {key + ':':<14}{spec[key]}")
+                value = spec[key]
+                if key == "commercial_use":
+                    value = "yes (the licences allow it)" if value else "no (non-commercial terms; see license)"
+                elif key == "upstream_metric":
+                    value = f"{_flat(value)}  (reported by the publisher, not measured by the zoo)"
+                elif isinstance(value, dict):
+                    value = _flat(value)
+                print(f"    {key + ':':<17}{value}")
     return 0
+
+
+def _flat(mapping, prefix=""):
+    """``{a: 1, b: {c: 2}}`` -> ``a=1, b.c=2`` (one line)."""
+    parts = [_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else f"{prefix}{k}={v}" for k, v in mapping.items()]
+    return ", ".join(p for p in parts if p)
 
 
 def _cmd_build(args):

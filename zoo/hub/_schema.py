@@ -300,12 +300,32 @@ class Number(Check):
 NUMBERS = ListOf(Number(), 1, MAX_CHANNELS, what="a list of finite numbers, one per channel")
 
 
+class Positive(Number):
+    expected = "a finite number > 0"
+
+    def __call__(self, where, value):
+        super().__call__(where, value)
+        if value <= 0:
+            fail(where, value, self.expected)
+        return value
+
+
+PAIR = ListOf(Number(), 2, 2, what="[low, high], two finite numbers")
+SIZES = ListOf(Int(1, MAX_SIZE), 1, 3, what="a list of 1-3 sizes (integers from 1 to 16384), one per spatial axis")
+
+
 class Preprocessing(Check):
     """A mapping of string keys; the keys the zoo reads are typed, others (new ones) are plain data."""
     expected = "a mapping such as {mode: caffe, size: 224}"
     known = {"size": Int(1, MAX_SIZE), "mode": Text(64, prose=False), "channel_order": Choice("RGB", "BGR"),
-             "mean": Optional(NUMBERS), "std": Optional(NUMBERS),
-             "input_range": ListOf(Number(), 2, 2, what="[low, high], two finite numbers")}
+             "mean": Optional(NUMBERS), "std": Optional(NUMBERS), "input_range": PAIR,
+             # volumes (MONAI bundles, Models Genesis, MedicalNet): data the zoo's readers and predict apply
+             "orientation": Text(3, prose=False, pattern=re.compile(r"[LRAPSI]{3}"),
+                                 expected="three axis codes such as 'RAS' (MONAI's Orientationd axcodes)"),
+             "spacing": ListOf(Positive(), 2, 3, what="voxel spacing in mm, 2-3 numbers > 0 (MONAI's Spacingd pixdim)"),
+             "intensity_window": PAIR, "scale_to": PAIR, "clip": Choice(True, False),
+             "roi_size": SIZES, "sw_overlap": Number(), "sw_batch_size": Int(1, 4096),
+             "modality": Text(64, prose=False), "normalize": Text(200, prose=False)}
 
     def __call__(self, where, value):
         DictOf(KEYWORD, PLAIN, 200, self.expected)(where, value)
@@ -318,9 +338,12 @@ class Preprocessing(Check):
 def weight_fields(formats):
     return {
         "url": (Text(4096, prose=False), "https://, file:// or a path relative to the registry file"),
-        "hash": (HASH, "'sha256:<hex>' or 'md5:<hex>'"),
+        "hash": (HASH, "'sha256:<hex>' or 'md5:<hex>' (required unless manual_download says why there is none)"),
+        "manual_download": (Text(), "no hash is known: how to fetch the file by hand (the zoo never downloads it)"),
         "size": (Int(1, 2 ** 50), "file size in bytes"),
-        "format": (Choice(*formats), "the file format (default: from the URL's suffix)"),
+        "format": (Choice(*formats), "the file format: keras (default: h5, weights.h5, npz or safetensors by the "
+                                     "URL's suffix), one of those by name, or a file converted on first use "
+                                     "(monai, medicalnet, genesis)"),
         "in_channels": (Int(1, MAX_CHANNELS), "input channels the weights were trained with"),
         "num_classes": (Int(0, INT32_MAX), "classes of the classifier in the file (0 = headless)"),
         "spatial_dims": (DIMS, "2 or 3: the dimensionality the weights were trained in"),
@@ -329,7 +352,14 @@ def weight_fields(formats):
         "labels": (AnyOf(Text(), ListOf(Text(1000), 1, 1_000_000), expected="a string or a list of class names"),
                    "class names, or where to find them"),
         "license": (Text(), "licence of the weights"),
+        "code_license": (Text(), "licence of the code the weights come with"),
+        "commercial_use": (Choice(True, False), "whether the licences allow commercial use (true/false)"),
         "source": (Text(), "where the weights come from"),
+        "upstream_version": (Text(200, prose=False), "the publisher's version of the weights or bundle"),
+        "upstream_metric": (DictOf(Text(200, prose=False), PLAIN, 200, "a mapping of metric names to values"),
+                            "the publisher's reported results (theirs, not measured by the zoo)"),
+        "network_def": (DictOf(Text(200, prose=False), PLAIN, 200, "a mapping such as {_target_: UNet, ...}"),
+                        "the publisher's network definition (a MONAI bundle's network_def)"),
         "notes": (NOTES, "anything else a user must know"),
     }
 

@@ -19,6 +19,7 @@ from zoo.errors import RegistryError, UnknownModelError, did_you_mean
 from zoo.hub import _schema, _yaml
 from zoo.hub._contract_spec import SPEC_KEYS, check_spec
 from zoo.hub._weightfile import FORMATS
+from zoo.hub.convert import FORMATS as CONVERTED
 from zoo.models import BUILDERS, registered_builders
 
 TASKS = ("classification", "segmentation", "generation")
@@ -27,7 +28,23 @@ _RECIPE_KINDS = ("prune", "qat", "cluster", "ptq", "chain", "distill")
 _SECTIONS = ("models", "recipes", "weights", "contracts")
 
 
-_WEIGHT = _schema.Fields(_schema.weight_fields(FORMATS), required=("url", "hash"), what="a weight spec")
+# a weight spec's format: a file the zoo reads (keras = by the suffix), or one converted on first use
+WEIGHT_FORMATS = ("keras",) + FORMATS + CONVERTED
+_WEIGHT_FIELDS = _schema.Fields(_schema.weight_fields(WEIGHT_FORMATS), required=("url",), what="a weight spec")
+
+
+def _WEIGHT(where, data):
+    """A weight spec: its fields, and a hash unless ``manual_download`` says why there is none."""
+    _WEIGHT_FIELDS(where, data)
+    if "hash" not in data and "manual_download" not in data:
+        raise RegistryError(f"{where}: missing required key 'hash' ('sha256:<hex>' or 'md5:<hex>'); a file "
+                                    "whose hash is not known needs 'manual_download' instead (how to fetch it by "
+                                    "hand).")
+    if "hash" in data and "manual_download" in data:
+        raise RegistryError(f"{where}: has both 'hash' and 'manual_download'; a file with a known hash is "
+                                    "downloaded automatically - drop 'manual_download'.")
+    return data
+
 _MODEL = _schema.Fields(_schema.model_fields(_WEIGHT, _schema.Contract(), TASKS),
                         required=("builder", "task", "spatial_dims", "params"), first=("builder",),
                         what="a model entry")
@@ -62,7 +79,8 @@ def thaw(value):
 class WeightSpec:
     tag: str
     url: str
-    hash: str
+    hash: str = None          # None: no known hash; manual_download says how to fetch the file
+    manual_download: str = None
     size: int = None
     format: str = None
     in_channels: int = None
@@ -72,17 +90,32 @@ class WeightSpec:
     preprocessing: types.MappingProxyType = dataclasses.field(default_factory=lambda: _freeze({}))
     labels: object = None
     license: str = None
+    code_license: str = None
+    commercial_use: bool = None
     source: str = None
+    upstream_version: str = None
+    upstream_metric: types.MappingProxyType = None
+    network_def: types.MappingProxyType = None
     notes: str = None
     origin: str = None  # the registry file that declared it
 
     @property
+    def converted(self):
+        """True when the file is converted on first use (format monai, medicalnet, genesis)."""
+        return self.format in CONVERTED
+
+    @property
+    def file_format(self):
+        """The zoo reader's format of the file itself (None: by the suffix)."""
+        return None if self.format in (None, "keras") or self.converted else self.format
+
+    @property
     def hash_algorithm(self):
-        return self.hash.split(":", 1)[0]
+        return self.hash.split(":", 1)[0] if self.hash else None
 
     @property
     def hash_value(self):
-        return self.hash.split(":", 1)[1].lower()
+        return self.hash.split(":", 1)[1].lower() if self.hash else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +217,9 @@ def _parse_weight(where, tag, data, origin):
     fields = dict(_WEIGHT(f"{where}: weights {tag!r}", data))
     for key in ("config", "preprocessing"):
         fields[key] = _freeze(fields.get(key) or {})
+    for key in ("upstream_metric", "network_def"):
+        if key in fields:
+            fields[key] = _freeze(fields[key])
     for key in ("labels", "notes"):
         if isinstance(fields.get(key), list):
             fields[key] = _freeze(fields[key])

@@ -47,7 +47,8 @@ import numpy as np
 import yaml
 
 from zoo.errors import InvalidArgumentError, WeightsError, did_you_mean
-from zoo.hub import _fetch, _weightfile, _weightread
+from zoo.hub import _fetch, _weightfile, _weightread, convert
+from zoo.hub.build import build_kwargs
 from zoo.hub.contract import class_heads, contract, kernel_of
 from zoo.hub.registry import get_registry
 from zoo.record import attached
@@ -90,11 +91,16 @@ class LoadReport:
     skipped: dict = dataclasses.field(default_factory=dict)         # file layer -> why
     file_config: dict = dataclasses.field(default_factory=dict)     # builder keywords taken from the file
     config_differs: dict = dataclasses.field(default_factory=dict)  # keyword -> (file's, model's)
+    converted_from: str = None  # the upstream file (format monai, medicalnet, genesis) the zoo file was made from
+    conversion: str = None      # "converted now" or "cached" (converted by an earlier load)
 
     def __str__(self):
         what = f"{self.model or 'model'}" + (f" weights {self.tag!r}" if self.tag else "")
-        lines = [f"{what} from {self.source}", f"  file: {self.path} ({self.format}"
-                 + (f", {self.hash})" if self.hash else ")"),
+        lines = [f"{what} from {self.source}"]
+        if self.converted_from:
+            lines.append(f"  upstream file: {self.converted_from} ({self.hash}), {self.conversion}")
+        lines += [f"  file: {self.path} ({self.format}" + (f", {self.hash})" if self.hash and not self.converted_from
+                                                           else ")"),
                  f"  loaded: {len(self.loaded)} layers" + (" (2D kernels inflated to 3D)" if self.inflated else "")]
         for title, items in (("adapted", self.adapted), ("re-initialised", self.reinitialised),
                              ("skipped (in the file, not in the model)", self.skipped)):
@@ -151,12 +157,35 @@ def resolve(weights, entry=None):
                 return spec, None, None, False, spec.tag
         return None, weights, None, False, None
     if Path(weights).expanduser().is_file():
-        return None, None, str(Path(weights).expanduser().resolve()), False, None
+        path = str(Path(weights).expanduser().resolve())
+        spec = _registered_copy(path, tags)
+        if spec is not None:  # a hand-fetched copy of a registered file that needs the spec (conversion, no hash)
+            return spec, None, path, False, spec.tag
+        if path.lower().endswith(_TORCH_SUFFIXES) and entry is not None:
+            names = [f"{t!r}: {_fetch.url_filename(sp.url)}" for t, sp in tags.items() if sp.converted]
+            raise WeightsError(
+                f"weights={weights!r} is a PyTorch file, which the zoo converts only as a registered file of "
+                f"{entry.name!r}: name your copy as the registry's URL does ({'; '.join(names) or 'no such weights'}), "
+                "or convert it yourself with zoo.from_monai(network_def, path).")
+        return None, None, path, False, None
     where = f" of {entry.name!r} (tags: {', '.join(sorted(tags)) or 'none'})" if entry else ""
     raise WeightsError(
         f"weights={weights!r} is neither a registered tag{where}, an existing file, nor a URL."
         f"{did_you_mean(weights, tags)} Pass a tag, a path to a .h5/.weights.h5/.npz/.safetensors file, or an "
         "https:// URL.")
+
+
+_TORCH_SUFFIXES = (".pt", ".pth", ".pth.tar", ".ckpt")
+
+
+def _registered_copy(path, tags):
+    """The registered spec a local file is a copy of, by the URL's file name, when the spec is needed
+    to load it (its format is converted, or the registry has no hash for it); else None."""
+    name = Path(path).name
+    for spec in tags.values():
+        if (spec.converted or spec.hash is None) and _fetch.url_filename(spec.url) == name:
+            return spec
+    return None
 
 
 def _spec_location(spec):
@@ -201,15 +230,49 @@ def fetch_weights(weights, entry=None, progress=None):
     expected = None
     if spec is not None:
         expected = spec.hash
-        url, path = _spec_location(spec)
+        if path is None:
+            url, path = _spec_location(spec)
     elif url is not None:
         expected = _hash_from_fragment(url)
         url = urllib.parse.urlunsplit(urllib.parse.urlsplit(url)._replace(fragment=""))
+    if url is not None and spec is not None and spec.hash is None:
+        path = _manual_copy(spec, entry, url)
+        url = None
     if url is not None:
         local = _fetch.fetch(url, hash=expected, size=spec.size if spec else None, progress=progress)
         return str(local), spec, inflate, tag, url, expected
     _verify_local(path, expected)
+    if spec is not None and spec.hash is None:
+        expected = _announce_sha256(path, spec, entry)
     return path, spec, inflate, tag, path, expected
+
+
+def _manual_copy(spec, entry, url):
+    """A file the registry has no hash for is never downloaded: its copy in the cache (placed there by
+    hand), or an error that says how to fetch it."""
+    cached = _fetch.cache_path(url, None)
+    if cached.is_file():
+        return str(cached)
+    name = entry.name if entry is not None else "the model"
+    raise WeightsError(
+        f"weights {spec.tag!r} of {name}: the registry knows no hash for {url}, so the zoo does not download it "
+        f"(it could not check what it got). {spec.manual_download} Then load your copy with "
+        f"zoo.load({name!r}, weights='/path/to/{_fetch.url_filename(url)}') (keep that file name), or put it at "
+        f"{cached}. Loading a copy checks its layout and prints its sha256, to compare with the publisher's.")
+
+
+def _announce_sha256(path, spec, entry):
+    """Print (and return as 'sha256:...') the hash of a hand-fetched file the registry has none for."""
+    digest = _fetch.hash_file(path, ("sha256",))["sha256"]
+    size = Path(path).stat().st_size
+    expected = f" (the publisher's size: {spec.size} bytes)" if spec.size else ""
+    print(f"{path}: sha256 {digest}, {size} bytes{expected}. The registry has no hash for weights {spec.tag!r} of "
+          f"{entry.name if entry is not None else 'this model'}: compare it with the publisher's before trusting "
+          "the file.")
+    if spec.size and size != spec.size:
+        raise WeightsError(f"{path} has {size} bytes but the publisher's file {_fetch.url_filename(spec.url)} has "
+                           f"{spec.size}: it is not the published file (truncated or another version).")
+    return f"sha256:{digest}"
 
 
 # --------------------------------------------------------------------------- transfer
@@ -246,7 +309,7 @@ def _adapt_channels(kernel, cin):
     return np.concatenate([kernel] * reps, axis=-2)[..., :cin, :] * (have / cin)
 
 
-def plan_transfer(model, wf, *, inflate=False, entry=None, allow_non_finite=False):
+def plan_transfer(model, wf, *, inflate=False, entry=None, allow_non_finite=False, headless_file=False):
     """Check the weight file ``wf`` against ``model`` and plan the transfer; assign nothing.
 
     The first conv, class heads and auxiliary heads come from the model's contract. Every shape
@@ -258,6 +321,9 @@ def plan_transfer(model, wf, *, inflate=False, entry=None, allow_non_finite=Fals
         inflate: inflate 2D kernels to 3D.
         entry: the registry entry (for the contract), or None.
         allow_non_finite: accept NaN/Inf values.
+        headless_file: the registry says the file holds no head (``num_classes: 0``), so every
+            layer outside the model's encoder (a classifier's hidden layers, a segmentation head)
+            may be missing from it and keeps its initial weights.
 
     Returns:
         ``(assignments, report parts)``: ``[(layer, variables, values)]`` and the dict of
@@ -269,6 +335,7 @@ def plan_transfer(model, wf, *, inflate=False, entry=None, allow_non_finite=Fals
     """
     layers = [layer for layer in model.layers if layer.weights]
     parts = contract(model, entry)
+    encoder = set(parts.encoder) if headless_file and parts.encoder else None
     stem = model.get_layer(parts.first_conv) if parts.first_conv else None
     heads = {id(model.get_layer(n)) for n in parts.classifiers} | {id(h) for h in class_heads(model)}  # aux heads too
     aux = re.compile(parts.spec["aux"])
@@ -292,6 +359,9 @@ def plan_transfer(model, wf, *, inflate=False, entry=None, allow_non_finite=Fals
                 continue
             if aux.fullmatch(layer.name):
                 reinit[layer.name] = "auxiliary head, not in the file"
+                continue
+            if encoder is not None and layer.name not in encoder:
+                reinit[layer.name] = "head layer, not in the file (headless weights)"
                 continue
             raise WeightsError(f"weights file {wf.path} has no layer {label} (a {type(layer).__name__} "
                                f"of the model) - only the classifier and auxiliary heads may be "
@@ -453,14 +523,34 @@ def load_weights_into(model, *, weights, entry=None, build_kwargs=None, inflate=
                else "")
         raise WeightsError(f"weights {tag!r} of {name} are {file_dims}D but the model is {dims}D.{fix}")
     _check_config(spec, build_kwargs, name)
-    with _weightread.read(local, spec.format if spec is not None else None) as wf:
-        plan, parts = plan_transfer(model, wf, inflate=inflate, entry=entry, allow_non_finite=allow_non_finite)
-        parts["config_differs"] = _config_differs(wf.meta, build_kwargs)
+    upstream, conversion = None, None
+    if spec is not None and spec.converted:
+        upstream = local
+        local, fresh = _convert(local, spec, entry, expected)
+        conversion = "converted now" if fresh else "cached (converted by an earlier load)"
+    with _weightread.read(local, spec.file_format if spec is not None else None) as wf:
+        plan, parts = plan_transfer(model, wf, inflate=inflate, entry=entry, allow_non_finite=allow_non_finite,
+                                    headless_file=spec is not None and spec.num_classes == 0)
+        parts["config_differs"] = _config_differs(wf.meta, build_kwargs) if upstream is None else {}
     for _, variables, values in plan:  # everything checked: now assign
         for var, value in zip(variables, values):
             var.assign(value)
-    return LoadReport(source=source, path=local, format=wf.format, hash=expected, tag=tag, model=name,
-                      inflated=inflate, **parts)
+    return LoadReport(source=source, path=str(local), format=wf.format, hash=expected, tag=tag, model=name,
+                      inflated=inflate, converted_from=upstream, conversion=conversion, **parts)
+
+
+def _convert(source, spec, entry, digest):
+    """The zoo weights file converted from the upstream file ``source`` (cached by its hash)."""
+    if entry is None:
+        raise WeightsError(f"weights {spec.tag!r} (format {spec.format}) are converted for a registry entry; load "
+                           "them with zoo.load(NAME, weights=TAG).")
+
+    def build():
+        builder, kwargs = build_kwargs(entry, {"spatial_dims": spec.spatial_dims}, spec)
+        kwargs.pop("input_shape", None)
+        return builder(**kwargs), kwargs
+
+    return convert.converted_file(source, spec, entry, digest, build)
 
 
 @dataclasses.dataclass

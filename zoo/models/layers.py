@@ -317,3 +317,94 @@ class ResizeLike(L.Layer):
 
     def get_config(self):
         return {**super().get_config(), "interpolation": self.interpolation}
+
+
+@_register
+class LinearUpsampling(L.Layer):
+    """Up-sampling by an integer factor with (bi/tri)linear interpolation and half-pixel centres,
+    PyTorch's ``nn.Upsample(scale_factor=s, mode='linear'|'bilinear'|'trilinear',
+    align_corners=False)``, for 1D, 2D and 3D feature maps (MONAI's "nontrainable" up-sampling).
+
+    Linear interpolation is separable, so each spatial axis is done on its own: output ``i*s + r``
+    mixes input ``i`` with its neighbour before or after it (the edge value repeated at the
+    borders, as PyTorch clamps the source index), with the fixed weights of phase ``r``; the
+    phases are then interleaved. Only slices, concatenations, multiplications, additions, stack
+    and reshape: builtin TFLite ops, no resize op of rank 5 needed.
+    """
+
+    def __init__(self, size=2, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(size, (list, tuple)):
+            self.size = tuple(int(s) for s in size)
+        else:
+            self.size = int(size)
+        if any(s < 1 for s in (self.size if isinstance(self.size, tuple) else (self.size,))):
+            raise InvalidArgumentError(f"LinearUpsampling: size={size!r} must be positive integers, e.g. 2.")
+
+    def _factors(self, rank):
+        dims = rank - 2
+        return self.size if isinstance(self.size, tuple) else (self.size,) * dims
+
+    @staticmethod
+    def _axis(x, axis, s):
+        if s == 1:
+            return x
+
+        def part(sl):
+            return x[(slice(None),) * axis + (sl,)]
+
+        before = tf.concat([part(slice(0, 1)), part(slice(None, -1))], axis=axis)
+        after = tf.concat([part(slice(1, None)), part(slice(-1, None))], axis=axis)
+        phases = []
+        for r in range(s):
+            offset = (r + 0.5) / s - 0.5  # source position of output i*s + r, relative to input i
+            if offset < 0:
+                phases.append((1.0 + offset) * x + (-offset) * before)
+            elif offset > 0:
+                phases.append((1.0 - offset) * x + offset * after)
+            else:
+                phases.append(x)
+        y = tf.stack(phases, axis=axis + 1)
+        shape = tf.shape(x)
+        new_shape = tf.concat([shape[:axis], [shape[axis] * s], shape[axis + 1:]], axis=0)
+        return tf.reshape(y, new_shape)
+
+    def call(self, x):
+        static = self.compute_output_shape(x.shape)
+        for axis, s in enumerate(self._factors(x.shape.rank), start=1):
+            x = self._axis(x, axis, s)
+        x.set_shape(static)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape).as_list()
+        factors = self._factors(len(shape))
+        out = [shape[0]] + [None if d is None else d * s for d, s in zip(shape[1:-1], factors)] + [shape[-1]]
+        return tf.TensorShape(out)
+
+    def get_config(self):
+        size = list(self.size) if isinstance(self.size, tuple) else self.size
+        return {**super().get_config(), "size": size}
+
+
+@_register
+class ZeroPadChannels(L.Layer):
+    """Append ``channels`` all-zero channels (the "type A" shortcut of ResNets: identity with the
+    missing channels zero-padded, He et al. 2016; MedicalNet's ``downsample_basic_block``)."""
+
+    def __init__(self, channels, **kwargs):
+        super().__init__(**kwargs)
+        self.channels = int(channels)
+        if self.channels < 0:
+            raise InvalidArgumentError(f"ZeroPadChannels: channels={channels!r} must be >= 0.")
+
+    def call(self, x):
+        pads = [[0, 0]] * (x.shape.rank - 1) + [[0, self.channels]]
+        return tf.pad(x, pads)
+
+    def compute_output_shape(self, input_shape):
+        shape = tf.TensorShape(input_shape).as_list()
+        return tf.TensorShape(shape[:-1] + [None if shape[-1] is None else shape[-1] + self.channels])
+
+    def get_config(self):
+        return {**super().get_config(), "channels": self.channels}

@@ -81,6 +81,12 @@ def _case_scores(truth, pred, num_classes, ratio):
     return cases
 
 
+def _case_mean(truth, pred, num_classes, ratio):
+    """The mean over the cases with foreground of their per-case scores (NaN without any)."""
+    cases = [c for c in _case_scores(np.asarray(truth), np.asarray(pred), num_classes, ratio) if c is not None]
+    return float(np.mean(cases)) if cases else float("nan")
+
+
 def case_dice(truth, pred, num_classes):
     """Mean over cases of the mean foreground Dice per case (see the module doc).
 
@@ -92,9 +98,7 @@ def case_dice(truth, pred, num_classes):
     Returns:
         A float; NaN when no case has foreground in ``truth``.
     """
-    cases = [c for c in _case_scores(np.asarray(truth), np.asarray(pred), num_classes,
-                                     lambda tp, fp, fn: 2 * tp / (2 * tp + fp + fn)) if c is not None]
-    return float(np.mean(cases)) if cases else float("nan")
+    return _case_mean(truth, pred, num_classes, lambda tp, fp, fn: 2 * tp / (2 * tp + fp + fn))
 
 
 def case_iou(truth, pred, num_classes):
@@ -108,9 +112,7 @@ def case_iou(truth, pred, num_classes):
     Returns:
         A float; NaN when no case has foreground in ``truth``.
     """
-    cases = [c for c in _case_scores(np.asarray(truth), np.asarray(pred), num_classes,
-                                     lambda tp, fp, fn: tp / (tp + fp + fn)) if c is not None]
-    return float(np.mean(cases)) if cases else float("nan")
+    return _case_mean(truth, pred, num_classes, lambda tp, fp, fn: tp / (tp + fp + fn))
 
 
 def accuracy(truth, pred):

@@ -1,4 +1,4 @@
-"""zoo.data.from_source layouts and patches: fixed validation patches, per-axis phantom sizes,
+"""zoo.datapath.from_source layouts and patches: fixed validation patches, per-axis phantom sizes,
 patch_size on image folders, read_image, and DICOM folder detection."""
 import numpy as np
 import pytest

@@ -104,7 +104,7 @@ strategy = T.get_strategy("auto")  # TF_CONFIG names 2 workers -> multi-worker, 
 tf.random.set_seed(100 + index)  # each worker starts from its own random weights
 model = zoo.load("unet", filters=4, depth=2, dropout=0.0)
 x, y = phantom_arrays(16, size=32)
-h = T.finetune(model, (x, y), (x[:4], y[:4]), epochs=2, batch_size=2, strategy=strategy,
+h = zoo.finetune(model, (x, y), (x[:4], y[:4]), epochs=2, batch_size=2, strategy=strategy,
                optimizer="sgd", learning_rate=0.05, restore_best=False, out_dir=out, verbose=0)
 np.savez(record + ".npz", *model.get_weights())
 json.dump({"written": written, "history": h.history, "state": T.read_state(out)},
@@ -174,7 +174,7 @@ out = sys.argv[1]
 strategy = T.get_strategy("auto")
 model = zoo.load("unet", filters=4, depth=2, dropout=0.0)
 x, y = phantom_arrays(48, size=32)
-T.finetune(model, (x, y), (x[:4], y[:4]), epochs=5, batch_size=2, strategy=strategy, out_dir=out,
+zoo.finetune(model, (x, y), (x[:4], y[:4]), epochs=5, batch_size=2, strategy=strategy, out_dir=out,
            verbose=0)
 """
 
@@ -231,3 +231,41 @@ def test_multiworker_run_with_a_killed_worker_fails_clearly_then_resumes(tmp_pat
     assert state["history"][:done] == crashed["history"]  # the epochs before the kill are kept
     assert state["best"] == min(r["val_loss"] for r in state["history"])
     assert not (out / "resume.npz").exists()
+
+
+@pytest.mark.slow  # ~2 min: two workers through every stage of zoo run
+def test_zoo_run_on_two_loopback_workers_the_chief_writes_every_artefact(tmp_path):
+    """`zoo run --strategy multiworker` under TF_CONFIG: the strategy exists before any model is
+    built (it must, or TensorFlow refuses), every stage trains on both workers, and only the chief
+    writes the run folder, the export and the report (each worker is given its own --out)."""
+    from _proc import start_zoo
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    procs = []
+    for i in range(2):
+        (tmp_path / f"w{i}").mkdir()
+        env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        procs.append(start_zoo("run", "unet", "--set", "filters=4", "--set", "depth=2", "--epochs", "1",
+                               "--compress-epochs", "1", "--steps-per-epoch", "2", "--validation-steps", "1",
+                               "--patch-size", "32", "--recipe", "prune_50", "--quantization", "float32",
+                               "--strategy", "multiworker", "--out", "run", "--quiet", "--json",
+                               cwd=tmp_path / f"w{i}", env=env))
+    results = []
+    try:
+        for p in procs:
+            results.append(p.communicate(timeout=900))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err[-4000:]
+    chief = tmp_path / "w0" / "run"
+    report = json.loads(results[0][0])
+    assert report["recipe"] == "prune_50" and report["scores"]["exported"] is not None
+    assert (chief / "3_export" / "unet_float32.tflite").is_file() and (chief / "report.json").is_file()
+    assert json.loads((chief / "2_prune_50" / "compress.json").read_text())["finished"]
+    config = json.loads((chief / "1_finetune" / "state.json").read_text())["config"]
+    assert config["strategy"] == "MultiWorkerMirroredStrategy" and config["replicas"] == 2
+    worker = tmp_path / "w1" / "run"
+    assert not worker.exists() or not [p for p in worker.rglob("*") if p.is_file()], list(worker.rglob("*"))
+    assert results[1][0].strip() == ""  # the other worker reports nothing; the chief does

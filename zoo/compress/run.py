@@ -27,6 +27,7 @@ from zoo.errors import InvalidArgumentError, ZooError
 from zoo.hub.contract import kernel_of
 from zoo.record import attach, attached
 from zoo.train import fit, get_strategy, read_state
+from zoo.train.strategy import is_chief
 
 # options a compression step cannot honour: option -> (its default, why)
 REFUSED = {"freeze_encoder_epochs": (0, "the wrappers rename the encoder's layers; fine-tune first, then compress"),
@@ -192,8 +193,11 @@ def compress(model, info, recipe, train="phantoms", val=None, options=None, stra
     data_kw = dict(batch_size=options.batch_size or 2, patch_size=options.patch_size, seed=options.seed,
                    data_options=options.data_options, loss=options.loss, steps=options.validation_steps)
     before = evaluate(model, info, val, **data_kw) if val is not None else {}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _io.write_json(out_dir / "compress.json", {"recipe": name, "steps": [s.name for s in steps], "finished": False})
+    chief = is_chief(strat)  # only the chief writes (a multi-worker run shares the folder)
+    if chief:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _io.write_json(out_dir / "compress.json", {"recipe": name, "steps": [s.name for s in steps],
+                                                  "finished": False})
     epochs, current, infos = options.epochs, model, []
     for i, (step, pl) in enumerate(zip(steps, plans), 1):
         stage = out_dir / f"{i}_{slug(step.name)}"
@@ -247,7 +251,8 @@ def compress(model, info, recipe, train="phantoms", val=None, options=None, stra
         # tfmot's quantize wrappers restore from HDF5, not from the .keras format
         "model_file": "model.h5" if quantized else "model.keras"})
     record = info.replace(source="compress", path=str(out_dir))
-    _save(out_dir, current, report, record)
+    if chief:
+        _save(out_dir, current, report, record)
     attach(current, record)
     _warn_if_worse(label, name, epochs, before, after)
     return current, report

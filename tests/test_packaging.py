@@ -137,3 +137,21 @@ def test_wheel_installs_into_fresh_venv_with_registry_inside(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.split() == got["names"]
 
+
+
+def test_tensorflow_noise_is_dropped_and_other_warnings_stay():
+    import logging
+
+    from zoo._keras import tf
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = tf.get_logger()
+    logger.addHandler(handler)
+    try:
+        logger.warning("Compiled the loaded model, but the compiled metrics have yet to be built. ...")
+        logger.warning("Callback method `on_train_batch_end` is slow compared to the batch time (batch time: 0.01s)")
+        logger.warning("a warning a user needs")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["a warning a user needs"]

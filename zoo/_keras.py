@@ -53,4 +53,18 @@ with _quiet_stderr_fd(not _USER_LOG_LEVEL):
     import tensorflow as tf  # noqa: E402
     import tf_keras as keras  # noqa: E402
 
+# TensorFlow's Python warnings that say nothing to a zoo user: a freshly cloned or loaded model
+# whose metrics are built on first use, and the per-batch callback timing of tiny test batches
+# (the zoo's checkpointing runs once per epoch). The zoo's own messages and every other
+# TensorFlow warning stay.
+_NOISE = ("compiled metrics have yet to be built", "is slow compared to the batch time")
+
+
+class _DropNoise:
+    def filter(self, record):
+        return not any(text in record.getMessage() for text in _NOISE)
+
+
+tf.get_logger().addFilter(_DropNoise())
+
 __all__ = ["tf", "keras"]

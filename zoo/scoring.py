@@ -102,16 +102,7 @@ def case_dice(truth, pred, num_classes):
 
 
 def case_iou(truth, pred, num_classes):
-    """As :func:`case_dice` with IoU = TP / (TP + FP + FN).
-
-    Args:
-        truth: class-index maps ``(cases, spatial...)``.
-        pred: predicted class-index maps of the same shape.
-        num_classes: the classes (class 0 is background and not scored).
-
-    Returns:
-        A float; NaN when no case has foreground in ``truth``.
-    """
+    """As :func:`case_dice` (same arguments and result) with IoU = TP / (TP + FP + FN)."""
     return _case_mean(truth, pred, num_classes, lambda tp, fp, fn: tp / (tp + fp + fn))
 
 

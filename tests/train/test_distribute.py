@@ -122,6 +122,21 @@ def free_ports(n):
     return ports
 
 
+def _finish(procs, timeout):
+    """Each worker's (stdout, stderr) once all exited 0; a worker still running is killed."""
+    results = []
+    try:
+        for p in procs:
+            results.append(p.communicate(timeout=timeout))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err[-4000:]
+    return results
+
+
 @pytest.mark.slow
 def test_multiworker_two_processes_chief_writes_checkpoints(tmp_path):
     out = tmp_path / "run"
@@ -130,16 +145,7 @@ def test_multiworker_two_processes_chief_writes_checkpoints(tmp_path):
     for i in range(2):
         env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
         procs.append(start_python(WORKER, i, out, tmp_path / f"w{i}", cwd=ROOT, env=env))
-    results = []
-    try:
-        for p in procs:
-            results.append(p.communicate(timeout=400))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, results):
-        assert p.returncode == 0, err[-4000:]
+    results = _finish(procs, timeout=400)
     chief, worker = (json.loads((tmp_path / f"w{i}.json").read_text()) for i in range(2))
     # only the chief (worker 0) wrote files into the run folder; the other worker wrote none there
     assert not [w for w in worker["written"] if Path(w).is_relative_to(out)], worker["written"]
@@ -249,16 +255,7 @@ def test_zoo_run_on_two_loopback_workers_the_chief_writes_every_artefact(tmp_pat
                                "--patch-size", "32", "--recipe", "prune_50", "--quantization", "float32",
                                "--strategy", "multiworker", "--out", "run", "--quiet", "--json",
                                cwd=tmp_path / f"w{i}", env=env))
-    results = []
-    try:
-        for p in procs:
-            results.append(p.communicate(timeout=900))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for p, (_, err) in zip(procs, results):
-        assert p.returncode == 0, err[-4000:]
+    results = _finish(procs, timeout=900)
     chief = tmp_path / "w0" / "run"
     report = json.loads(results[0][0])
     assert report["recipe"] == "prune_50" and report["scores"]["exported"] is not None

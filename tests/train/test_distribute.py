@@ -145,7 +145,7 @@ def test_multiworker_two_processes_chief_writes_checkpoints(tmp_path):
     for i in range(2):
         env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
         procs.append(start_python(WORKER, i, out, tmp_path / f"w{i}", cwd=ROOT, env=env))
-    results = _finish(procs, timeout=400)
+    _finish(procs, timeout=400)
     chief, worker = (json.loads((tmp_path / f"w{i}.json").read_text()) for i in range(2))
     # only the chief (worker 0) wrote files into the run folder; the other worker wrote none there
     assert not [w for w in worker["written"] if Path(w).is_relative_to(out)], worker["written"]

@@ -174,7 +174,18 @@ def _infer(model, image, *, source, patch_size, overlap, batch_size, blend, prog
     """Logits for one channels-last image; a 2D model on a volume runs slice by slice (axis 2)."""
     dims = len(model.input_shape) - 2
     want = model.input_shape[-1]
+    if dims == 2 and len(model.output_shape) == 2 and image.ndim == 4 and image.shape[2] > 1:
+        raise InvalidArgumentError(
+            f"predict: {source} is a volume of {image.shape[2]} slices ({image.shape[:3]}) but the model is a "
+            f"2D classifier: it gives one class per 2D image. Pass one slice as an image file or array "
+            f"(e.g. volume[:, :, k]), or use a 3D classifier.")
     if want is not None and image.shape[-1] != want:
+        if image.ndim == 4 and str(source).lower().endswith((".nii", ".nii.gz")) and image.shape[-1] > 1:
+            raise InvalidArgumentError(
+                f"predict: {source} is a 4D NIfTI image {image.shape}: its 4th axis ({image.shape[-1]} "
+                f"volumes, e.g. time points) is read as channels, but the model takes {want}. Pick one "
+                f"volume first (nibabel: nib.Nifti1Image(img.dataobj[..., k], img.affine)), or use a model "
+                f"built with in_channels={image.shape[-1]} if they are channels (e.g. MRI contrasts).")
         raise InvalidArgumentError(
             f"predict: {source} has {image.shape[-1]} channel(s) but the model takes {want}; convert "
             f"the input or use a model built with in_channels={image.shape[-1]}.")

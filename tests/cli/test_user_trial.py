@@ -212,3 +212,22 @@ def test_a_dicom_series_with_a_gap_is_refused_unless_the_user_asks(tmp_path):
     res = run_zoo(*base, "--dicom-gaps", "median", "--out", "all.nii.gz", cwd=tmp_path)
     assert res.returncode == 0 and "as asked (gaps='median')" in res.stderr, res.stderr[-2000:]
     assert kept < nib.load(str(tmp_path / "all.nii.gz")).shape[2] == 4
+
+
+def test_a_4d_nifti_and_a_volume_for_a_2d_classifier_get_messages_that_say_so(tmp_path):
+    """nibabel's example4d.nii.gz (128 x 96 x 24 x 2: two time points) for a 1-channel 3D model, and
+    its first volume for a 2D classifier."""
+    import nibabel as nib
+
+    import zoo
+    source = Path(nib.__file__).parent / "tests" / "data" / "example4d.nii.gz"
+    model = zoo.load("unet3d", filters=2, depth=1, num_classes=2, in_channels=1)
+    with pytest.raises(zoo.InvalidArgumentError, match=r"is a 4D NIfTI image .* read as channels, but the model "
+                                                      r"takes 1\. Pick one volume first"):
+        zoo.predict(model, source, out=False, patch_size=(16, 16, 16))
+    first = nib.load(str(source))
+    nib.save(nib.Nifti1Image(np.asarray(first.dataobj)[..., 0], first.affine), str(tmp_path / "vol.nii.gz"))
+    classifier = zoo.load("resnet18", width=8, num_classes=2, in_channels=1)
+    with pytest.raises(zoo.InvalidArgumentError, match=r"is a volume of 24 slices .* but the model is a 2D "
+                                                      r"classifier"):
+        zoo.predict(classifier, tmp_path / "vol.nii.gz")

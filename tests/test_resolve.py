@@ -116,3 +116,19 @@ def test_anything_else_is_refused_naming_what_is_taken(tmp_path):
 def test_the_record_reaches_the_export_sidecar_and_predict(trained):
     side = json.loads((trained / "small.tflite.json").read_text())
     assert side["entry"] == "unet" and side["patch_size"] == [32, 32] and side["task"] == "segmentation"
+
+
+def test_a_models_default_data_is_its_own_never_a_silent_switch_to_phantoms(tmp_path):
+    from zoo.record import training_data
+    base = ModelInfo(name="unet", task="segmentation", spatial_dims=2)
+    assert training_data(base, "compress") == "phantoms"  # unknown data: the built-in phantoms
+    assert training_data(base.replace(train="hard_phantoms"), "compress") == "hard_phantoms"
+    assert training_data(base.replace(train="tfds:isbi2012_em"), "export") == "tfds:isbi2012_em"
+    (tmp_path / "scans").mkdir()
+    assert training_data(base.replace(train=str(tmp_path / "scans")), "export") == str(tmp_path / "scans")
+    with pytest.raises(InvalidArgumentError, match=r"trained on data in .*gone, which no longer exists; pass "
+                                                   r"representative_data= \(zoo export --data DIR\)"):
+        training_data(base.replace(train=str(tmp_path / "gone")), "export", arg="representative_data",
+                      flag="zoo export --data DIR")
+    with pytest.raises(InvalidArgumentError, match=r"trained on data in memory \(tuple\); pass train="):
+        training_data(base.replace(train="tuple"), "compress")

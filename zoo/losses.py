@@ -9,6 +9,12 @@ value per sample (mean over pixels), so ``sample_weight`` and Keras reductions w
 ``weighted_ce`` also takes a per-pixel weight channel: labels ``(batch, *spatial, 2)`` =
 ``[class index, weight]``, e.g. ``np.stack([mask, unet_weight_map(mask)], -1)``.
 
+``ignore_label`` (every loss; None by default): voxels labelled with it (e.g. 255: not annotated,
+the 3D U-Net paper's sparse annotation) contribute nothing, and the normalisation counts the
+labelled voxels only: Dice sums over labelled voxels only (a sample with none scores a loss of
+0, never NaN); cross-entropy and focal are averaged over the labelled voxels of the whole batch,
+as torch's ``CrossEntropyLoss(ignore_index=...)`` and the paper's zero-weighted softmax are.
+
 Definitions, where libraries differ (each compared with MONAI 1.6 / torch in the tests):
 
 * ``dice``, ``dice_ce``, ``ce``: as MONAI's ``DiceLoss``/``DiceCELoss`` (softmax, batch of
@@ -31,8 +37,9 @@ from zoo.errors import InvalidArgumentError, MissingDependencyError, check_choic
 _register = keras.utils.register_keras_serializable(package="zoo")
 
 
-def _split(y_true, y_pred):
-    """(labels int (B, N) or None, onehot float (B, N, C) or None, logits (B, N, C))."""
+def _split(y_true, y_pred, ignore_label=None):
+    """(labels int (B, N) or None, onehot float (B, N, C) or None, logits (B, N, C), labelled-voxel
+    mask (B, N) float or None). With ``ignore_label``, ignored voxels get label 0 and mask 0."""
     y_pred = tf.convert_to_tensor(y_pred)
     y_true = tf.convert_to_tensor(y_true)
     c = y_pred.shape[-1]
@@ -42,16 +49,23 @@ def _split(y_true, y_pred):
               or c == 1)
     if sparse:
         labels = tf.cast(tf.reshape(y_true, tf.stack([batch, -1])), tf.int32)
-        return labels, None, logits
+        if ignore_label is None:
+            return labels, None, logits, None
+        keep = tf.not_equal(labels, int(ignore_label))
+        return tf.where(keep, labels, 0), None, logits, tf.cast(keep, tf.float32)
+    if ignore_label is not None:
+        raise InvalidArgumentError(f"ignore_label={ignore_label!r} needs class-index labels (..., 1), not one-hot "
+                                   f"labels of shape {y_true.shape}.")
     if y_true.shape[-1] != c:
         raise InvalidArgumentError(f"labels of shape {y_true.shape} do not fit predictions of shape "
                                    f"{y_pred.shape}: pass class indices (..., 1) or one-hot (..., {c}).")
-    return None, tf.cast(tf.reshape(y_true, tf.stack([batch, -1, c])), logits.dtype), logits
+    return None, tf.cast(tf.reshape(y_true, tf.stack([batch, -1, c])), logits.dtype), logits, None
 
 
-def _probs_onehot(y_true, y_pred, from_logits):
-    """Per-class probabilities and one-hot targets, (B, N, K); a sigmoid output becomes K = 2."""
-    labels, onehot, logits = _split(y_true, y_pred)
+def _probs_onehot(y_true, y_pred, from_logits, ignore_label=None):
+    """Per-class probabilities and one-hot targets, (B, N, K) (a sigmoid output becomes K = 2),
+    and the labelled-voxel mask (B, N, 1) or None."""
+    labels, onehot, logits, mask = _split(y_true, y_pred, ignore_label)
     logits = tf.cast(logits, tf.float32)
     if logits.shape[-1] == 1:
         p = tf.sigmoid(logits) if from_logits else logits
@@ -60,32 +74,41 @@ def _probs_onehot(y_true, y_pred, from_logits):
         probs = tf.nn.softmax(logits, axis=-1) if from_logits else logits
     if onehot is None:
         onehot = tf.one_hot(labels, probs.shape[-1], dtype=tf.float32)
-    return probs, tf.cast(onehot, tf.float32)
+    return probs, tf.cast(onehot, tf.float32), None if mask is None else mask[..., None]
 
 
-def _log_probs_true(y_true, y_pred, from_logits):
-    """log p(true class) per pixel (B, N), numerically stable from logits."""
-    labels, onehot, logits = _split(y_true, y_pred)
+def _log_probs_true(y_true, y_pred, from_logits, ignore_label=None):
+    """(log p(true class) per pixel (B, N), numerically stable from logits; the true class;
+    the labelled-voxel mask (B, N) or None)."""
+    labels, onehot, logits, mask = _split(y_true, y_pred, ignore_label)
     logits = tf.cast(logits, tf.float32)
     if logits.shape[-1] == 1:
         z = logits[..., 0]
         y = tf.cast(labels if labels is not None else onehot[..., 0], tf.float32)
         if from_logits:
-            return -tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z), y
+            return -tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=z), y, mask
         p = tf.clip_by_value(z, 1e-7, 1.0 - 1e-7)
-        return y * tf.math.log(p) + (1.0 - y) * tf.math.log(1.0 - p), y
+        return y * tf.math.log(p) + (1.0 - y) * tf.math.log(1.0 - p), y, mask
     logp = tf.nn.log_softmax(logits, -1) if from_logits else tf.math.log(tf.clip_by_value(logits, 1e-7, 1.0))
     if onehot is None:
         onehot = tf.one_hot(labels, logits.shape[-1], dtype=tf.float32)
-    return tf.reduce_sum(onehot * logp, -1), tf.cast(tf.argmax(onehot, -1), tf.float32)
+    return tf.reduce_sum(onehot * logp, -1), tf.cast(tf.argmax(onehot, -1), tf.float32), mask
 
 
 class _ZooLoss(keras.losses.Loss):
     _params = ()
+    ignore_label = None
+
+    def _set_ignore(self, ignore_label):
+        if ignore_label is not None and (isinstance(ignore_label, bool) or not isinstance(ignore_label, int)):
+            raise InvalidArgumentError(f"{self.name}: ignore_label={ignore_label!r} must be an integer label value "
+                                       "(e.g. 255) or None.")
+        self.ignore_label = ignore_label
 
     def get_config(self):
         config = super().get_config()
         config.update({k: getattr(self, k) for k in self._params})
+        config["ignore_label"] = self.ignore_label
         return config
 
 
@@ -94,13 +117,17 @@ class DiceLoss(_ZooLoss):
     """Soft Dice loss, 1 - mean over classes of (2 sum(p g) + smooth) / (sum p + sum g + smooth)."""
     _params = ("from_logits", "smooth", "include_background")
 
-    def __init__(self, from_logits=True, smooth=1e-5, include_background=True, name="dice", **kwargs):
+    def __init__(self, from_logits=True, smooth=1e-5, include_background=True, name="dice", ignore_label=None,
+                 **kwargs):
         super().__init__(name=name, **kwargs)
         self.from_logits, self.smooth = from_logits, float(smooth)
         self.include_background = include_background
+        self._set_ignore(ignore_label)
 
     def call(self, y_true, y_pred):
-        probs, onehot = _probs_onehot(y_true, y_pred, self.from_logits)
+        probs, onehot, mask = _probs_onehot(y_true, y_pred, self.from_logits, self.ignore_label)
+        if mask is not None:  # unlabelled voxels count in no sum
+            probs, onehot = probs * mask, onehot * mask
         if not self.include_background:
             probs, onehot = probs[..., 1:], onehot[..., 1:]
         inter = tf.reduce_sum(probs * onehot, axis=1)
@@ -114,10 +141,11 @@ class CrossEntropy(_ZooLoss):
     """Categorical (softmax) or binary (one sigmoid output) cross-entropy, optional class weights."""
     _params = ("from_logits", "class_weights")
 
-    def __init__(self, from_logits=True, class_weights=None, name="ce", **kwargs):
+    def __init__(self, from_logits=True, class_weights=None, name="ce", ignore_label=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.from_logits = from_logits
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self._set_ignore(ignore_label)
 
     def _pixel_weights(self, cls):
         if self.class_weights is None:
@@ -125,10 +153,10 @@ class CrossEntropy(_ZooLoss):
         return tf.gather(tf.constant(self.class_weights, tf.float32), tf.cast(cls, tf.int32))
 
     def call(self, y_true, y_pred):
-        logp, cls = _log_probs_true(y_true, y_pred, self.from_logits)
-        if self.class_weights is None:
+        logp, cls, mask = _log_probs_true(y_true, y_pred, self.from_logits, self.ignore_label)
+        if self.class_weights is None and mask is None:
             return tf.reduce_mean(-logp, axis=-1)
-        return _weighted_mean(-logp, self._pixel_weights(cls))
+        return _weighted_mean(-logp, self._pixel_weights(cls) * (1.0 if mask is None else mask))
 
 
 def _weighted_mean(loss, weights):
@@ -147,8 +175,9 @@ class WeightedCrossEntropy(CrossEntropy):
     Labels: class indices ``(..., 1)`` or ``[class index, weight]`` pairs ``(..., 2)``.
     """
 
-    def __init__(self, from_logits=True, class_weights=None, name="weighted_ce", **kwargs):
-        super().__init__(from_logits=from_logits, class_weights=class_weights, name=name, **kwargs)
+    def __init__(self, from_logits=True, class_weights=None, name="weighted_ce", ignore_label=None, **kwargs):
+        super().__init__(from_logits=from_logits, class_weights=class_weights, name=name, ignore_label=ignore_label,
+                         **kwargs)
 
     def call(self, y_true, y_pred):
         y_true = tf.convert_to_tensor(y_true)
@@ -161,8 +190,8 @@ class WeightedCrossEntropy(CrossEntropy):
         elif y_true.shape.rank == y_pred.shape.rank and y_true.shape[-1] not in (1, None):
             raise InvalidArgumentError(f"weighted_ce: labels of shape {y_true.shape} must be class "
                                        "indices (..., 1) or [class, weight] pairs (..., 2).")
-        logp, cls = _log_probs_true(y_true, y_pred, self.from_logits)
-        return _weighted_mean(-logp, self._pixel_weights(cls) * pixel)
+        logp, cls, mask = _log_probs_true(y_true, y_pred, self.from_logits, self.ignore_label)
+        return _weighted_mean(-logp, self._pixel_weights(cls) * pixel * (1.0 if mask is None else mask))
 
 
 @_register
@@ -171,13 +200,14 @@ class DiceCELoss(_ZooLoss):
     _params = ("from_logits", "smooth", "include_background", "dice_weight", "ce_weight")
 
     def __init__(self, from_logits=True, smooth=1e-5, include_background=True, dice_weight=1.0,
-                 ce_weight=1.0, name="dice_ce", **kwargs):
+                 ce_weight=1.0, name="dice_ce", ignore_label=None, **kwargs):
         super().__init__(name=name, **kwargs)
         self.from_logits, self.smooth = from_logits, float(smooth)
         self.include_background = include_background
         self.dice_weight, self.ce_weight = float(dice_weight), float(ce_weight)
-        self._dice = DiceLoss(from_logits, smooth, include_background)
-        self._ce = CrossEntropy(from_logits)
+        self._set_ignore(ignore_label)
+        self._dice = DiceLoss(from_logits, smooth, include_background, ignore_label=ignore_label)
+        self._ce = CrossEntropy(from_logits, ignore_label=ignore_label)
 
     def call(self, y_true, y_pred):
         return (self.dice_weight * self._dice.call(y_true, y_pred)
@@ -195,8 +225,10 @@ class FocalLoss(_ZooLoss):
     """
     _params = ("from_logits", "gamma", "alpha", "class_reduction")
 
-    def __init__(self, from_logits=True, gamma=2.0, alpha=None, class_reduction="sum", name="focal", **kwargs):
+    def __init__(self, from_logits=True, gamma=2.0, alpha=None, class_reduction="sum", name="focal",
+                 ignore_label=None, **kwargs):
         super().__init__(name=name, **kwargs)
+        self._set_ignore(ignore_label)
         if gamma < 0:
             raise InvalidArgumentError(f"focal: gamma={gamma!r} must be >= 0 (2 in the paper).")
         self.class_reduction = check_choice("class_reduction", class_reduction, ("sum", "mean"), "focal")
@@ -204,7 +236,7 @@ class FocalLoss(_ZooLoss):
         self.alpha = alpha if alpha is None or np.isscalar(alpha) else [float(a) for a in alpha]
 
     def call(self, y_true, y_pred):
-        logp, cls = _log_probs_true(y_true, y_pred, self.from_logits)
+        logp, cls, mask = _log_probs_true(y_true, y_pred, self.from_logits, self.ignore_label)
         loss = -tf.pow(1.0 - tf.exp(logp), self.gamma) * logp
         if self.alpha is not None:
             if np.isscalar(self.alpha) and tf.convert_to_tensor(y_pred).shape[-1] == 1:
@@ -215,6 +247,8 @@ class FocalLoss(_ZooLoss):
                 loss = loss * tf.gather(tf.constant(self.alpha, tf.float32), tf.cast(cls, tf.int32))
         if self.class_reduction == "mean":
             loss = loss / float(tf.convert_to_tensor(y_pred).shape[-1])
+        if mask is not None:
+            return _weighted_mean(loss, mask)
         return tf.reduce_mean(loss, axis=-1)
 
 

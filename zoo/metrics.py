@@ -15,7 +15,8 @@ Dice and IoU come in two definitions, chosen by ``average``:
   summed first, then one score per class (a dataset-level score; large cases weigh more).
 
 A class never present in the labels is left out of the mean over classes; asked for alone
-(``class_id``) it scores 0.
+(``class_id``) it scores 0. ``ignore_label`` (e.g. 255, sparse annotation): voxels with that label
+count nowhere, neither as the class a prediction missed nor as a false positive.
 """
 from zoo._keras import keras, tf
 from zoo.errors import InvalidArgumentError, check_choice
@@ -43,8 +44,12 @@ def _classes(y_true, y_pred, from_logits):
 
 class _Overlap(keras.metrics.Metric):
     def __init__(self, num_classes, class_id=None, from_logits=True, include_background=False,
-                 name=None, dtype=None, average="case"):
+                 name=None, dtype=None, average="case", ignore_label=None):
         super().__init__(name=name, dtype=dtype)
+        if ignore_label is not None and (isinstance(ignore_label, bool) or not isinstance(ignore_label, int)):
+            raise InvalidArgumentError(f"{type(self).__name__}: ignore_label={ignore_label!r} must be an integer "
+                                       "label value (e.g. 255) or None.")
+        self.ignore_label = ignore_label
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
             raise InvalidArgumentError(f"{type(self).__name__}: num_classes={num_classes!r} must be an "
                                        "int >= 1 (1 = one sigmoid output).")
@@ -77,9 +82,11 @@ class _Overlap(keras.metrics.Metric):
         t = tf.reshape(tf.one_hot(true, k), tf.stack([batch, -1, k]))
         p = tf.reshape(tf.one_hot(pred, k), tf.stack([batch, -1, k]))
         w = 1.0
+        if self.ignore_label is not None:  # unlabelled voxels: neither a miss nor a false positive
+            w = tf.reshape(tf.cast(tf.not_equal(true, self.ignore_label), tf.float32), tf.stack([batch, -1]))[..., None]
         if sample_weight is not None:  # per sample (batch,) or per pixel, broadcast to the labels
-            w = tf.reshape(tf.cast(sample_weight, tf.float32), tf.stack([batch, -1]))
-            w = tf.broadcast_to(w, tf.shape(t)[:2])[..., None]
+            sw = tf.reshape(tf.cast(sample_weight, tf.float32), tf.stack([batch, -1]))
+            w = w * tf.broadcast_to(sw, tf.shape(t)[:2])[..., None]
         return (tf.reduce_sum(w * t * p, 1), tf.reduce_sum(w * (1.0 - t) * p, 1),
                 tf.reduce_sum(w * t * (1.0 - p), 1))
 
@@ -125,7 +132,8 @@ class _Overlap(keras.metrics.Metric):
     def get_config(self):
         config = super().get_config()
         config.update(num_classes=self.num_classes, class_id=self.class_id, from_logits=self.from_logits,
-                      include_background=self.include_background, average=self.average)
+                      include_background=self.include_background, average=self.average,
+                      ignore_label=self.ignore_label)
         return config
 
 
@@ -135,9 +143,9 @@ class DiceScore(_Overlap):
     default) or one class (``class_id``); per case (default) or pooled (see the module docstring)."""
 
     def __init__(self, num_classes, class_id=None, from_logits=True, include_background=False,
-                 name=None, dtype=None, average="case"):
+                 name=None, dtype=None, average="case", ignore_label=None):
         name = name or ("dice" if class_id is None else f"dice_{class_id}") + ("_pooled" if average == "pooled" else "")
-        super().__init__(num_classes, class_id, from_logits, include_background, name, dtype, average)
+        super().__init__(num_classes, class_id, from_logits, include_background, name, dtype, average, ignore_label)
 
     @staticmethod
     def _ratio(tp, fp, fn):
@@ -149,9 +157,9 @@ class IoUScore(_Overlap):
     """IoU (Jaccard) = TP / (TP + FP + FN) per class; mean or one class as for DiceScore."""
 
     def __init__(self, num_classes, class_id=None, from_logits=True, include_background=False,
-                 name=None, dtype=None, average="case"):
+                 name=None, dtype=None, average="case", ignore_label=None):
         name = name or ("iou" if class_id is None else f"iou_{class_id}") + ("_pooled" if average == "pooled" else "")
-        super().__init__(num_classes, class_id, from_logits, include_background, name, dtype, average)
+        super().__init__(num_classes, class_id, from_logits, include_background, name, dtype, average, ignore_label)
 
     @staticmethod
     def _ratio(tp, fp, fn):
@@ -196,13 +204,14 @@ def accuracy(num_classes, from_logits=True):
     return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
 
-def get_metrics(task, num_classes, from_logits=True):
+def get_metrics(task, num_classes, from_logits=True, ignore_label=None):
     """The default metrics of a task.
 
     Args:
         task: ``"classification"`` or ``"segmentation"``.
         num_classes: output channels of the model (1: one sigmoid output).
         from_logits: the model outputs logits.
+        ignore_label: a label value the segmentation metrics leave out (unlabelled voxels), or None.
 
     Returns:
         A list of Keras metrics: classification -> accuracy, AUC; segmentation -> per-case mean
@@ -217,7 +226,8 @@ def get_metrics(task, num_classes, from_logits=True):
         raise InvalidArgumentError(f"get_metrics: num_classes={num_classes!r} must be an int >= 1.")
     if task == "classification":
         return [accuracy(num_classes, from_logits), AUC(num_classes, from_logits)]
-    out = [DiceScore(num_classes, from_logits=from_logits), IoUScore(num_classes, from_logits=from_logits)]
+    kw = dict(from_logits=from_logits, ignore_label=ignore_label)
+    out = [DiceScore(num_classes, **kw), IoUScore(num_classes, **kw)]
     if num_classes > 2:
-        out += [DiceScore(num_classes, class_id=c, from_logits=from_logits) for c in range(1, num_classes)]
+        out += [DiceScore(num_classes, class_id=c, **kw) for c in range(1, num_classes)]
     return out

@@ -101,3 +101,89 @@ def test_an_ignore_label_survives_a_saved_loss_and_metric():
     assert metrics.DiceScore.from_config(metric.get_config()).ignore_label == IGNORE
     with pytest.raises(Exception, match="ignore_label='255' must be an integer"):
         losses.get_loss("ce", ignore_label="255")
+
+
+def test_sparse_slices_keep_k_orthogonal_annotated_slices():
+    from zoo.data import phantom_arrays
+    from zoo.data.sparse import sparse_slices
+    _, y = phantom_arrays(1, spatial_dims=3, size=16, num_classes=2)
+    sparse = sparse_slices(y[0], 3, seed=0)
+    assert sparse.shape == y[0].shape and set(np.unique(sparse)) <= {0, 1, IGNORE}
+    annotated = sparse[..., 0] != IGNORE
+    # one full slice per axis, each the dense labels there; nothing else annotated
+    axes_with_a_full_slice = [a for a in range(3)
+                              if any(np.moveaxis(annotated, a, 0)[i].all() for i in range(16))]
+    assert axes_with_a_full_slice == [0, 1, 2]
+    assert annotated.sum() <= 3 * 16 * 16 and np.array_equal(sparse[annotated], y[0][annotated])
+    with pytest.raises(Exception, match="ignore_label=1 is already a label value"):
+        sparse_slices(y[0], 3, ignore_label=1)
+
+
+@pytest.mark.slow  # ~2 min: three short trainings of a small 3D U-Net
+def test_three_annotated_slices_train_almost_as_well_as_dense_labels(tmp_path):
+    """The 3D U-Net paper's setting on 3D phantoms (24^3, 16 volumes, 30 epochs): trained on 3
+    annotated orthogonal slices per volume (12 % of the voxels) with ignore_label, the
+    full-volume Dice on held-out phantoms comes within 0.1 of dense training (measured: 0.881 vs
+    0.917), and far above the same slices with the unannotated voxels taken as background (0.27)."""
+    import zoo
+    from zoo.data import phantom_arrays
+    from zoo.data.sparse import sparse_slices
+    from zoo.scoring import case_dice, labels
+    from zoo.train.loop import seed_everything
+    x, y = phantom_arrays(16, spatial_dims=3, size=24, num_classes=2, seed=0)
+    xv, yv = phantom_arrays(8, spatial_dims=3, size=24, num_classes=2, seed=99)
+    sparse = np.stack([sparse_slices(v, 3, seed=i) for i, v in enumerate(y)])
+    dice = {}
+    for name, lab, ignore in (("dense", y, None), ("sparse", sparse, IGNORE),
+                              ("as background", np.where(sparse == IGNORE, 0, sparse), None)):
+        seed_everything(0)
+        model = zoo.load("unet3d", filters=4, depth=2, num_classes=2, in_channels=1)
+        zoo.finetune(model, (x, lab), epochs=30, batch_size=2, out_dir=tmp_path / name, verbose=0,
+                     tensorboard=False, ignore_label=ignore)
+        dice[name] = case_dice(yv[..., 0], labels(model.predict(xv, verbose=0)), 2)
+    assert dice["sparse"] >= dice["dense"] - 0.1, dice
+    assert dice["sparse"] >= dice["as background"] + 0.3, dice
+
+
+def test_the_data_path_lets_the_ignore_label_pass_and_never_samples_it_as_foreground():
+    from zoo.data.checks import check_labels
+    from zoo.data.volumes import sample_patches
+    from zoo.errors import ZooError
+    labels = np.array([[0, 1], [IGNORE, 0]])
+    with pytest.raises(ZooError, match=r"label values \[255\] are outside .* or pass ignore_label=VALUE"):
+        check_labels(labels, 2, "masks")
+    assert check_labels(labels, 2, "masks", ignore_label=IGNORE).tolist() == labels.tolist()
+    label = np.full((12, 12, 12), IGNORE)
+    label[:, :, 6] = 0  # one annotated slice with one foreground voxel
+    label[3, 4, 6] = 1
+    rng = np.random.default_rng(0)
+    starts = sample_patches(np.zeros((12, 12, 12, 1)), label, (4, 4, 4), 20, 1.0, rng, ignore_label=IGNORE)
+    for start in starts:  # every "foreground" patch holds the one real foreground voxel
+        assert all(s <= c < s + 4 for s, c in zip(start, (3, 4, 6))), start
+
+
+def test_finetune_and_its_command_train_on_masks_with_unannotated_pixels(tmp_path):
+    from _proc import run_zoo
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for sub in ("images", "masks"):
+            (tmp_path / "data" / split / sub).mkdir(parents=True)
+        for i in range(4):
+            image = rng.integers(0, 80, (32, 32)).astype(np.uint8)
+            mask = np.full((32, 32), IGNORE, np.uint8)
+            mask[8:24, 8:12] = 1  # a few annotated strokes, the rest unannotated
+            mask[8:24, 20:24] = 0
+            image[8:24, 8:12] += 150
+            Image.fromarray(image).save(tmp_path / "data" / split / "images" / f"c{i}.png")
+            Image.fromarray(mask).save(tmp_path / "data" / split / "masks" / f"c{i}.png")
+    res = run_zoo("finetune", "unet", "--set", "filters=4", "--set", "depth=2", "--train", "data/train", "--val",
+                  "data/val", "--epochs", "1", "--patch-size", "32", "--ignore-label", "255", "--out", "run",
+                  "--no-tensorboard", "--quiet", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    import json
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["config"]["options"]["ignore_label"] == 255 and np.isfinite(state["history"][0]["val_loss"])
+    res = run_zoo("finetune", "unet", "--set", "filters=4", "--set", "depth=2", "--train", "data/train",
+                  "--epochs", "1", "--patch-size", "32", "--out", "run2", "--quiet", cwd=tmp_path)
+    assert res.returncode == 2 and "--ignore-label VALUE" in res.stderr  # the hint in the command's words

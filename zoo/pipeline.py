@@ -145,12 +145,12 @@ class RunReport:
         return "\n".join(lines)
 
 
-def _from_data(entry, train, dims, model_options, data_options, verbose):
+def _from_data(entry, train, dims, model_options, data_options, verbose, ignore_label=None):
     """The channels and classes a user's data implies (nothing for the phantoms), said on stderr."""
     given = dict(model_options or {})
     if train in ("phantoms", "hard_phantoms") or ("in_channels" in given and "num_classes" in given):
         return {}
-    found = inspect_source(train, task=entry.task, spatial_dims=dims, options=data_options)
+    found = inspect_source(train, task=entry.task, spatial_dims=dims, options=data_options, ignore_label=ignore_label)
     if not found:
         return {}
     what = []
@@ -168,7 +168,7 @@ def _from_data(entry, train, dims, model_options, data_options, verbose):
 def _record(entry, kwargs, train, val, recipe, quantization, epochs, compress_epochs, size, opts):
     """What the run is made from (``run.json``): a rerun must match it to continue the run."""
     options = {k: getattr(opts, k) for k in ("batch_size", "steps_per_epoch", "validation_steps", "learning_rate",
-                                              "data_options", "seed", "deterministic")}
+                                              "data_options", "seed", "deterministic", "ignore_label")}
     return json.loads(json.dumps({
         "model": entry.name, "build": {k: v for k, v in kwargs.items() if k != "input_shape"},
         "train": data_record(train), "val": data_record(val), "recipe": recipe, "quantization": quantization,
@@ -316,7 +316,7 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
     strategy = get_strategy(opts.strategy, opts.devices)  # first: a multi-worker strategy precedes all ops
     dims = spatial_dims or entry.spatial_dims[0]
     train, val, notes = _data(data, train, val)
-    found = _from_data(entry, train, dims, model_options, opts.data_options, verbose)
+    found = _from_data(entry, train, dims, model_options, opts.data_options, verbose, opts.ignore_label)
     kwargs, size = _build_options(entry, spatial_dims, patch_size, model_options, found)
     opts = opts.replace(patch_size=size)
     recipe = entry.recipes[0] if recipe is None and entry.recipes else recipe

@@ -51,7 +51,8 @@ def _cmd_run(args):
                      restart=args.restart, deterministic=args.deterministic,
                      verbose=not args.quiet, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
                      validation_steps=args.validation_steps, learning_rate=args.lr, strategy=args.strategy,
-                     data_options=key_values(args.data_option, "--data-option"), seed=args.seed)
+                     data_options=key_values(args.data_option, "--data-option"), seed=args.seed,
+                     ignore_label=args.ignore_label)
     if report is None:  # a worker of a multi-worker run: the chief reports
         return 0
     if args.json:
@@ -107,6 +108,8 @@ def add_parsers(sub):
     s.add_argument("--out", help="run folder (default runs/run_NAME)")
     s.add_argument("--seed", type=int, default=0, help="random seed of the weights, data order, patches and "
                    "augmentation (default 0): the same command repeats on one machine")
+    s.add_argument("--ignore-label", type=int, metavar="VALUE", help="the label value of unannotated voxels "
+                   "(sparse annotation, e.g. 255): left out of the loss and the metrics")
     s.add_argument("--deterministic", action="store_true", help="deterministic TensorFlow kernels too (slower)")
     s.add_argument("--restart", action="store_true", help="delete the stages in --out and start the run over "
                    "(otherwise a rerun continues it, and stops if its inputs differ)")

@@ -55,7 +55,8 @@ def _cmd_finetune(args):
         monitor=args.monitor, steps_per_epoch=args.steps_per_epoch,
         validation_steps=args.validation_steps, augment=args.augment, seed=args.seed,
         tensorboard=not args.no_tensorboard, verbose=0 if args.quiet else "auto",
-        data_options=key_values(args.data_option, "--data-option"), force_resume=args.force_resume)
+        data_options=key_values(args.data_option, "--data-option"), force_resume=args.force_resume,
+        ignore_label=args.ignore_label)
     state = history.zoo_state or {}
     if gan:
         return print_gan_summary(state, args.name, train, out)
@@ -124,6 +125,8 @@ def add_parsers(sub):
     s.add_argument("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs "
                    "without improvement of --monitor")
     s.add_argument("--monitor", default="val_loss", help="the value that picks best.h5 (default val_loss)")
+    s.add_argument("--ignore-label", type=int, metavar="VALUE", help="the label value of unannotated voxels "
+                   "(sparse annotation, e.g. 255): left out of the loss and the metrics")
     s.add_argument("--augment", action="store_true", help="random flips, rotations and intensity changes")
     s.add_argument("--seed", type=int, default=0, help="random seed of shuffling and patches (default 0)")
     s.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs in <out>/logs")

@@ -15,7 +15,7 @@ def _shape_images(images, spatial_dims, source):
 
 
 def from_arrays(images, labels=None, *, spatial_dims=None, num_classes=None, in_channels=None,
-                source="arrays"):
+                source="arrays", ignore_label=None):
     """A tf.data.Dataset from NumPy arrays (channels last).
 
     images: (N, H, W), (N, H, W, C), (N, D, H, W) with ``spatial_dims=3``, or (N, D, H, W, C).
@@ -45,12 +45,12 @@ def from_arrays(images, labels=None, *, spatial_dims=None, num_classes=None, in_
                             "voxel (one channel of class indices).")
     else:
         labels = labels.reshape(-1)
-    labels = check_labels(labels, num_classes, source)
+    labels = check_labels(labels, num_classes, source, ignore_label)
     return tf.data.Dataset.from_tensor_slices((images, labels))
 
 
 def npz(path, *, images_key="images", labels_key="labels", spatial_dims=None, num_classes=None,
-        in_channels=None):
+        in_channels=None, ignore_label=None):
     """A .npz file with arrays ``images_key`` and (optionally, if present) ``labels_key``."""
     path = as_path(path, "npz", kind="file")
     try:
@@ -67,4 +67,4 @@ def npz(path, *, images_key="images", labels_key="labels", spatial_dims=None, nu
         raise DataError(f"{path}: cannot read this .npz file ({describe(e)}); it is truncated, "
                         "not an .npz, or holds pickled objects (not allowed).") from None
     return from_arrays(images, labels, spatial_dims=spatial_dims, num_classes=num_classes,
-                       in_channels=in_channels, source=str(path))
+                       in_channels=in_channels, source=str(path), ignore_label=ignore_label)

@@ -57,8 +57,9 @@ def check_finite(array, source):
     return array
 
 
-def check_labels(labels, num_classes, source):
-    """Integer labels; values must lie in [0, num_classes) when num_classes is given."""
+def check_labels(labels, num_classes, source, ignore_label=None):
+    """Integer labels; values must lie in [0, num_classes) when num_classes is given, except
+    ``ignore_label`` (a voxel nobody annotated, e.g. 255), which is not a class."""
     labels = np.asarray(labels)
     if np.issubdtype(labels.dtype, np.floating):
         check_finite(labels, source)
@@ -69,11 +70,15 @@ def check_labels(labels, num_classes, source):
     if num_classes:
         n = max(int(num_classes), 2)  # one sigmoid output still means classes {0, 1}
         bad = (labels < 0) | (labels >= n)
+        if ignore_label is not None:
+            bad &= labels != int(ignore_label)
         if bad.any():
             found = np.unique(labels[bad])[:8].tolist()
+            hint = "" if ignore_label is not None else (", or pass ignore_label=VALUE when a value marks "
+                                                        "unannotated voxels")
             raise DataError(f"{source}: label values {found} are outside the class range 0..{n - 1} "
                             f"(num_classes={num_classes}). Remap the labels (e.g. 255 -> 1) or pass "
-                            "the right num_classes.")
+                            f"the right num_classes{hint}.")
     return labels
 
 

@@ -264,7 +264,7 @@ def _series_list(series):
 
 def dicom(series, labels=None, *, patch_size=None, samples_per_volume=1, fg_fraction=0.5, window=None,
           normalize="auto", spacing=None, num_classes=None, in_channels=None, label_suffix="",
-          shuffle=True, seed=0, cache=True, gaps="error"):
+          shuffle=True, seed=0, cache=True, gaps="error", ignore_label=None):
     """DICOM series as a tf.data.Dataset (the preprocessing and patches of :func:`zoo.data.nifti`).
 
     series: one series folder, a folder of series folders, or a list of series folders.
@@ -287,4 +287,5 @@ def dicom(series, labels=None, *, patch_size=None, samples_per_volume=1, fg_frac
     return volume_dataset(folders, labels, read=read, patch_size=patch_size,
                           samples_per_volume=samples_per_volume, fg_fraction=fg_fraction, window=window,
                           normalize=normalize, spacing=spacing, num_classes=num_classes,
-                          in_channels=in_channels, shuffle=shuffle, seed=seed, cache=cache)
+                          in_channels=in_channels, shuffle=shuffle, seed=seed, cache=cache,
+                          ignore_label=ignore_label)

@@ -87,7 +87,7 @@ def read_image(path, channels=None, size=None):
     return _resize(check_finite(arr, str(path)), size, False)
 
 
-def _decode_mask(path, mask_values, num_classes):
+def _decode_mask(path, mask_values, num_classes, ignore_label=None):
     im = _open(path)
     try:
         im.load()
@@ -108,7 +108,7 @@ def _decode_mask(path, mask_values, num_classes):
             raise DataError(f"{path}: mask values {np.unique(arr[out < 0])[:8].tolist()} are not in "
                             f"mask_values={list(mask_values)}. Add them or fix the mask.")
         arr = out
-    return check_labels(arr, num_classes, str(path))
+    return check_labels(arr, num_classes, str(path), ignore_label)
 
 
 def resize_image(arr, size):
@@ -243,7 +243,7 @@ def _pairs(image_dir, mask_dir, mask_suffix):
 
 def segmentation_folder(image_dir, mask_dir, *, num_classes=None, image_size=None, patch_size=None,
                         random_crop=True, seed=0, in_channels=None, color_mode="auto", mask_suffix="",
-                        mask_values=None, validate=True):
+                        mask_values=None, validate=True, ignore_label=None):
     """2D segmentation data: images and masks in two folders, paired by file name stem.
 
     Returns a tf.data.Dataset of (float32 (H, W, C) image, int32 (H, W, 1) mask) with attributes
@@ -253,6 +253,7 @@ def segmentation_folder(image_dir, mask_dir, *, num_classes=None, image_size=Non
     ``seed``, when ``random_crop=True`` (training), the centre window when False (validation);
     pairs smaller than the patch are padded (image with its minimum, mask with 0). With a
     patch the images may differ in size; without one (and without image_size) they must not.
+    ``ignore_label``: a mask value that marks unannotated pixels (not a class; kept as is).
     """
     _pil()
     patch = check_size(patch_size, 2)
@@ -267,12 +268,12 @@ def segmentation_folder(image_dir, mask_dir, *, num_classes=None, image_size=Non
     if validate:
         for fi, fm in zip(images, masks):
             read_image(fi, channels)
-            _decode_mask(fm, mask_values, num_classes)
+            _decode_mask(fm, mask_values, num_classes, ignore_label)
 
     def load(i):
         i = int(i)
         image = read_image(images[i], channels, size)
-        mask = _resize(_decode_mask(masks[i], mask_values, num_classes), size, True)
+        mask = _resize(_decode_mask(masks[i], mask_values, num_classes, ignore_label), size, True)
         return image, mask.astype(np.int32)[..., None]
 
     shape = size or (None, None)

@@ -114,13 +114,21 @@ def pad_to(image, label, patch):
     return image, label
 
 
-def sample_patches(image, label, patch, n, fg_fraction, rng, fg_index=None):
+def foreground(label, ignore_label=None):
+    """The foreground voxels of a label map (label > 0, never an unannotated ``ignore_label`` one)."""
+    fg = label > 0
+    if ignore_label is not None:
+        fg &= label != int(ignore_label)
+    return np.argwhere(fg)
+
+
+def sample_patches(image, label, patch, n, fg_fraction, rng, fg_index=None, ignore_label=None):
     """``n`` patch corners; ``round(fg_fraction * n)`` (stochastic rounding) hold foreground."""
     shape = np.asarray(image.shape[:-1])
     patch = np.asarray(patch)
     has_map = label is not None and np.ndim(label) > 0
     if fg_index is None and has_map:
-        fg_index = np.argwhere(label > 0)
+        fg_index = foreground(label, ignore_label)
     n_fg = int(np.floor(fg_fraction * n + rng.random())) if has_map and len(fg_index) else 0
     starts = []
     for k in range(n):
@@ -141,8 +149,9 @@ class _Cases:
     """Loads, checks and preprocesses case ``i``; caches it when ``cache`` is True."""
 
     def __init__(self, images, labels, read, *, window, normalize, spacing, num_classes, in_channels,
-                 cache):
+                 cache, ignore_label=None):
         self.images, self.labels, self.read = images, labels, read
+        self.ignore_label = ignore_label
         self.opts = dict(window=window, normalize=normalize)
         self.spacing, self.num_classes, self.in_channels = spacing, num_classes, in_channels
         self.cache, self._store = cache, {}
@@ -162,21 +171,21 @@ class _Cases:
             if label.shape != image.shape[:-1]:
                 raise DataError(f"{src}: image of spatial shape {image.shape[:-1]} but label map of "
                                 f"shape {label.shape}; they must match voxel for voxel.")
-            label = check_labels(label, self.num_classes, f"label of {src}")
+            label = check_labels(label, self.num_classes, f"label of {src}", self.ignore_label)
         elif label is not None and not isinstance(label, (int, np.integer)):
             lsrc = label
             label = load_label_volume(lsrc)
             if label.shape != image.shape[:-1]:
                 raise DataError(f"image {src} has spatial shape {image.shape[:-1]} but its label {lsrc} "
                                 f"has {label.shape}; they must match voxel for voxel.")
-            label = check_labels(label, self.num_classes, str(lsrc))
+            label = check_labels(label, self.num_classes, str(lsrc), self.ignore_label)
         elif label is not None:
             label = check_labels(np.int32(label), self.num_classes, f"label of {src}")
         if self.spacing is not None:
             image, lab = resample(image, label if np.ndim(label) else None, spacing, self.spacing)
             label = lab if np.ndim(label) else label
         image = normalize_intensity(image, **self.opts)
-        fg = np.argwhere(label > 0) if label is not None and np.ndim(label) else None
+        fg = foreground(label, self.ignore_label) if label is not None and np.ndim(label) else None
         case = (image, label, fg)
         if self.cache:
             self._store[i] = case
@@ -185,9 +194,10 @@ class _Cases:
 
 def volume_dataset(images, labels=None, *, read, patch_size=None, samples_per_volume=1,
                    fg_fraction=0.5, window=None, normalize="auto", spacing=None, num_classes=None,
-                   in_channels=None, shuffle=True, seed=0, cache=True):
+                   in_channels=None, shuffle=True, seed=0, cache=True, ignore_label=None):
     """tf.data.Dataset over volumes read by ``read(source) -> (data, spacing, affine)``; ``labels``:
-    label volume files, class ints, or label maps already in memory ((X, Y, Z) int arrays)."""
+    label volume files, class ints, or label maps already in memory ((X, Y, Z) int arrays).
+    ``ignore_label``: a label value of unannotated voxels (not a class, never foreground)."""
     check_choice("normalize", normalize, NORMALIZE, "volumes")
     if window is not None and (len(window) != 2 or not float(window[0]) < float(window[1])):
         raise InvalidArgumentError(f"window={window!r} must be (low, high) with low < high, "
@@ -201,7 +211,7 @@ def volume_dataset(images, labels=None, *, read, patch_size=None, samples_per_vo
     if labels is not None and len(labels) != len(images):
         raise DataError(f"{len(images)} image volumes but {len(labels)} labels; pass one label per volume.")
     cases = _Cases(images, labels, read, window=window, normalize=normalize, spacing=spacing,
-                   num_classes=num_classes, in_channels=in_channels, cache=cache)
+                   num_classes=num_classes, in_channels=in_channels, cache=cache, ignore_label=ignore_label)
     channels = None
     for i in range(len(cases)):  # validate everything before training starts
         image = cases[i][0]
@@ -227,7 +237,8 @@ def volume_dataset(images, labels=None, *, read, patch_size=None, samples_per_vo
             image, lab_map = pad_to(image, lab_map, patch)
             if lab_map is not None and lab_map.shape != label.shape:
                 fg = None  # padding moved the foreground; recompute
-            for start in sample_patches(image, lab_map, patch, samples_per_volume, fg_fraction, rng, fg):
+            for start in sample_patches(image, lab_map, patch, samples_per_volume, fg_fraction, rng, fg,
+                                        ignore_label):
                 p_img = _crop(image, start, patch)
                 yield p_img, (_crop(lab_map, start, patch)[..., None] if seg
                               else np.int32(label if label is not None else 0))
@@ -270,7 +281,7 @@ def match_labels(sources, label_dir, label_suffix="", key=stem, what="image"):
 
 def nifti(images, labels=None, *, patch_size=None, samples_per_volume=1, fg_fraction=0.5, window=None,
           normalize="auto", spacing=None, num_classes=None, in_channels=None, label_suffix="",
-          shuffle=True, seed=0, cache=True):
+          shuffle=True, seed=0, cache=True, ignore_label=None):
     """NIfTI volumes (a folder or a list of files) with label volumes (folder/list) or class ints.
 
     See the module docstring for the preprocessing. Returns a tf.data.Dataset of
@@ -278,6 +289,7 @@ def nifti(images, labels=None, *, patch_size=None, samples_per_volume=1, fg_frac
     checked once when the dataset is made, so a bad file raises a ZooError before training;
     ``cache=True`` keeps the preprocessed volumes in memory (``False`` rereads each epoch).
     Label folders are matched to images by name stem (``label_suffix`` is stripped).
+    ``ignore_label``: the label value of unannotated voxels (sparse annotation; not a class).
     """
     require("nibabel", "Reading NIfTI files")
     files = (list_files(images, "images", NIFTI_SUFFIXES) if not isinstance(images, (list, tuple))
@@ -289,4 +301,5 @@ def nifti(images, labels=None, *, patch_size=None, samples_per_volume=1, fg_frac
     return volume_dataset(files, labels, read=load_nifti, patch_size=patch_size,
                           samples_per_volume=samples_per_volume, fg_fraction=fg_fraction, window=window,
                           normalize=normalize, spacing=spacing, num_classes=num_classes,
-                          in_channels=in_channels, shuffle=shuffle, seed=seed, cache=cache)
+                          in_channels=in_channels, shuffle=shuffle, seed=seed, cache=cache,
+                          ignore_label=ignore_label)

@@ -42,6 +42,7 @@ class Target:
         spatial_dims, in_channels, num_classes: of the input and the main output.
         n_outputs: outputs of the model (auxiliary heads learn the same labels).
         patch: the spatial patch the data is cut to (None: the data's own size).
+        ignore_label: a label value the data may hold for unannotated voxels (not a class).
     """
     name: str
     task: str
@@ -50,6 +51,7 @@ class Target:
     num_classes: int
     n_outputs: int = 1
     patch: Optional[Tuple[int, ...]] = None
+    ignore_label: Optional[int] = None
 
     @classmethod
     def of(cls, model, info, patch_size=None):
@@ -265,7 +267,8 @@ def _read(source, target, *, training, seed, augment, options, patch=None):
     patch = target.patch if patch is None else patch
     ds = from_source(source, training=training, task=target.task, spatial_dims=target.spatial_dims,
                      num_classes=target.num_classes, in_channels=target.in_channels, patch_size=patch,
-                     seed=seed, augment=augment, model_name=target.name, **options)
+                     seed=seed, augment=augment, model_name=target.name, ignore_label=target.ignore_label,
+                     **options)
     image, _ = element_spec(ds)
     is_batched = image.shape.rank == target.spatial_dims + 2
     shape = image.shape[:-1] if not is_batched else None

@@ -150,7 +150,8 @@ def class_names_of(source):
 
 
 def from_source(source, *, training=True, task=None, spatial_dims=None, num_classes=None,
-                in_channels=None, patch_size=None, seed=0, augment=False, model_name=None, **options):
+                in_channels=None, patch_size=None, seed=0, augment=False, model_name=None, ignore_label=None,
+                **options):
     """The dataset a data argument names (``zoo.finetune``'s ``train`` and ``val``).
 
     ``source`` may be a ``tf.data.Dataset`` (used as is; batched or not); an ``(images, labels)`` tuple of
@@ -194,6 +195,8 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
         seed: shuffling, patches and phantoms.
         augment: True or a :class:`zoo.data.augment.Augment`; training data only.
         model_name: the model's name in messages.
+        ignore_label: the label value of unannotated voxels (sparse annotation): not a class, so
+            the class-range checks let it pass and patch sampling never takes it for foreground.
         **options: keywords of the chosen source function.
 
     Returns:
@@ -212,7 +215,7 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
         ds, batched = source, None
     elif isinstance(source, tuple) and len(source) == 2 and not isinstance(source[0], tf.data.Dataset):
         ds = from_arrays(source[0], source[1], spatial_dims=spatial_dims, num_classes=num_classes,
-                         source=f"{'training' if training else 'validation'} arrays")
+                         source=f"{'training' if training else 'validation'} arrays", ignore_label=ignore_label)
     elif isinstance(source, str) and source == "phantoms":
         dims = spatial_dims or (2 if patch_size is None or isinstance(patch_size, int) else len(patch_size))
         options.setdefault("n", 64 if training else 16)
@@ -230,7 +233,7 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
         ds = tfds(source[5:], **_call(tfds, generic, options))
     elif isinstance(source, (str, Path)):
         generic = dict(spatial_dims=spatial_dims, num_classes=ncls, in_channels=in_channels,
-                       patch_size=patch_size, seed=seed, shuffle=training)
+                       patch_size=patch_size, seed=seed, shuffle=training, ignore_label=ignore_label)
         ds = _from_path(source, generic, options)
     else:
         raise InvalidArgumentError(f"data source {source!r} is not supported; pass a tf.data.Dataset, "
@@ -245,7 +248,7 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
     return ds
 
 
-def inspect_source(source, *, task, spatial_dims, n=16, options=None):
+def inspect_source(source, *, task, spatial_dims, n=16, options=None, ignore_label=None):
     """What ``source``'s files imply for a model: ``{"in_channels", "num_classes", "class_names",
     "read"}`` from the first ``n`` pairs (their images' channels; the class folders of a
     classification layout, else 1 + the largest label of the label maps read, at least 2).
@@ -254,11 +257,15 @@ def inspect_source(source, *, task, spatial_dims, n=16, options=None):
     if isinstance(source, str) and (source in ("phantoms", "hard_phantoms") or source.startswith("tfds:")):
         return {}
     names = class_names_of(source)
-    ds = from_source(source, training=False, task=task, spatial_dims=spatial_dims, **dict(options or {}))
+    ds = from_source(source, training=False, task=task, spatial_dims=spatial_dims, ignore_label=ignore_label,
+                     **dict(options or {}))
     channels, top, read = None, 0, 0
     for image, label in ds.take(n):
         channels = int(image.shape[-1]) if channels is None else channels
-        top = max(top, int(np.max(label.numpy())) if np.size(label) else 0)
+        values = label.numpy()
+        if ignore_label is not None:  # unannotated voxels are not a class
+            values = values[values != ignore_label]
+        top = max(top, int(np.max(values)) if np.size(values) else 0)
         read += 1
     if read == 0:
         raise DataError(f"the data {str(source)!r} gave no (image, label) pair; check its layout.")

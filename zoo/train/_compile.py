@@ -122,17 +122,22 @@ class Recipe:
                         jit_compile=self.jit_compile)
 
 
-def build_in_scope(strategy, model, *, task, num_classes, loss, metrics, mixed_precision):
+def build_in_scope(strategy, model, *, task, num_classes, loss, metrics, mixed_precision, ignore_label=None):
     """``(net, loss function, metric objects)`` made in ``strategy``'s scope. ``net`` is ``model``
     itself on the default strategy in float32, else a copy with its weights (variables must be
-    created in the scope); a multi-worker copy starts from the chief's weights everywhere."""
+    created in the scope); a multi-worker copy starts from the chief's weights everywhere. With
+    ``ignore_label``, a loss named by a string and the default metrics leave those voxels out (a
+    loss or metric object the caller made is used as made)."""
     cloned = mixed_precision or strategy is not tf.distribute.get_strategy()  # (outside the scope!)
     with strategy.scope():
         net = _clone(model, mixed_precision) if cloned else model
-        loss_fn = _losses.get_loss(loss or ("dice_ce" if task == "segmentation" else "ce"))
+        name = loss or ("dice_ce" if task == "segmentation" else "ce")
+        ignore = {} if ignore_label is None or not isinstance(name, str) else {"ignore_label": ignore_label}
+        loss_fn = _losses.get_loss(name, **ignore)
         metric_objs = ([m if isinstance(m, str) else m.__class__.from_config(m.get_config())
                         for m in metrics] if metrics is not None
-                       else _metrics.get_metrics(task, num_classes))
+                       else _metrics.get_metrics(task, num_classes,
+                                                 ignore_label=ignore_label if task == "segmentation" else None))
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         broadcast_weights(strategy, net)
     return net, loss_fn, metric_objs

@@ -168,7 +168,8 @@ class Gan(loop.Adapter):
                  "weight_decay": (o.weight_decay, 0.0, "the papers use none"),
                  "augment": (o.augment, False, "augmented images would be learnt as real ones"),
                  "aux_loss_weight": (o.aux_loss_weight, None, "a GAN has no auxiliary heads"),
-                 "validation_steps": (o.validation_steps, None, "val holds the quality measures' real images")})
+                 "validation_steps": (o.validation_steps, None, "val holds the quality measures' real images"),
+                 "ignore_label": (o.ignore_label, None, "a GAN's images have no labels")})
         _check_optimizer(o.optimizer)
         self.batch_size = 64 if o.batch_size is None else o.batch_size
 

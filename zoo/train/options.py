@@ -76,6 +76,9 @@ class FitOptions:
             ``samples_per_volume``, ``n`` ...), for training and validation data alike.
         aux_loss_weight: the loss weight of auxiliary heads (default 0.3 for classification,
             0.5 for segmentation).
+        ignore_label: a label value that marks unannotated voxels (sparse annotation, e.g. 255):
+            the default loss and metrics leave them out and normalise by the labelled voxels,
+            patch sampling never takes them for foreground, and the class checks let them pass.
 
     Raises:
         InvalidArgumentError: a value out of range or of the wrong type (checked when the object
@@ -111,6 +114,7 @@ class FitOptions:
     verbose: Any = "auto"
     data_options: Any = None
     aux_loss_weight: Optional[float] = None
+    ignore_label: Optional[int] = None
 
     def __post_init__(self):
         where = "finetune"
@@ -138,6 +142,9 @@ class FitOptions:
         if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0):
             raise InvalidArgumentError(f"{where}: aux_loss_weight={w!r} must be a number >= 0 (the weight of "
                                        "each auxiliary output's loss, e.g. 0.3; 0 ignores them).")
+        i = self.ignore_label
+        if i is not None and (isinstance(i, bool) or not isinstance(i, int) or i < 0):
+            raise InvalidArgumentError(f"{where}: ignore_label={i!r} must be a label value >= 0 (e.g. 255) or None.")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise InvalidArgumentError(f"{where}: seed={self.seed!r} must be an integer.")
         if self.verbose not in ("auto", 0, 1, 2, True, False):

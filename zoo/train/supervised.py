@@ -15,6 +15,8 @@ run folder of :mod:`zoo.train.loop`. What it adds to the loop:
 * auxiliary heads (DeepLab ``aux``, GoogLeNet ``aux1/aux2``) learn the same labels, their losses
   weighted by ``aux_loss_weight``; metrics and the history's keys follow the main output.
 """
+import dataclasses
+
 from zoo._keras import tf
 from zoo.datapath.prepare import Target, prepare, say
 from zoo.errors import InvalidArgumentError, ZooError
@@ -100,7 +102,8 @@ class Supervised(loop.Adapter):
 
     def prepare(self, strategy):
         o, model = self.options, self.model
-        self.target = target = Target.of(model, self.info, o.patch_size)
+        self.target = target = dataclasses.replace(Target.of(model, self.info, o.patch_size),
+                                                   ignore_label=o.ignore_label)
         self.aux_weight = aux_weight(o.aux_loss_weight, target.task)
         self.lr0 = initial_learning_rate(o.learning_rate, o.optimizer)
         global_batch = self.batch_size * strategy.num_replicas_in_sync
@@ -136,13 +139,15 @@ class Supervised(loop.Adapter):
                                    learning_rate=self.lr0 if o.learning_rate is None else o.learning_rate,
                                    optimizer=o.optimizer, loss=o.loss, lr_schedule=o.lr_schedule,
                                    weight_decay=o.weight_decay, augment=o.augment, seed=o.seed,
-                                   deterministic=o.deterministic, steps_per_epoch=o.steps_per_epoch),
+                                   deterministic=o.deterministic, steps_per_epoch=o.steps_per_epoch,
+                                   ignore_label=o.ignore_label),
             build=self.info.build)
 
     def build(self, strategy):
         o, t = self.options, self.target
         net, loss_fn, metrics = build_in_scope(strategy, self.model, task=t.task, num_classes=t.num_classes,
-                                               loss=o.loss, metrics=o.metrics, mixed_precision=o.mixed_precision)
+                                               loss=o.loss, metrics=o.metrics, mixed_precision=o.mixed_precision,
+                                               ignore_label=o.ignore_label)
         names = metric_names(metrics, self.val_ds is not None,
                              self.model.output_names if len(self.model.outputs) > 1 else None)
         if names is not None and self.monitor not in names:

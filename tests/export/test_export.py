@@ -358,3 +358,16 @@ def test_predict_on_the_tflite_file_equals_predict_on_keras(unet2d, tmp_path):
     labels, want = zoo.predict(str(tmp_path / "i.tflite"), image), p_keras.argmax(-1)
     dice = [d for c, d in enumerate(dice_per_class(want, labels, 3)) if d is not None and (want == c).any()]
     assert len(dice) >= 2 and min(dice) >= 0.95, dice
+
+
+def test_a_quantized_file_verified_on_too_few_inputs_warns_instead_of_being_refused(unet2d, tmp_path, monkeypatch):
+    """zoo run on a first try's two validation pictures verified its int8 file on one input and
+    stopped at its last stage on one 0.90 Dice: a decision's agreement on so few inputs says
+    little, so the file is written with a warning naming how to have it judged."""
+    _broken_convert(monkeypatch, -1.0)  # flips every decision
+    with pytest.warns(UserWarning, match=r"Only 2 verification inputs: too few to refuse the file on"):
+        result = zoo.export(unet2d, tmp_path / "q.tflite", quantization="dynamic", verify_samples=2, latency_runs=0)
+    assert result.passed is False and (tmp_path / "q.tflite").exists()
+    with pytest.raises(VerificationError):  # with enough inputs the same file is refused
+        zoo.export(unet2d, tmp_path / "r.tflite", quantization="dynamic", verify_samples=4, latency_runs=0)
+    assert not (tmp_path / "r.tflite").exists()

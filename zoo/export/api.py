@@ -18,10 +18,11 @@ from zoo.export.rewrite3d import rewrite_3d
 from zoo.export.runtime import TFLiteModel
 from zoo.export.savedmodel import export_savedmodel
 from zoo.export.sidecar import sha256_bytes, sidecar_path, write_sidecar
-from zoo.export.verify import latency, run_verification
+from zoo.export.verify import FLOAT_TOL, latency, run_verification
 from zoo.record import PREPROCESSING, training_data
 
 ALL_MODES = MODES + ("savedmodel",)
+MIN_VERIFY = 4  # a quantized file verified on fewer inputs warns instead of being refused
 _3D = (keras.layers.Conv3D, keras.layers.Conv3DTranspose, keras.layers.MaxPooling3D,
        keras.layers.AveragePooling3D, keras.layers.UpSampling3D)
 
@@ -195,7 +196,9 @@ def export(model, info, path, *, quantization="float32", representative_data=Non
             model's recorded preprocessing is the default).
         calibration_samples: the first inputs, which calibrate (int8, int16x8).
         verify_samples: the next inputs, which verify.
-        verify: True (a failed verification raises VerificationError and writes nothing),
+        verify: True (a failed verification raises VerificationError and writes nothing; a
+            quantized file verified on fewer than 4 inputs warns instead: too few to judge its
+            decisions on),
             ``"warn"`` (write the file, warn) or False (skip). Thresholds:
             ``zoo.export.verify.THRESHOLDS``.
         strict: an int8/qat file that still holds float ops is an error (default: a warning).
@@ -288,7 +291,11 @@ def export(model, info, path, *, quantization="float32", representative_data=Non
         n = verification["samples"]
         text = (f"export: the {mode} file disagrees with the Keras model on {n} input{'s' if n != 1 else ''}: "
                 f"{verification['summary']}.")
-        if verify is True:
+        if verify is True and n < MIN_VERIFY and mode not in FLOAT_TOL:  # a decision's agreement needs inputs
+            text += (f" Only {n} verification input{'s' if n != 1 else ''}: too few to refuse the file on; it was "
+                     f"written. Pass more representative data (at least {MIN_VERIFY + 32} samples for int8: "
+                     "calibration first, then verification) to have it judged.")
+        elif verify is True:
             raise VerificationError(f"{text} Nothing was written. Use a higher-precision mode (float16), "
                                     "representative data of the task (a trained model and its data), or "
                                     "verify='warn' (zoo export --verify warn) to write the file anyway.", result)

@@ -60,7 +60,6 @@ def test_dynamic_shapes_are_refused_with_the_fix():
 
 @pytest.mark.slow  # measured 7.7 s in the quick tier
 def test_zoo_bench_command(tmp_path):
-    import json
     res = run_zoo("bench", "unet3d", "--size", "16", "--set", "in_channels=1", "--set", "filters=4", "--runs", "2",
                   "--json", timeout=300)
     assert res.returncode == 0, res.stderr

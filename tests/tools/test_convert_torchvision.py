@@ -2,16 +2,15 @@
 with and without BN, ResNet-18 and -50, GoogLeNet, DeepLabV3-ResNet50) and, where a narrow net keeps the
 quick tier quick or tests what torchvision cannot build (a narrow DeepLab head, wrong architectures), on
 torch modules laid out like torchvision's (torch and torchvision are in the test extras)."""
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch  # the test extra installs torch and torchvision: a missing one fails, never skips
 from _proc import ROOT, run_python
 
-torch = pytest.importorskip("torch")
 nn = torch.nn
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -182,8 +181,6 @@ def test_converted_deeplabv3_gives_torch_outputs(aux, tmp_path, isolated_home):
 def torchvision_reference(tmp_path, model, x, seed, **kwargs):
     """REAL ``torchvision.models.<model>(**kwargs)``, randomised, in a subprocess (tests/_torch_ref.py
     says why): ``(its state dict read back with the converter's loader, float32 outputs, float64 outputs)``."""
-    if importlib.util.find_spec("torchvision") is None:  # not imported here: see tests/_torch_ref.py
-        pytest.skip("torchvision is not installed (pip install -e '.[test]' installs it)")
     out = tmp_path / f"ref_{model}"
     out.mkdir()
     np.save(out / "x.npy", x)

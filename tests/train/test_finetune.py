@@ -314,8 +314,8 @@ def test_classification_phantoms_patch_from_a_fixed_size_model_and_image_folder(
 
 @pytest.mark.slow  # measured 7.8 s in the quick tier
 def test_segmentation_png_folder_is_cropped_to_the_patch_and_nifti_folder(tmp_path):
+    import nibabel as nib
     from PIL import Image
-    nib = pytest.importorskip("nibabel")
     images, masks = phantom_arrays(4, size=40)
     for sub in ("images", "masks"):
         (tmp_path / "png" / sub).mkdir(parents=True)
@@ -342,8 +342,7 @@ def test_segmentation_png_folder_is_cropped_to_the_patch_and_nifti_folder(tmp_pa
 
 
 def test_dicom_folder_finetune_then_predict_the_series(tmp_path):
-    pytest.importorskip("pydicom")
-    nib = pytest.importorskip("nibabel")
+    import nibabel as nib
     from _files import _dicom_root
     _dicom_root(tmp_path / "dcm", {"a": [1, 0, 2, 3], "b": [3, 2, 1, 0]})  # 3x4x4 volumes, CT values
     m3 = zoo.load("unet", spatial_dims=3, filters=2, depth=1, dropout=0.0)
@@ -482,7 +481,7 @@ def test_tpu_strategy_without_a_tpu_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_cli_finetune_then_predict(tmp_path, monkeypatch):
-    nib = pytest.importorskip("nibabel")
+    import nibabel as nib
     run = tmp_path / "run"
     res = run_zoo("finetune", "unet", "--spatial-dims", "3", "--epochs", "1", "--set", "filters=2", "--set", "depth=1",
                   "--set", "dropout=0", "--patch-size", "16", "--batch-size", "2", "--data-option", "n=4", "--out", run,

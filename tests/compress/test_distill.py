@@ -63,8 +63,8 @@ class KeepNet(keras.callbacks.Callback):
         self.net = self.model
 
 
+@pytest.mark.slow  # measured 6.7-7.0 s in the quick tier
 def test_a_distill_step_trains_a_smaller_student_on_the_weighted_task_loss_plus_the_teacher_term(tmp_path):
-    # measured 6.7 s
     teacher = zoo.load("unet", filters=8, depth=2, dropout=0.0, input_shape=(16, 16, 1))
     classifier = teacher.get_layer("classifier")  # a confident teacher (as a trained one is): a large KL term
     classifier.set_weights([w * 20 for w in classifier.get_weights()])

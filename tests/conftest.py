@@ -4,6 +4,10 @@ import sys
 import numpy as np
 import pytest
 
+# the test extra: a missing package stops the run, naming it; a test that skips for a missing package
+# fails instead (tests/_extras.py)
+from _extras import pytest_make_collect_report, pytest_runtest_makereport, pytest_sessionstart  # noqa: F401
+
 # torch 2.14's build brings triton, whose bundled LLVM crashes (segfault) a process that has loaded
 # TensorFlow once torch._dynamo probes for it - which importing torchvision, and so monai.losses, does.
 # No test needs triton (it compiles GPU kernels): hide it, so that the probe finds none.

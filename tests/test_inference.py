@@ -2,6 +2,7 @@
 import functools
 import itertools
 
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -10,8 +11,6 @@ from zoo._keras import keras
 from zoo.api import predict
 from zoo.errors import InvalidArgumentError, ZooError
 from zoo.inference import _starts, gaussian_importance, sliding_window, window_steps
-
-nib = pytest.importorskip("nibabel")
 
 
 def conv_net(dims, convs=0, channels=1, classes=3, seed=0):
@@ -282,7 +281,6 @@ def test_sliding_window_batches_do_not_change_the_result(dims):
 
 
 def test_predict_dicom_series_folder_writes_nifti_on_the_series_grid(tmp_path):
-    pytest.importorskip("pydicom")
     from _files import _series
 
     from zoo.data import read_dicom_series

@@ -155,3 +155,117 @@ def test_tensorflow_noise_is_dropped_and_other_warnings_stay():
     finally:
         logger.removeHandler(handler)
     assert seen == ["a warning a user needs"]
+
+
+# --------------------------------------------------------------------------- the test extra: fail, never skip
+def _extra_modules():
+    """``{distribution of the test extra: [its top-level modules]}``, each at the version setup.py asks for."""
+    import importlib.metadata
+
+    from _extras import extra_requirements
+    from packaging.requirements import Requirement
+    owners = {}
+    for module, dists in importlib.metadata.packages_distributions().items():
+        for dist in dists:
+            owners.setdefault(dist.lower().replace("_", "-"), set()).add(module)
+    out = {}
+    for req in map(Requirement, extra_requirements()):
+        installed = importlib.metadata.version(req.name)
+        assert req.specifier.contains(installed, prereleases=True), (str(req), installed)
+        out[req.name] = sorted(m for m in owners.get(req.name.lower().replace("_", "-"), ()) if not m.startswith("_"))
+        assert out[req.name], f"{req.name} installs no importable module"
+    return out
+
+
+def test_every_package_of_the_test_extra_is_installed_at_its_version():
+    """CI installs setup.py's test extra: each of its distributions is here, at the version setup.py
+    asks for, with its modules on the path (conftest.py stops a run that lacks one)."""
+    import importlib.util
+    modules = _extra_modules()
+    assert {"torch", "torchvision", "monai", "nibabel", "pydicom", "pillow", "SimpleITK", "scikit-image",
+            "ai-edge-litert", "pytest-xdist", "ruff"} <= set(modules)
+    assert modules["pillow"] == ["PIL"] and modules["scikit-image"] == ["skimage"]
+    for name in sorted({m for names in modules.values() for m in names}):
+        assert importlib.util.find_spec(name) is not None, name
+
+
+@pytest.mark.slow  # measured 11.3 s: torch, torchvision, monai and TensorFlow (ai_edge_litert) imported in a child
+def test_every_module_of_the_test_extra_imports():
+    # a fresh interpreter: torchvision after TensorFlow crashes with triton around (tests/conftest.py)
+    wanted = sorted({m for names in _extra_modules().values() for m in names})
+    res = run_python(f"""
+        import importlib, sys
+        sys.modules.setdefault("triton", None)
+        for name in {wanted!r}:
+            importlib.import_module(name)
+        print('ok')
+        """)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr[-3000:]
+
+
+CONFTEST = """
+import sys
+sys.path.insert(0, {tests!r})
+import _extras
+from _extras import pytest_make_collect_report, pytest_runtest_makereport, pytest_sessionstart  # noqa: F401
+{patch}
+"""
+SKIPS = """
+import pytest
+
+def test_needs_a_package():
+    pytest.importorskip("zoo_no_such_package")
+
+def test_needs_a_gpu():
+    pytest.skip("no GPU on this machine")
+
+@pytest.mark.skipif(True, reason="torch is not installed")
+def test_marked():
+    pass
+"""
+
+
+def _pytest_in(folder, patch=""):
+    (folder / "pytest.ini").write_text("[pytest]\n")
+    (folder / "conftest.py").write_text(CONFTEST.format(tests=str(ROOT / "tests"), patch=patch))
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:xdist", "-rA",
+                           str(folder)], capture_output=True, text=True, cwd=folder, timeout=300)
+
+
+def test_a_skip_for_a_missing_package_fails_the_run_and_other_skips_stay(tmp_path):
+    (tmp_path / "test_skips.py").write_text(SKIPS)
+    res = _pytest_in(tmp_path)
+    assert res.returncode == 1, res.stdout[-3000:]
+    assert "1 failed, 1 skipped, 1 error" in res.stdout, res.stdout[-3000:]
+    assert "FAILED test_skips.py::test_needs_a_package" in res.stdout
+    assert "ERROR test_skips.py::test_marked" in res.stdout  # a skip mark acts at setup
+    assert "SKIPPED [1] test_skips.py:8: no GPU on this machine" in res.stdout
+    assert "skipped for a missing package" in res.stdout and "pip install -e '.[test]'" in res.stdout
+    # a module that skips as it is imported
+    (tmp_path / "test_skips.py").write_text('import pytest\n\ntorch = pytest.importorskip("zoo_no_such_package")\n')
+    res = _pytest_in(tmp_path)
+    assert res.returncode != 0 and "ERROR test_skips.py" in res.stdout, res.stdout[-3000:]
+    assert "skipped for a missing package" in res.stdout
+    # a package of the extra missing: nothing runs
+    res = _pytest_in(tmp_path, patch="_extras.extra_requirements = lambda: ['pytest>=8', 'zoo-no-such-dist==1.0']")
+    assert res.returncode == 4, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "the test extra is not installed: pip install -e '.[test]' (missing: zoo-no-such-dist)" in (
+        res.stdout + res.stderr)
+    assert "test_skips.py" not in res.stdout
+
+
+def test_no_test_skips_for_a_package(request):
+    """A test imports what the test extra installs (a missing package then fails the test): none
+    uses pytest.importorskip, and a skip names a reason that is not a missing package; this suite
+    runs with the hooks of tests/_extras.py (tests/conftest.py)."""
+    import re
+
+    from _extras import MISSING_PACKAGE
+    for hook in ("pytest_sessionstart", "pytest_runtest_makereport", "pytest_make_collect_report"):
+        impls = getattr(request.config.pluginmanager.hook, hook).get_hookimpls()
+        assert any(impl.function.__module__ == "_extras" for impl in impls), hook
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        text = path.read_text()
+        assert "importorskip(" not in text or path.name == "test_packaging.py", path
+        for reason in re.findall(r"(?:pytest\.skip|skipif)\((.*)", text):
+            assert not MISSING_PACKAGE.search(reason) or path.name == "test_packaging.py", (path, reason)

@@ -121,8 +121,9 @@ def test_python_hints_are_given_in_the_shells_words():
 
 @pytest.mark.slow  # measured 17.2 s in the quick tier
 def test_predict_with_a_weights_file_builds_from_its_config_and_asks_for_the_patch_in_shell_words(tmp_path):
+    import nibabel as nib
+
     import zoo
-    nib = pytest.importorskip("nibabel")
     model = zoo.load("unet3d", filters=2, in_channels=1, num_classes=2)
     zoo.save_weights(model, tmp_path / "u3.weights.h5", verbose=False)
     vol = np.random.default_rng(0).normal(size=(20, 18, 16)).astype("float32")

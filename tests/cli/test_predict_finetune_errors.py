@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import nibabel
 import numpy as np
 import pytest
 from _proc import run_zoo, start_zoo
@@ -9,7 +10,7 @@ from _proc import run_zoo, start_zoo
 import zoo
 from zoo import cli
 
-NIB_DATA = Path(pytest.importorskip("nibabel").__file__).parent / "tests" / "data"
+NIB_DATA = Path(nibabel.__file__).parent / "tests" / "data"
 
 
 def one_line_error(capsys, argv, code=2):

@@ -305,19 +305,6 @@ def test_cluster_preserving_qat_keeps_k_values_per_output_channel(tmp_path):
         assert per_channel <= 16 and (limit_axis is None or len(np.unique(limit_axis)) <= 16), name
 
 
-@pytest.mark.slow  # measured 8.3 s in the quick tier
-def test_distill_trains_a_smaller_student(tmp_path):
-    teacher = tiny_unet()
-    student, report = run(teacher, {"kind": "distill", "name": "distill_small", "temperature": 2.0, "alpha": 0.5},
-                          tmp_path, epochs=1, student=tiny_unet(filters=4))
-    assert student.count_params() < teacher.count_params() and len(student.outputs) == 1
-    assert "student" in report["steps"][0]["summary"] and report["metrics_after"]["dice"] >= 0
-    with pytest.raises(InvalidArgumentError, match="needs a student"):
-        run(teacher, {"kind": "distill"}, tmp_path / "none")
-    with pytest.raises(InvalidArgumentError, match="outputs .* must match"):
-        run(teacher, {"kind": "distill"}, tmp_path / "bad", student=tiny_unet(filters=4, num_classes=3))
-
-
 @pytest.mark.slow  # measured 11.9 s in the quick tier
 def test_a_run_folder_is_an_input_and_rerunning_a_finished_step_is_not_training(tmp_path):
     x, y = data2d()

@@ -4,16 +4,15 @@ any model runs; valid files still load."""
 import struct
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 from _files import _series
 from _fuzz_images import set_dicom_element
 
 import zoo
 from zoo.data import DataError, load_nifti, read_dicom_series
-
-nib = pytest.importorskip("nibabel")
-pydicom = pytest.importorskip("pydicom")
 
 
 # --------------------------------------------------------------------------- 3, 7. NIfTI geometry checked on reading

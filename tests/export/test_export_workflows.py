@@ -17,7 +17,7 @@ QUIET = dict(verbose=0, tensorboard=False)
 
 
 def _nifti_root(root, n=3, size=24, scale=1000.0, offset=-500.0, seed=5):
-    nib = pytest.importorskip("nibabel")
+    import nibabel as nib
     vols, labs = phantom_arrays(n, spatial_dims=3, size=size, num_classes=2, seed=seed)
     for sub in ("images", "labels"):
         (root / sub).mkdir(parents=True)
@@ -48,7 +48,6 @@ def test_every_data_source_gives_inputs_of_the_export_shape(tmp_path):
                         options={"window": [-500, 500], "samples_per_volume": 2})
     assert xs.shape == (4, 16, 16, 16, 1) and xs.min() >= 0 and xs.max() <= 1  # the window applied
     # DICOM series
-    pytest.importorskip("pydicom")
     from _files import _dicom_root
     _dicom_root(tmp_path / "dcm", {"a": [1, 0, 2, 3], "b": [3, 2, 1, 0]})
     xs = _representative(str(tmp_path / "dcm"), n=2, shape=(2, 2, 2, 1), task="segmentation", num_classes=2)
@@ -83,7 +82,7 @@ def test_a_run_folder_exports_with_its_data_and_preprocessing_and_predicts_alike
     """A finetune run on NIfTI in CT units with a window: the export calibrates and verifies on
     the run's own data, windowed; the sidecar carries the window; zoo.predict on the .tflite
     applies it and gives the Keras run's probabilities."""
-    nib = pytest.importorskip("nibabel")
+    import nibabel as nib
     vols = _nifti_root(tmp_path / "nii", n=3, size=24)
     model = zoo.load("unet", spatial_dims=3, filters=2, depth=1, dropout=0.0)
     finetune(model, str(tmp_path / "nii"), epochs=1, batch_size=2, patch_size=16, out_dir=tmp_path / "run",
@@ -106,7 +105,7 @@ def test_int8_unet3d_meets_the_issue_numbers(tmp_path):
     """The issue's target: the 3D U-Net in int8 (builtin ops only, no float op) at <= 0.3x the
     float32 file with Dice >= 0.95 against Keras on phantoms, and zoo.predict on the int8 file
     segments a volume like the Keras model."""
-    nib = pytest.importorskip("nibabel")
+    import nibabel as nib
     x, y = phantom_arrays(40, spatial_dims=3, size=32, num_classes=3, seed=1)
     keras.utils.set_random_seed(0)
     model = zoo.load("unet3d", filters=8, num_classes=3, input_shape=(32, 32, 32, 1))

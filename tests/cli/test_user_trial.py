@@ -67,10 +67,10 @@ def test_a_small_validation_set_and_three_classes_read_from_the_labels(seg_run):
 def test_predict_and_export_take_the_run_folder_zoo_run_wrote(seg_run, seg_data):
     cwd, res = seg_run
     assert res.returncode == 0, res.stderr[-3000:]
-    picture = seg_data / "val" / "images" / "cell.png"
-    res = run_zoo("predict", "runs/a", str(picture), "--out", "cell_seg.png", cwd=cwd)
+    picture = seg_data / "val" / "images" / "grass.png"
+    res = run_zoo("predict", "runs/a", str(picture), "--out", "grass_seg.png", cwd=cwd)
     assert res.returncode == 0, res.stderr[-2000:]  # point 3: the run folder (its last stage)
-    assert "using its last stage runs/a/2_prune_50" in res.stderr and (cwd / "cell_seg.png").is_file()
+    assert "using its last stage runs/a/2_prune_50" in res.stderr and (cwd / "grass_seg.png").is_file()
     # point 7: from another folder, the export calibrates on the run's data (recorded absolute), not phantoms
     elsewhere = cwd / "elsewhere"
     elsewhere.mkdir()

@@ -110,7 +110,7 @@ def cli_words(text, options):
     text = _TUPLE_HINT.sub(swap_tuple, text)
     text = _VALUE_HINT.sub(swap_value, text)
     text = re.sub(r"\b([a-z][a-z0-9_]*)=\.\.\.", lambda m: _flag(m.group(1), "VALUE", options) or m.group(0), text)
-    text = re.sub(r"(--[a-z\-]+(?: [^\s,;()]+)?) \1\b", r"\1", text)  # "--x 3 (e.g. x=3)" said once
+    text = re.sub(r"(--[a-z\-]+(?: [^\s,;()]+)?) \(?\1\b\)?", r"\1", text)  # "--x 3 (e.g. x=3)" said once
     text = re.sub(r"zoo\.run\('([a-z0-9_]+)'\)", r"zoo run \1", text)
     return text.replace("zoo.list_models() (or `zoo list`)", "`zoo list`").replace("zoo.list_models()", "`zoo list`")
 

@@ -1,17 +1,22 @@
 """The one import of tensorflow-model-optimization, and tfmot's classes a wrapped model names in
 its config (the whole list, with the zoo's own, is :mod:`zoo.compress.objects`)."""
+import warnings
+
 from zoo._keras import keras  # first: sets TF_USE_LEGACY_KERAS before tfmot imports Keras
 from zoo.errors import MissingDependencyError
 
-try:
-    import tensorflow_model_optimization as tfmot
-except ImportError:  # pragma: no cover - tfmot is an install requirement
-    raise MissingDependencyError(
-        "zoo.compress needs tensorflow-model-optimization 0.8: pip install "
-        "'tensorflow-model-optimization>=0.8,<0.9'") from None
-
-from tensorflow_model_optimization.python.core.clustering.keras import cluster_wrapper  # noqa: E402
-from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper  # noqa: E402
+# tfmot 0.8 compares versions with distutils' LooseVersion, whose DeprecationWarning would reach a
+# user through every `zoo` command that compresses: the import is quiet about it
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    try:
+        import tensorflow_model_optimization as tfmot
+    except ImportError:  # pragma: no cover - tfmot is an install requirement
+        raise MissingDependencyError(
+            "zoo.compress needs tensorflow-model-optimization 0.8: pip install "
+            "'tensorflow-model-optimization>=0.8,<0.9'") from None
+    from tensorflow_model_optimization.python.core.clustering.keras import cluster_wrapper
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 sparsity = tfmot.sparsity.keras
 quantization = tfmot.quantization.keras

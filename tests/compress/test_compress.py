@@ -311,4 +311,5 @@ def test_a_run_folder_is_an_input_and_rerunning_a_finished_step_is_not_training(
     zoo.finetune(tiny_unet(), (x, y), epochs=1, batch_size=4, out_dir=tmp_path / "run", **QUIET)
     small, report = zoo.compress(str(tmp_path / "run"), "prune_50", (x, y), epochs=1, batch_size=4,
                                  out_dir=tmp_path / "c", **QUIET)
-    assert report["model"] == "run" and abs(report["layers"]["stage2_conv1"]["sparsity"] - 0.5) <= 0.01
+    assert report["model"] == "unet" and report["input"] == str(tmp_path / "run")  # the entry, and where it came from
+    assert abs(report["layers"]["stage2_conv1"]["sparsity"] - 0.5) <= 0.01

@@ -241,7 +241,8 @@ def compress(model, info, recipe, train="phantoms", val=None, options=None, stra
     after = evaluate(current, info, val, **data_kw) if val is not None else {}
     src, dst = _report.model_sizes(model), _report.model_sizes(current, quantized=quantized)
     report = _report.Report({
-        "model": label, "recipe": name, "spatial_dims": len(model.input_shape) - 2, "out_dir": str(out_dir),
+        "model": label, "input": info.path, "recipe": name, "spatial_dims": len(model.input_shape) - 2,
+        "out_dir": str(out_dir),
         "params": int(model.count_params()), "steps": infos, "layers": _layer_table(current, steps, plans),
         "size": {"float32_bytes": src["bytes"], "float32_zipped": src["zipped"], "compressed_bytes": dst["bytes"],
                  "compressed_zipped": dst["zipped"],

@@ -294,7 +294,7 @@ def test_files_embed_the_build_config_and_zoo_load_rebuilds_from_it(fmt, tmp_pat
                    input_shape=(64, 64, 3))
     randomize(src)
     path = zoo.save_weights(src, tmp_path / f"g.{fmt}", verbose=False).path
-    with W._weightfile.read(path) as wf:
+    with W._weightread.read(path) as wf:
         assert wf.meta["model"] == "googlenet_bn" and wf.meta["builder"] == "zoo.models.googlenet:googlenet"
         assert wf.meta["config"]["aux_heads"] is True and "input_shape" not in wf.meta["config"]
     keras.backend.clear_session()

@@ -15,7 +15,7 @@ initial weights, as does a classification head; a model without a decoder
 import re
 
 from zoo.errors import WeightsError
-from zoo.hub import _weightfile
+from zoo.hub import _weightread
 
 _GENESIS = re.compile(r"depth_(\d+)_(conv|bn)")
 
@@ -31,7 +31,7 @@ def _file_head(wf):
 
 def load_file(model, path):
     """Read the Genesis ``.h5`` ``path`` into ``model``; returns ``{"loaded", "reinitialised", "skipped"}``."""
-    with _weightfile.read(path, "h5") as wf:
+    with _weightread.read(path, "h5") as wf:
         head = _file_head(wf)
         genesis_layers = {k for k, arrays in wf.layers.items() if arrays and _GENESIS.fullmatch(k)}
         if not genesis_layers:

@@ -162,6 +162,7 @@ def test_the_data_path_lets_the_ignore_label_pass_and_never_samples_it_as_foregr
         assert all(s <= c < s + 4 for s, c in zip(start, (3, 4, 6))), start
 
 
+@pytest.mark.slow  # ~40 s: two zoo finetune commands
 def test_finetune_and_its_command_train_on_masks_with_unannotated_pixels(tmp_path):
     from _proc import run_zoo
     from PIL import Image

@@ -187,6 +187,7 @@ def test_an_unknown_entry_gets_a_did_you_mean(tmp_path):
     assert os.listdir(tmp_path) == []  # nothing written
 
 
+@pytest.mark.slow  # ~25 s: three zoo predict commands
 def test_a_dicom_series_with_a_gap_is_refused_unless_the_user_asks(tmp_path):
     """pydicom's CT2 test series (4 slices, one gap): zoo predict refuses to write a label map whose
     geometry its own warning says is wrong; --dicom-gaps split keeps the evenly spaced slices,

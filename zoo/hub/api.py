@@ -6,7 +6,7 @@ from zoo.hub import weights as _weights
 from zoo.hub.build import build_kwargs, builder_keywords  # noqa: F401 - public here as before
 from zoo.hub.contract import entry_spec
 from zoo.hub.registry import TASKS, get_registry
-from zoo.record import attach, describe
+from zoo.record import attach, describe, info_of
 
 _NORMALIZE = ("zscore", "auto", "none")  # the values zoo.predict and the readers take (zoo.data.volumes)
 
@@ -118,9 +118,13 @@ def load(name, /, *, weights=None, allow_non_finite=False, **overrides):
     dims = kwargs.get("spatial_dims", entry.spatial_dims[0])
     preprocessing, roi = applied_preprocessing(spec)
     dynamic = all(s is None for s in model.input_shape[1:-1])
+    labels = getattr(spec, "labels", None)
+    names = list(labels) if isinstance(labels, (list, tuple)) else None
     attach(model, describe(model, name=entry.name, task=entry.task, source="registry", build=kwargs,
                            spatial_dims=dims, preprocessing=preprocessing,
                            patch_size=roi if roi is not None and dynamic and len(roi) == dims else None))
+    if names is not None and len(names) == info_of(model).num_classes:  # the file's classes, by name
+        attach(model, info_of(model).replace(class_names=names))
     if weights is not None:
         report = _weights.load_weights_into(model, entry=entry, weights=weights, build_kwargs=kwargs,
                                             allow_non_finite=allow_non_finite)

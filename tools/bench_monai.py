@@ -22,7 +22,8 @@ What a deploying user would want to know before swapping MONAI's CPU inference f
   same (constant) blending as MONAI's inferer, the logits put back on the file's grid, argmax; also the
   Keras model (float32), for scale.
 
-Printed and recorded: end-to-end latency per volume (file in, label map out, preprocessing included)
+Printed and recorded (with the machine's 1-min load average at the start and the end, as other processes
+may share its cores): end-to-end latency per volume (file in, label map out, preprocessing included)
 and model-only latency (one ROI window, batch 1) as ratios to MONAI's, each the median of calls that
 alternate between the runners; file sizes (MONAI's ``state_dict`` file, the .tflite files); the Dice
 agreement of each label map with MONAI's (spleen class). ``--quick`` is a smoke test at a tiny scale
@@ -173,6 +174,7 @@ def main(argv=None):
     if args.quick:
         args.width, args.roi, args.volumes, args.shape, args.train, args.train_size = 4, 32, 2, "40,40,24", 8, 32
         args.epochs, args.repeats, args.window_runs = 1, 1, 2
+    load_start = round(os.getloadavg()[0], 2)  # the machine may be shared: its load goes into the record
     shape = tuple(int(v) for v in args.shape.split(","))
     voxel = tuple(float(v) for v in args.voxel.split(","))
     roi = (args.roi,) * 3
@@ -270,6 +272,7 @@ def main(argv=None):
                          "volumes": args.volumes, "shape": list(shape), "voxel_mm": list(voxel), "orientation": "LAS",
                          "repeats": args.repeats, "window_runs": args.window_runs, "threads": args.threads,
                          "params": int(model.count_params()), "blend": "constant",
+                         "load_average": [load_start, round(os.getloadavg()[0], 2)],
                          "weights": "no real bundle file here: the converted network fine-tuned on phantoms, its "
                                     "weights put back into the MONAI module (to_state_dict); both sides hold them"},
             "finetune": tuned, "exports": exports, "rows": rows}
@@ -286,7 +289,8 @@ def _print(data):
     s = data["settings"]
     print(f"MONAI spleen UNet (channels {s['network_def']['channels']}, {s['params']:,} parameters) on {s['volumes']} "
           f"phantom volumes {'x'.join(map(str, s['shape']))} at {s['voxel_mm']} mm, ROI {s['roi']}, overlap "
-          f"{s['overlap']}; {s['threads']} threads")
+          f"{s['overlap']}; {s['threads']} threads; 1-min load average {s['load_average'][0]} at the start, "
+          f"{s['load_average'][1]} at the end")
     print(f"weights: {s['weights']} (fine-tuned {data['finetune']['epochs']} epochs, validation Dice "
           f"{data['finetune']['val_dice']:.3f})")
     print(f"{'runner':22} {'file MB':>8} {'end-to-end ms':>14} {'x MONAI':>8} {'window ms':>10} {'x MONAI':>8} "

@@ -233,7 +233,8 @@ def test_predict_errors_name_the_file_or_argument(tmp_path):
         predict(model, tmp_path / "nan.nii.gz", patch_size=(8, 8, 8))
     two = nib.Nifti1Image(np.zeros((10, 10, 10, 2), "float32"), AFFINE)
     nib.save(two, str(tmp_path / "two.nii.gz"))
-    with pytest.raises(InvalidArgumentError, match=r"two\.nii\.gz is a 4D NIfTI image .*read as channels.*in_channels=2"):
+    with pytest.raises(InvalidArgumentError,
+                       match=r"two\.nii\.gz is a 4D NIfTI image .*read as channels.*in_channels=2"):
         predict(model, tmp_path / "two.nii.gz", patch_size=(8, 8, 8))
     with pytest.raises(InvalidArgumentError, match=r"source=.*missing\.nii\.gz.*no such file"):
         predict(model, tmp_path / "missing.nii.gz")

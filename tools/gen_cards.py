@@ -12,7 +12,7 @@ modes and their verification (``tools/bench_export.py``), a picture (``tools/car
 ``docs/models/img/NAME.png`` with a caption made from its record) and the summary of a recorded
 ``zoo run NAME`` (``tools/record_run.py``). The README's blocks between ``<!-- NAME:start -->`` and
 ``<!-- NAME:end -->`` are rendered by :data:`BLOCKS` (the model table, the ``zoo run unet3d``
-summary, the training, catalogue, task, compression and export benchmarks); a block whose record
+summary, the training, catalogue, task, compression, export and MONAI benchmarks); a block whose record
 is missing says which command writes it, and shows no number.
 
     python tools/gen_cards.py                  # rewrite the cards and the README's blocks
@@ -395,8 +395,38 @@ def block_bench_task(registry, measured):
         f"(a deliberately bad recipe) | {bad['dice']:.3f} ({bad['dice'] - b['dice']:+.3f}) | |"])
 
 
+def block_bench_monai(registry, measured):
+    rec = _bench(measured, "bench_monai")
+    if not rec:
+        return _missing("MONAI's spleen network against the zoo's TFLite files", "python tools/bench_monai.py")
+    s, f = rec["settings"], rec["finetune"]
+    lines = [f"Measured by {made(rec.get('provenance'))}: the spleen bundle's UNet (channels "
+             f"{', '.join(map(str, s['network_def']['channels']))}; {s['params']:,} Keras parameters) on "
+             f"{s['volumes']} phantom volumes of {'x'.join(map(str, s['shape']))} voxels at "
+             f"{' x '.join(f'{v:g}' for v in s['voxel_mm'])} mm ({s['orientation']}, in HU), ROI "
+             f"{'x'.join(map(str, s['roi']))}, overlap {s['overlap']:g}, {s['threads']} threads (a shared machine: "
+             f"one-minute load average {s['load_average'][0]:g} at the start, {s['load_average'][1]:g} at the end); "
+             f"medians of "
+             f"{s['repeats']} alternating end-to-end calls per volume and {s['window_runs']} model-only calls per "
+             f"runner. Weights: {s['weights']} ({f['epochs']} epochs on {f['phantoms']} phantoms of {f['size']} voxels "
+             f"per side, validation Dice {f['val_dice']:.3f}).", "",
+             "| runner | file MB | end to end ms (file in, labels out) | x MONAI | model only ms (one window) "
+             "| x MONAI | Dice vs MONAI (mean / min) |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in rec["rows"]:
+        mb = "-" if r["bytes"] is None else f"{r['bytes'] / 1e6:.2f}"
+        lines.append(f"| {r['runner']} | {mb} | {r['end_to_end_ms']:.0f} | {r['x_monai_end_to_end']:.2f} | "
+                     f"{r['window_ms']:.0f} | {r['x_monai_window']:.2f} | {r['dice_vs_monai']:.4f} / "
+                     f"{r['dice_vs_monai_min']:.4f} |")
+    lines += ["", "The exports' own verification against the Keras model: " + "; ".join(
+        f"{mode} {e['verification']}, {'passed' if e['passed'] else 'FAILED'}" for mode, e in rec["exports"].items())
+        + "."]
+    return "\n".join(lines)
+
+
 BLOCKS = {"models": table, "run": block_run, "bench_train": block_bench_train, "bench_catalog": block_bench_catalog,
-          "bench_task": block_bench_task, "bench_compress": block_bench_compress, "bench_export": block_bench_export}
+          "bench_task": block_bench_task, "bench_compress": block_bench_compress, "bench_export": block_bench_export,
+          "bench_monai": block_bench_monai}
 
 
 def readme_blocks(text):

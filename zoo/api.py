@@ -122,7 +122,7 @@ def predict(model, source, **options):
             LiteRT with its sidecar's preprocessing).
         source: a NIfTI file, a DICOM series folder or file, a 2D image file or an array.
         **options: ``out``, ``patch_size``, ``overlap``, ``window``, ``normalize``, ``spacing``,
-            ``return_probabilities`` ...: those of :func:`zoo.inference.predict`, documented there.
+            ``orientation``, ``return_probabilities`` ...: those of :func:`zoo.inference.predict`, documented there.
 
     Returns:
         The label map (or the class index, or probabilities), as :func:`zoo.inference.predict`.

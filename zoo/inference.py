@@ -21,9 +21,9 @@ from zoo._deps import require
 from zoo._io import atomic_write_bytes
 from zoo._keras import keras
 from zoo._progress import Progress
-from zoo.data.dicom import holds_series, is_dicom_file, read_dicom_series
+from zoo.data.dicom import LPS_TO_RAS, holds_series, is_dicom_file, read_dicom_series
 from zoo.data.folders import resize_image
-from zoo.data.volumes import load_nifti, normalize_intensity, pad_to, resample
+from zoo.data.volumes import check_orientation, load_nifti, normalize_intensity, pad_to, preprocess, restore
 from zoo.errors import InvalidArgumentError, ZooError, check_choice, check_positive_int
 from zoo.scoring import labels as labels_of
 from zoo.scoring import probabilities
@@ -235,8 +235,8 @@ def default_output(source):
 
 
 def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batch_size=4, blend="gaussian",
-            window=None, normalize=None, spacing=None, return_probabilities=False, progress=None,
-            dicom_gaps="error"):
+            window=None, normalize=None, spacing=None, orientation=None, return_probabilities=False,
+            progress=None, dicom_gaps="error"):
     """Segment ``source`` with ``model`` by sliding window; returns the label map.
 
     Classification models return the class index (or probabilities) of the whole image.
@@ -244,8 +244,8 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
     Args:
         model: a ``keras.Model``, or an exported file's LiteRT runner; a model with auxiliary
             heads predicts with its first output.
-        info: its record (:class:`zoo.record.ModelInfo`): the window/normalize/spacing and patch
-            size it was trained with are the defaults.
+        info: its record (:class:`zoo.record.ModelInfo`): the window/normalize/spacing/orientation
+            and patch size it was trained with are the defaults.
         source: a NIfTI file (.nii/.nii.gz), a DICOM series folder (the slices of one scan; the
             label map is written as NIfTI ``<folder>_seg.nii.gz`` with the series' affine in
             RAS), a single DICOM file (a 2D slice, for a 2D model), a 2D image file (PNG, JPEG,
@@ -265,6 +265,9 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
             for arrays and 2D images).
         spacing: resample a NIfTI volume to this voxel spacing first (as in training) and the
             logits back to the input grid.
+        orientation: reorient a volume (NIfTI or DICOM series) to these axis codes first, e.g.
+            ``"RAS"`` (as in training; before ``spacing``); the label map is turned back to the
+            file's voxel order.
         return_probabilities: return softmax (sigmoid for one output channel) probabilities
             ``(spatial..., classes)`` instead of labels.
         dicom_gaps: a DICOM series whose slices are unevenly spaced is refused (``"error"``), cut
@@ -290,6 +293,9 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
     patch_size = patch_size if patch_size is not None else info.patch_size
     window = window if window is not None else prep.get("window")
     spacing = spacing if spacing is not None else prep.get("spacing")
+    orientation = orientation if orientation is not None else prep.get("orientation")
+    if orientation is not None:
+        orientation = check_orientation(orientation, "predict: orientation")
     if normalize is None and "normalize" in prep:
         normalize = prep["normalize"] or "none"
     if normalize is not None:
@@ -298,7 +304,7 @@ def predict(model, info, source, *, out=None, patch_size=None, overlap=0.5, batc
               progress=progress)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
-        vol = dict(window=window, normalize=normalize, spacing=spacing,
+        vol = dict(window=window, normalize=normalize, spacing=spacing, orientation=orientation,
                    return_probabilities=return_probabilities, kw=kw)
         if path.is_dir():
             if not holds_series(path):
@@ -369,23 +375,18 @@ def _nifti_out(out, default, source):
     return out
 
 
-def _predict_volume(model, image, file_spacing, source, write, *, window, normalize, spacing,
-                    return_probabilities, kw):
-    """Preprocess a volume as training did, infer, map back to its grid, ``write(labels)``."""
-    shape = image.shape[:-1]
+def _predict_volume(model, image, file_spacing, affine, source, write, *, window, normalize, spacing,
+                    orientation, return_probabilities, kw):
+    """Preprocess a volume as training did (:func:`zoo.data.volumes.preprocess`: orientation,
+    spacing, intensity), infer, put the logits back on the file's grid and voxel order,
+    ``write(labels)``. ``affine``: to NIfTI's RAS+ world."""
     _check_finite(image, source)  # the raw values, as training checks them
-    if spacing is not None:
-        image, _ = resample(image, None, file_spacing, tuple(float(s) for s in spacing))
-    image = _normalize(image, window, normalize or "auto")
+    image, _, undo = preprocess(image, None, file_spacing, affine, orientation=orientation, spacing=spacing,
+                                window=window, normalize=None if normalize == "none" else (normalize or "auto"))
     logits = _infer(model, image, source=source, **kw)
     if len(model.output_shape) == 2:
         return probabilities(logits) if return_probabilities else int(labels_of(logits))
-    if logits.shape[:-1] != shape:  # back to the input grid (linear on logits, then exact size)
-        ndimage = require("scipy.ndimage", "Resampling volumes (spacing=...)")
-        factors = [a / b for a, b in zip(shape, logits.shape[:-1])] + [1.0]
-        logits = ndimage.zoom(logits, factors, order=1, mode="nearest", grid_mode=True)
-        logits = np.pad(logits, [(0, max(0, a - b)) for a, b in zip(shape, logits.shape)] + [(0, 0)],
-                        mode="edge")[tuple(slice(0, a) for a in shape)]
+    logits = restore(logits, undo, spacing)
     labels = labels_of(logits).astype(_label_dtype(model.output_shape[-1]))
     if write is not None:
         write(labels)
@@ -394,7 +395,7 @@ def _predict_volume(model, image, file_spacing, source, write, *, window, normal
 
 def _predict_nifti(model, path, out, **vol):
     nib = require("nibabel", "Reading and writing NIfTI files")
-    image, file_spacing, _ = load_nifti(path)
+    image, file_spacing, affine = load_nifti(path)
     ref = nib.load(str(path))
     if out is not False and len(model.output_shape) > 2:
         out = _nifti_out(out, _default_out(path, ".nii.gz"), path)
@@ -409,10 +410,7 @@ def _predict_nifti(model, path, out, **vol):
             _write(out, lambda tmp: nib.save(img, tmp))
     else:
         write = None
-    return _predict_volume(model, image, file_spacing, str(path), write, **vol)
-
-
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+    return _predict_volume(model, image, file_spacing, affine, str(path), write, **vol)
 
 
 def _predict_dicom(model, folder, out, gaps="error", **vol):
@@ -432,7 +430,7 @@ def _predict_dicom(model, folder, out, gaps="error", **vol):
             _write(out, lambda tmp: nib.save(img, tmp))
     else:
         write = None
-    return _predict_volume(model, image, file_spacing, str(folder), write, **vol)
+    return _predict_volume(model, image, file_spacing, LPS_TO_RAS @ lps_affine, str(folder), write, **vol)
 
 
 def check_dicom_slice(model, source):

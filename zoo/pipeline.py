@@ -145,6 +145,32 @@ class RunReport:
         return "\n".join(lines)
 
 
+def _weights_notes(net, info, train, weights, verbose):
+    """What the run starts from (said on stderr too), and which of the weights' preprocessing applies to
+    its data: all of it to files; none to the generated phantoms, whose intensities already lie in about
+    [0, 1] (the range a window maps scans to) and which have no orientation or voxel size."""
+    if weights is None:
+        return []
+    report = getattr(net, "zoo_load_report", None)
+    counts = "" if report is None else (
+        f": {len(report.loaded)} layers loaded" + (f", {len(report.adapted)} adapted" if report.adapted else "")
+        + (f", {len(report.reinitialised)} re-initialised ({', '.join(report.reinitialised)})"
+           if report.reinitialised else ""))
+    notes = [f"fine-tuned from weights={weights}{counts}"]
+    _log(verbose, f"      starting from weights={weights}{counts}")
+    prep = dict(info.preprocessing)
+    if not prep:
+        return notes
+    steps = ", ".join(f"{k} {list(v) if isinstance(v, tuple) else v}" for k, v in prep.items())
+    if str(train) in ("phantoms", "hard_phantoms"):
+        notes.append(f"the weights' preprocessing ({steps}) applies to files (zoo predict on a scan, --data); the "
+                     f"{train} are generated with intensities in about [0, 1], the range the window maps scans to, "
+                     "and with no orientation or voxel size, so they were used as generated")
+    else:
+        notes.append(f"the weights' preprocessing ({steps}) was applied to the data {train}")
+    return notes
+
+
 def _from_data(entry, train, dims, model_options, data_options, verbose, ignore_label=None):
     """The channels and classes a user's data implies (nothing for the phantoms), said on stderr."""
     given = dict(model_options or {})
@@ -165,20 +191,21 @@ def _from_data(entry, train, dims, model_options, data_options, verbose, ignore_
     return {k: v for k, v in found.items() if k not in given}
 
 
-def _record(entry, kwargs, train, val, recipe, quantization, epochs, compress_epochs, size, opts):
+def _record(entry, kwargs, train, val, recipe, quantization, epochs, compress_epochs, size, opts, weights=None):
     """What the run is made from (``run.json``): a rerun must match it to continue the run."""
     options = {k: getattr(opts, k) for k in ("batch_size", "steps_per_epoch", "validation_steps", "learning_rate",
                                               "data_options", "seed", "deterministic", "ignore_label")}
     return json.loads(json.dumps({
         "model": entry.name, "build": {k: v for k, v in kwargs.items() if k != "input_shape"},
         "train": data_record(train), "val": data_record(val), "recipe": recipe, "quantization": quantization,
-        "epochs": epochs, "compress_epochs": compress_epochs, "patch_size": size, "options": options},
-        default=str))
+        "epochs": epochs, "compress_epochs": compress_epochs, "patch_size": size, "options": options,
+        "weights": None if weights is None else str(weights)}, default=str))
 
 
 _FLAGS = {"model": "NAME", "build": "--set/--in-channels/--num-classes", "train": "--data/--train", "val": "--val",
           "recipe": "--recipe", "quantization": "--quantization", "epochs": "--epochs",
-          "compress_epochs": "--compress-epochs", "patch_size": "--patch-size", "options": "training options"}
+          "compress_epochs": "--compress-epochs", "patch_size": "--patch-size", "options": "training options",
+          "weights": "--weights"}
 
 
 def _check_out(out, record, restart, verbose):
@@ -255,8 +282,8 @@ def _export_stage(model, info, path, quantization, train, verbose, options, veri
 
 
 def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantization="int8", epochs=3,
-        compress_epochs=2, out_dir=None, patch_size=None, spatial_dims=None, model_options=None, verify=True,
-        restart=False, verbose=True, options=None, **option_keywords):
+        compress_epochs=2, out_dir=None, patch_size=None, spatial_dims=None, model_options=None, weights=None,
+        verify=True, restart=False, verbose=True, options=None, **option_keywords):
     """Fine-tune, compress, export and verify registry entry ``model``; returns a :class:`RunReport`.
 
     Args:
@@ -279,6 +306,9 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
         model_options: builder keywords (``{"filters": 16}``). ``in_channels`` and
             ``num_classes`` default to what the data implies: the channels of its images; the
             class folders of a classification layout, or 1 + the largest label of the label maps.
+        weights: fine-tune from these weights (a tag of the entry such as ``"monai"``, a file or
+            a URL, as :func:`zoo.load` takes them) instead of random ones; a tag's preprocessing
+            (orientation, spacing, intensity window) becomes the model's and applies to files.
         verify: the export's verification: True (a file that disagrees with the Keras model
             beyond the mode's thresholds is an error and is not written) or ``"warn"``.
         verbose: progress on stderr.
@@ -324,14 +354,15 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
     out = Path(out_dir if out_dir is not None else Path("runs") / f"run_{entry.name}")
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"run: out_dir {str(out)!r} is a file; pass a folder (it is created).")
-    record = _record(entry, kwargs, train, val, recipe, quantization, epochs, compress_epochs, size, opts)
+    record = _record(entry, kwargs, train, val, recipe, quantization, epochs, compress_epochs, size, opts, weights)
     _check_out(out, record, restart, verbose)
     seed_everything(opts.seed, opts.deterministic)  # the weights too: a seeded run repeats
     steps = 3 if recipe else 2
     _log(verbose, f"[1/{steps}] fine-tune {entry.name} ({entry.task}, {dims}D, patch {size}) on {train}: "
                   f"{epochs} epochs x {opts.steps_per_epoch} steps -> {out / '1_finetune'}")
-    net = load(entry.name, **kwargs)
+    net = load(entry.name, weights=weights, **kwargs)
     info = info_of(net)
+    notes += _weights_notes(net, info, train, weights, verbose)
     if is_chief(strategy):
         out.mkdir(parents=True, exist_ok=True)
         _io.write_json(out / "run.json", record)

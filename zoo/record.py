@@ -18,7 +18,10 @@ from zoo.errors import InvalidArgumentError
 
 TASKS = ("classification", "segmentation", "generation")
 SOURCES = ("model", "registry", "run", "compress", "file", "tflite")
-PREPROCESSING = ("window", "normalize", "spacing")  # intensity steps a model's inputs went through
+# the steps a model's inputs went through, which training and prediction apply to files: ``orientation``
+# (axis codes, e.g. "RAS"), ``spacing`` (mm per voxel), ``window`` (lo, hi: clip, scale to [0, 1]),
+# ``normalize`` ("zscore", "auto", "none"); see zoo.data.volumes for their order and geometry
+PREPROCESSING = ("window", "normalize", "spacing", "orientation")
 
 
 def _plain(value):
@@ -42,8 +45,9 @@ class ModelInfo:
         num_classes: output channels of the main output (classes, or image channels of a generator).
         patch_size: the spatial input size the model was trained or exported at (None: the
             model's static input size, or any size).
-        preprocessing: the intensity steps its training data went through (``window``,
-            ``normalize``, ``spacing``), which prediction and export apply to new inputs.
+        preprocessing: the steps its training data went through (``orientation``, ``spacing``,
+            ``window``, ``normalize``), which training on files, prediction and export apply to
+            new inputs.
         class_names: the classes of its head, from the training folders (None if unknown).
         train: the training data, as an absolute path where it was a path (None if unknown).
         source: how it was obtained: ``model`` (built by the caller), ``registry`` (``zoo.load``),

@@ -67,8 +67,9 @@ _VALUE_HINT = re.compile(r"\b([a-z][a-z0-9_]*)=('([^'\s]*)'|\"([^\"\s]*)\"|-?[0-
                          r"( \(zoo [a-z]+ --[a-z\-]+ [^)]*\))?")
 _LOAD_HINT = re.compile(r"\(?(?:e\.g\. )?zoo\.load\((?:name|'[a-z0-9_]+'|NAME)((?:, [a-z_]+=[^,()]+)+)\)\)?")
 # the data source keywords a command passes through --data-option KEY=VALUE
-DATA_OPTIONS = ("color_mode", "window", "normalize", "spacing", "series_uid", "samples_per_volume", "fg_fraction",
-                "image_size", "mask_suffix", "n", "split", "manual_dir", "data_dir", "slice_range", "snr", "gaps")
+DATA_OPTIONS = ("color_mode", "window", "normalize", "spacing", "orientation", "series_uid", "samples_per_volume",
+                "fg_fraction", "image_size", "mask_suffix", "n", "split", "manual_dir", "data_dir", "slice_range",
+                "snr", "gaps")
 
 
 ALIASES = {"gaps": "--dicom-gaps"}  # a keyword whose flag is named otherwise

@@ -47,7 +47,8 @@ def _cmd_predict(args):
         patch = patch * (len(model.input_shape) - 2)
     result = predict(model, info, args.input, out=False if classifier else out, patch_size=patch,
                      overlap=args.overlap, batch_size=args.batch_size, window=window,
-                     normalize=args.normalize, spacing=spacing, return_probabilities=classifier,
+                     normalize=args.normalize, spacing=spacing, orientation=args.orientation,
+                     return_probabilities=classifier,
                      dicom_gaps=args.dicom_gaps)
     if classifier:
         report_classes(args.input, top_classes(result, info.class_names, args.top_k), out,
@@ -93,4 +94,5 @@ def add_parsers(sub):
                         "spaced run (split), or stack every slice at the median spacing (median: the geometry is "
                         "then wrong at the gap)")
     s.add_argument("--spacing", help="resample to this voxel spacing first, e.g. 1.5,1.5,2")
+    s.add_argument("--orientation", help="reorient a volume to these axis codes first, e.g. RAS (default: the run's)")
     s.set_defaults(func=_cmd_predict)

@@ -47,7 +47,8 @@ def _cmd_run(args):
         report = run(args.name, data=args.data, train=args.train, val=args.val, recipe=args.recipe,
                      quantization=args.quantization, epochs=args.epochs, compress_epochs=args.compress_epochs,
                      out_dir=out, patch_size=patch, spatial_dims=args.spatial_dims,
-                     model_options=model_kwargs(args), verify="warn" if args.verify == "warn" else True,
+                     model_options=model_kwargs(args), weights=args.weights,
+                     verify="warn" if args.verify == "warn" else True,
                      restart=args.restart, deterministic=args.deterministic,
                      verbose=not args.quiet, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
                      validation_steps=args.validation_steps, learning_rate=args.lr, strategy=args.strategy,
@@ -76,6 +77,7 @@ def add_parsers(sub):
         "Each stage has a folder under --out; run the same command again to continue an interrupted run "
         "(finished stages are skipped).",
         epilog="example: zoo run unet3d\nmore:    zoo run unet --data data/liver --recipe prune_80 --epochs 10\n"
+               "         zoo run monai_spleen_ct --weights monai --data my_spleens/\n"
                "         zoo run resnet18 --quantization float16 --json > report.json",
         formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
     s.add_argument("name", help="registry entry, e.g. unet3d (zoo list shows them)")
@@ -95,6 +97,8 @@ def add_parsers(sub):
     s.add_argument("--spatial-dims", type=int, choices=(2, 3), help="for entries with 2D and 3D variants")
     s.add_argument("--lr", type=float, help="learning rate (default: finetune's 1e-3, compress's recipe rate)")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="builder keyword, e.g. --set filters=16")
+    s.add_argument("--weights", help="fine-tune from these weights instead of random ones: a tag of the entry "
+                   "(zoo info NAME lists them, e.g. monai), a file or a URL")
     s.add_argument("--num-classes", type=int, help="classes of the head (default: from the data: its class folders, "
                    "or 1 + the largest label of its label maps; 2 for the phantoms)")
     s.add_argument("--in-channels", type=int, help="input channels (default: the data's images'; 1 for the phantoms)")

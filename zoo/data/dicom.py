@@ -10,7 +10,6 @@ spacing ``(column spacing, row spacing, slice spacing)`` in mm and an LPS affine
 A file counts as DICOM (for folder detection in ``zoo.datapath.sources.from_source``) when its name
 ends with .dcm/.dicom/.ima or it carries the DICOM Part 10 marker ``DICM`` at byte 128.
 """
-import functools
 import os
 import warnings
 from pathlib import Path
@@ -21,6 +20,8 @@ from zoo._deps import require
 from zoo.data._geometry import check_affine, check_spacing
 from zoo.data.checks import DataError, as_path, describe
 from zoo.data.volumes import match_labels, volume_dataset
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])  # DICOM's patient space (LPS) to NIfTI's (RAS)
 
 SKIP_NAMES = {"dicomdir"}
 SKIP_SUFFIXES = (".txt", ".json", ".xml", ".csv", ".md", ".ini")
@@ -264,7 +265,7 @@ def _series_list(series):
 
 def dicom(series, labels=None, *, patch_size=None, samples_per_volume=1, fg_fraction=0.5, window=None,
           normalize="auto", spacing=None, num_classes=None, in_channels=None, label_suffix="",
-          shuffle=True, seed=0, cache=True, gaps="error", ignore_label=None):
+          shuffle=True, seed=0, cache=True, gaps="error", orientation=None, ignore_label=None):
     """DICOM series as a tf.data.Dataset (the preprocessing and patches of :func:`zoo.data.nifti`).
 
     series: one series folder, a folder of series folders, or a list of series folders.
@@ -283,9 +284,13 @@ def dicom(series, labels=None, *, patch_size=None, samples_per_volume=1, fg_frac
                             "series as folders, or labels as a list of files.")
         labels = match_labels(folders, labels, label_suffix, key=lambda f: Path(f).name,
                               what="series folder")
-    read = functools.partial(read_dicom_series, gaps=gaps)
+    def read(folder):  # the series' LPS affine in NIfTI's RAS+ world, which ``orientation`` names
+        volume, spacing, lps_affine = read_dicom_series(folder, gaps=gaps)
+        return volume, spacing, LPS_TO_RAS @ lps_affine
+
+
     return volume_dataset(folders, labels, read=read, patch_size=patch_size,
                           samples_per_volume=samples_per_volume, fg_fraction=fg_fraction, window=window,
                           normalize=normalize, spacing=spacing, num_classes=num_classes,
                           in_channels=in_channels, shuffle=shuffle, seed=seed, cache=cache,
-                          ignore_label=ignore_label)
+                          orientation=orientation, ignore_label=ignore_label)

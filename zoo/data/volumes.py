@@ -2,9 +2,13 @@
 
 Volumes are channels-last float32 ``(X, Y, Z, C)`` in the file's voxel order (NIfTI i, j, k;
 DICOM columns, rows, slices), labels int32 ``(X, Y, Z, 1)``. Per case, in this order:
-NaN/Inf check -> optional resampling to ``spacing`` (scipy.ndimage.zoom, order 1 for images,
-order 0 for labels) -> intensity: ``window=(lo, hi)`` clips and scales to [0, 1] (CT
-windowing), ``normalize="zscore"`` standardises each volume and channel -> patches.
+NaN/Inf check -> optional reorientation to ``orientation`` (axis codes such as ``"RAS"``: the voxel
+axes permuted and flipped to point along them, as MONAI's ``Orientationd`` does with nibabel's
+rule) -> optional resampling to ``spacing`` (MONAI's ``Spacingd`` geometry: the first voxel stays
+where it is, output voxel ``j`` samples input position ``j * new / old``, ``round((n - 1) * old /
+new + 1)`` voxels; linear for images, nearest for labels, edges repeated) -> intensity:
+``window=(lo, hi)`` clips and scales to [0, 1] (CT windowing; MONAI's ``ScaleIntensityRanged`` to
+[0, 1] with ``clip=True``), ``normalize="zscore"`` standardises each volume and channel -> patches.
 With ``patch_size``, ``samples_per_volume`` patches are drawn per volume; a share
 ``fg_fraction`` of them is centred on a random foreground (label > 0) voxel, the rest are
 uniform. ``shuffle=True`` (training) draws new patches, in a new case order, on every pass
@@ -76,16 +80,89 @@ def load_label_volume(path):
     return data
 
 
-def resample(image, label, spacing, target):
-    """Zoom ``image`` (order 1) and ``label`` (order 0) from ``spacing`` to ``target`` spacing."""
+def reorient(image, label, affine, orientation):
+    """``image`` (and ``label``) with their voxel axes permuted and flipped to point along the world
+    directions ``orientation`` (e.g. ``"RAS"``: axis 0 towards the patient's right, 1 anterior, 2
+    superior; NIfTI's RAS+ world), each voxel axis going to the world axis nearest to it
+    (nibabel's ``io_orientation``, as MONAI's ``Orientationd`` decides). Returns ``(image, label,
+    affine of the result, transform)``; :func:`orient_back` undoes it."""
+    nib = require("nibabel", "Reorienting volumes (orientation=...)")
+    ornt = nib.orientations
+    target = ornt.axcodes2ornt(tuple(orientation))
+    transform = ornt.ornt_transform(ornt.io_orientation(affine), target)
+    out = ornt.apply_orientation(image, transform)
+    if label is not None and np.ndim(label) >= 3:
+        label = ornt.apply_orientation(label, transform)
+    affine = np.asarray(affine, np.float64) @ ornt.inv_ornt_aff(transform, image.shape[:3])
+    return np.ascontiguousarray(out), label, affine, transform
+
+
+def orient_back(array, transform):
+    """Undo :func:`reorient`'s ``transform`` on an array of the reoriented grid (a label map)."""
+    nib = require("nibabel", "Reorienting volumes (orientation=...)")
+    inverse = np.empty_like(transform)  # transform row i: input axis i -> (output axis, flip)
+    for axis, (to, flip) in enumerate(transform):
+        inverse[int(to)] = (axis, flip)
+    return np.ascontiguousarray(nib.orientations.apply_orientation(array, inverse))
+
+
+def check_orientation(orientation, where="orientation"):
+    """Three axis codes, one of L/R, A/P and S/I each (``"RAS"``, ``"LPS"``), upper-cased."""
+    codes = orientation.upper() if isinstance(orientation, str) else ""
+    axes = sorted(next((k for k, pair in enumerate(("LR", "AP", "SI")) if c in pair), 9) for c in codes)
+    if axes != [0, 1, 2]:
+        raise InvalidArgumentError(f"{where}={orientation!r} must be three axis codes, one of L/R, A/P and S/I "
+                                   "each, e.g. orientation='RAS' (MONAI's Orientationd axcodes).")
+    return codes
+
+
+def permute_spacing(spacing, transform):
+    """The voxel sizes after :func:`reorient`'s ``transform``."""
+    out = [0.0] * 3
+    for axis, (to, _) in enumerate(transform[:3]):
+        out[int(to)] = float(spacing[axis])
+    return tuple(out)
+
+
+def _resampled_shape(shape, factors):
+    return tuple(int(np.round((n - 1) * f + 1.0)) for n, f in zip(shape, factors))  # MONAI's rounding (half to even)
+
+
+def _resample_array(array, shape, factors, order):
+    """``array`` (spatial..., [C]) sampled at input position ``j / factor`` for output voxel ``j``
+    (order 0: the nearest voxel, ties to the even index as PyTorch's grid sampling rounds)."""
+    if order == 0:
+        index = [np.clip(np.rint(np.arange(n) / f), 0, size - 1).astype(np.int64)
+                 for n, f, size in zip(shape, factors, array.shape)]
+        return array[np.ix_(*index)]
     ndimage = require("scipy.ndimage", "Resampling volumes (spacing=...)")
+    matrix = [1.0 / f for f in factors]
+    if array.ndim == len(shape):
+        return ndimage.affine_transform(array, matrix, output_shape=shape, order=order, mode="nearest")
+    return np.stack([ndimage.affine_transform(array[..., c], matrix, output_shape=shape, order=order,
+                                              mode="nearest") for c in range(array.shape[-1])], axis=-1)
+
+
+def resample(image, label, spacing, target):
+    """``image`` (linear) and ``label`` (nearest) resampled from ``spacing`` to ``target`` spacing,
+    on MONAI's ``Spacingd`` grid (see the module docstring)."""
     factors = [s / t for s, t in zip(spacing, target)]
     if np.allclose(factors, 1.0):
         return image, label
-    image = ndimage.zoom(image, factors + [1.0], order=1, mode="nearest", grid_mode=False)
+    shape = _resampled_shape(image.shape[:-1], factors)
+    image = _resample_array(image.astype(np.float32, copy=False), shape, factors, 1)
     if label is not None:
-        label = ndimage.zoom(label, factors, order=0, mode="nearest", grid_mode=False)
+        label = _resample_array(np.asarray(label), shape, factors, 0)
     return image, label
+
+
+def resample_back(array, shape, spacing, target):
+    """The inverse of :func:`resample` for an array on the resampled grid (logits): linear, back to the
+    original grid ``shape`` (input voxel ``i`` reads resampled position ``i * factor``)."""
+    factors = [s / t for s, t in zip(spacing, target)]
+    if tuple(array.shape[:-1]) == tuple(shape) and np.allclose(factors, 1.0):
+        return array
+    return _resample_array(array, tuple(shape), [1.0 / f for f in factors], 1)
 
 
 def normalize_intensity(image, window=None, normalize="auto"):
@@ -100,6 +177,43 @@ def normalize_intensity(image, window=None, normalize="auto"):
         std = image.std(axis=axes, keepdims=True)
         image = (image - mean) / np.where(std > 0, std, 1.0)
     return image
+
+
+def preprocess(image, label, file_spacing, affine, *, orientation=None, spacing=None, window=None,
+               normalize="auto"):
+    """A volume (and its label map) prepared as a model's records say, in this order (the order of
+    MONAI's bundles): ``orientation`` (:func:`reorient`), ``spacing`` (:func:`resample`), then
+    ``window`` / ``normalize`` (:func:`normalize_intensity`). Training (:func:`volume_dataset`) and
+    ``zoo.predict`` both call it.
+
+    Args:
+        image: ``(X, Y, Z, C)`` in the file's voxel order; label: ``(X, Y, Z)`` or None.
+        file_spacing: the file's voxel sizes; affine: its voxel-to-world transform (NIfTI's RAS+).
+        orientation, spacing, window, normalize: the steps (None: skipped; ``normalize`` as
+            :func:`normalize_intensity` takes it).
+
+    Returns:
+        ``(image, label, undo)``; ``undo`` = ``(transform or None, reoriented grid shape, spacing
+        of that grid)``, what :func:`restore` needs to put a prediction back on the file's grid.
+    """
+    transform = None
+    if orientation is not None:
+        image, label, _, transform = reorient(image, label, affine, orientation)
+        file_spacing = permute_spacing(file_spacing, transform)
+    grid = image.shape[:-1]
+    if spacing is not None:
+        image, label = resample(image, label, file_spacing, tuple(float(s) for s in spacing))
+    image = normalize_intensity(image, window=window, normalize=normalize)
+    return image, label, (transform, grid, tuple(file_spacing))
+
+
+def restore(array, undo, spacing=None):
+    """An array on :func:`preprocess`'s grid (logits, channels last) back on the file's grid and
+    voxel order: resampled back (linear) when ``spacing`` was applied, then oriented back."""
+    transform, grid, file_spacing = undo
+    if spacing is not None:
+        array = resample_back(array, grid, file_spacing, tuple(float(s) for s in spacing))
+    return array if transform is None else orient_back(array, transform)
 
 
 def pad_to(image, label, patch):
@@ -149,11 +263,12 @@ class _Cases:
     """Loads, checks and preprocesses case ``i``; caches it when ``cache`` is True."""
 
     def __init__(self, images, labels, read, *, window, normalize, spacing, num_classes, in_channels,
-                 cache, ignore_label=None):
+                 cache, orientation=None, ignore_label=None):
         self.images, self.labels, self.read = images, labels, read
         self.ignore_label = ignore_label
         self.opts = dict(window=window, normalize=normalize)
         self.spacing, self.num_classes, self.in_channels = spacing, num_classes, in_channels
+        self.orientation = orientation
         self.cache, self._store = cache, {}
 
     def __len__(self):
@@ -163,7 +278,7 @@ class _Cases:
         if i in self._store:
             return self._store[i]
         src = self.images[i]
-        image, spacing, _ = self.read(src)
+        image, spacing, affine = self.read(src)
         check_finite(image, str(src))
         check_channels(image.shape[-1], self.in_channels, str(src))
         label = self.labels[i] if self.labels is not None else None
@@ -181,10 +296,9 @@ class _Cases:
             label = check_labels(label, self.num_classes, str(lsrc), self.ignore_label)
         elif label is not None:
             label = check_labels(np.int32(label), self.num_classes, f"label of {src}")
-        if self.spacing is not None:
-            image, lab = resample(image, label if np.ndim(label) else None, spacing, self.spacing)
-            label = lab if np.ndim(label) else label
-        image = normalize_intensity(image, **self.opts)
+        image, lab, _ = preprocess(image, label if np.ndim(label) else None, spacing, affine,
+                                   orientation=self.orientation, spacing=self.spacing, **self.opts)
+        label = lab if np.ndim(label) else label
         fg = foreground(label, self.ignore_label) if label is not None and np.ndim(label) else None
         case = (image, label, fg)
         if self.cache:
@@ -194,11 +308,14 @@ class _Cases:
 
 def volume_dataset(images, labels=None, *, read, patch_size=None, samples_per_volume=1,
                    fg_fraction=0.5, window=None, normalize="auto", spacing=None, num_classes=None,
-                   in_channels=None, shuffle=True, seed=0, cache=True, ignore_label=None):
-    """tf.data.Dataset over volumes read by ``read(source) -> (data, spacing, affine)``; ``labels``:
-    label volume files, class ints, or label maps already in memory ((X, Y, Z) int arrays).
-    ``ignore_label``: a label value of unannotated voxels (not a class, never foreground)."""
+                   in_channels=None, shuffle=True, seed=0, cache=True, orientation=None, ignore_label=None):
+    """tf.data.Dataset over volumes read by ``read(source) -> (data, spacing, affine)`` (the affine
+    to NIfTI's RAS+ world, which ``orientation`` refers to); ``labels``: label volume files, class
+    ints, or label maps already in memory ((X, Y, Z) int arrays). ``ignore_label``: a label value of
+    unannotated voxels (not a class, never foreground)."""
     check_choice("normalize", normalize, NORMALIZE, "volumes")
+    if orientation is not None:
+        orientation = check_orientation(orientation)
     if window is not None and (len(window) != 2 or not float(window[0]) < float(window[1])):
         raise InvalidArgumentError(f"window={window!r} must be (low, high) with low < high, "
                                    "e.g. window=(-1000, 400) for a CT lung/soft-tissue window.")
@@ -211,7 +328,8 @@ def volume_dataset(images, labels=None, *, read, patch_size=None, samples_per_vo
     if labels is not None and len(labels) != len(images):
         raise DataError(f"{len(images)} image volumes but {len(labels)} labels; pass one label per volume.")
     cases = _Cases(images, labels, read, window=window, normalize=normalize, spacing=spacing,
-                   num_classes=num_classes, in_channels=in_channels, cache=cache, ignore_label=ignore_label)
+                   num_classes=num_classes, in_channels=in_channels, cache=cache, orientation=orientation,
+                   ignore_label=ignore_label)
     channels = None
     for i in range(len(cases)):  # validate everything before training starts
         image = cases[i][0]
@@ -281,7 +399,7 @@ def match_labels(sources, label_dir, label_suffix="", key=stem, what="image"):
 
 def nifti(images, labels=None, *, patch_size=None, samples_per_volume=1, fg_fraction=0.5, window=None,
           normalize="auto", spacing=None, num_classes=None, in_channels=None, label_suffix="",
-          shuffle=True, seed=0, cache=True, ignore_label=None):
+          shuffle=True, seed=0, cache=True, orientation=None, ignore_label=None):
     """NIfTI volumes (a folder or a list of files) with label volumes (folder/list) or class ints.
 
     See the module docstring for the preprocessing. Returns a tf.data.Dataset of
@@ -302,4 +420,4 @@ def nifti(images, labels=None, *, patch_size=None, samples_per_volume=1, fg_frac
                           samples_per_volume=samples_per_volume, fg_fraction=fg_fraction, window=window,
                           normalize=normalize, spacing=spacing, num_classes=num_classes,
                           in_channels=in_channels, shuffle=shuffle, seed=seed, cache=cache,
-                          ignore_label=ignore_label)
+                          orientation=orientation, ignore_label=ignore_label)

@@ -1,9 +1,10 @@
 """The data-movement layers the 3D rewrite (:mod:`zoo.export.rewrite3d`) emits.
 
-Each one only rearranges values (reshape, pad, strided slice, concatenation, transpose), so it
-is exact in any precision and converts to TFLite builtins that have int8 kernels (RESHAPE, PAD,
-STRIDED_SLICE, CONCATENATION, TRANSPOSE). The arithmetic of a rewritten 3D layer is done by a
-standard Keras 2D layer (Conv2D, Conv2DTranspose, MaxPooling2D, ...) between them.
+Each one but :class:`FoldedGroupNorm` only rearranges values (reshape, pad, strided slice,
+concatenation, transpose), so it is exact in any precision and converts to TFLite builtins that
+have int8 kernels (RESHAPE, PAD, STRIDED_SLICE, CONCATENATION, TRANSPOSE). The arithmetic of a
+rewritten 3D layer is done by a standard Keras 2D layer (Conv2D, Conv2DTranspose, MaxPooling2D,
+...) between them; a 3D map's group norm, whose statistics span the slices, is the exception.
 
 Tensors are channels-last. "Folded" means a 5D ``(B, D, H, W, C)`` tensor seen as the batch of
 its ``B * D`` depth slices, ``(B * D, H, W, C)``: the form in which 2D layers process 3D maps.
@@ -148,4 +149,48 @@ class DepthToSpace3D(L.Layer):
         return {**super().get_config(), "block": list(self.block)}
 
 
-__all__ = ["FoldDepth", "UnfoldDepth", "DepthTaps", "DepthToSpace3D"]
+@_register
+class FoldedGroupNorm(L.Layer):
+    """Group normalisation (inference) of the folded slices ``(B * depth, H, W, C)`` of 5D maps.
+
+    The one layer here that computes: a ``GroupNormalization`` of a 3D map needs the statistics
+    of each volume's group over all its slices, so the folded slices are seen as
+    ``(B, depth * H * W, groups, C / groups)``, and the mean and variance are taken with MEAN and
+    SQUARED_DIFFERENCE, then RSQRT, MUL, ADD: ops with int8 kernels in LiteRT (Keras' own layer
+    computes the moments with SUM and SQUARE, and SQUARE has no int8 kernel). ``gamma``/``beta``
+    are the original layer's (absent without ``scale``/``center``).
+    """
+
+    def __init__(self, depth, groups, epsilon=1e-3, center=True, scale=True, **kwargs):
+        super().__init__(**kwargs)
+        self.depth, self.groups, self.epsilon = int(depth), int(groups), float(epsilon)
+        self.center, self.scale = bool(center), bool(scale)
+
+    def build(self, input_shape):
+        c = int(input_shape[-1])
+        self.gamma = self.add_weight(name="gamma", shape=(c,), initializer="ones") if self.scale else None
+        self.beta = self.add_weight(name="beta", shape=(c,), initializer="zeros") if self.center else None
+        super().build(input_shape)
+
+    def call(self, x):
+        h, w, c = _static(x.shape, self.name)
+        groups = c if self.groups == -1 else self.groups
+        y = tf.reshape(x, [-1, self.depth * h * w, groups, c // groups])
+        mean = tf.reduce_mean(y, axis=[1, 3], keepdims=True)
+        var = tf.reduce_mean(tf.math.squared_difference(y, mean), axis=[1, 3], keepdims=True)
+        y = tf.reshape((y - mean) * tf.math.rsqrt(var + self.epsilon), [-1, h, w, c])
+        if self.gamma is not None:
+            y = y * self.gamma
+        if self.beta is not None:
+            y = y + self.beta
+        return y
+
+    def compute_output_shape(self, input_shape):
+        return tf.TensorShape(input_shape)
+
+    def get_config(self):
+        return {**super().get_config(), "depth": self.depth, "groups": self.groups, "epsilon": self.epsilon,
+                "center": self.center, "scale": self.scale}
+
+
+__all__ = ["FoldDepth", "UnfoldDepth", "DepthTaps", "DepthToSpace3D", "FoldedGroupNorm"]

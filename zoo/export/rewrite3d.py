@@ -16,14 +16,22 @@ it did. :func:`rewrite_3d` rebuilds the model layer by layer, with the weights c
   padding never wins a max), and exact for average (TF's "same" average excludes padding,
   and that count factorises over the axes).
 * ``UpSampling3D`` -> ``UpSampling2D`` on the slices, then ``UpSampling2D((depth, 1))`` on the
-  (D, H*W) plane.
+  (D, H*W) plane; the zoo's trilinear ``LinearUpsampling`` (MONAI's SegResNet) likewise with
+  bilinear ``UpSampling2D`` (TF's half-pixel bilinear resize is PyTorch's ``align_corners=False``).
+* ``PReLU`` with its slope shared over the spatial axes (MONAI's default: one slope for all) -> a
+  2D ``PReLU`` on the slices with the slope broadcast per channel (a 5D PRELU does not convert).
+* ``GroupNormalization`` (instance norm too) -> :class:`FoldedGroupNorm`: each volume's group
+  statistics over all its slices, with int8-capable ops (Keras' layer needs SQUARE, float only).
+* ``SpatialDropout3D`` -> nothing (the identity of inference).
 
 Everything else is cloned with its weights. Per-channel and elementwise layers (BatchNorm,
-activations, dropout, LRN, Dense on the channel axis, Add/Concatenate of equal-depth maps) run
-on the folded 4D tensors, so a Conv -> BN -> ReLU chain stays one CONV_2D after conversion
-(the converter folds the BN into it). ZeroPadding3D, Cropping3D, global pools, SpatialDropout3D
-and the zoo's CenterCropLike/ResizeLike convert to builtins (PAD, STRIDED_SLICE, MEAN, ...) as
-they are. Nested functional models (a GAN's generator and critic) are rewritten recursively.
+activations, dropout, LRN, the zoo's ZeroPadChannels, Dense on the channel axis, Add/Concatenate
+of equal-depth maps) run on the folded 4D tensors, so a Conv -> BN -> ReLU chain stays one
+CONV_2D after conversion (the converter folds the BN into it). ZeroPadding3D, Cropping3D (the
+explicit PyTorch-style padding of the MONAI builders' strided convolutions and the cropping of
+their transposed ones), global pools and the zoo's CenterCropLike/ResizeLike convert to builtins
+(PAD, STRIDED_SLICE, MEAN, ...) as they are. Nested functional models (a GAN's generator and
+critic) are rewritten recursively.
 
 The result is a plain functional ``keras.Model`` with a static input shape (the folding needs
 static spatial sizes); ``model.zoo_rewrite`` lists what was rewritten and which 3D layers were
@@ -34,13 +42,13 @@ import numpy as np
 
 from zoo._keras import keras, tf
 from zoo.errors import InvalidArgumentError
-from zoo.export.layers3d import DepthTaps, DepthToSpace3D, FoldDepth, UnfoldDepth
+from zoo.export.layers3d import DepthTaps, DepthToSpace3D, FoldDepth, FoldedGroupNorm, UnfoldDepth
 from zoo.models import layers as zl
 
 L = keras.layers
 
 # Layers that act per voxel (elementwise or across channels only): they run on folded slices.
-_PER_VOXEL = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.ThresholdedReLU, L.Softmax,
+_PER_VOXEL = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU, L.Softmax,
               L.Dropout, L.AlphaDropout, L.GaussianDropout, L.GaussianNoise, L.Dense, L.Rescaling)
 _MERGE = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
 # 3D layers that convert to TFLite builtins as they are (5D PAD, STRIDED_SLICE, MEAN, ...).
@@ -127,12 +135,20 @@ class _Rewriter:
             return self.clone(node, values)
         handler = {L.Conv3D: self.conv3d, L.Conv3DTranspose: self.conv3d_transpose,
                    L.MaxPooling3D: self.pool3d, L.AveragePooling3D: self.pool3d,
-                   L.UpSampling3D: self.upsample3d}.get(type(layer))
+                   L.UpSampling3D: self.upsample3d, zl.LinearUpsampling: self.linear_upsample,
+                   L.PReLU: self.prelu, L.GroupNormalization: self.group_norm}.get(type(layer))
         if handler is not None and layer.get_config().get("data_format", "channels_last") == "channels_last":
             out = handler(layer, ins[0])
             if out is not None:
                 self.rewritten.append(layer.name)
                 return out
+            self.kept.append(f"{layer.name} ({type(layer).__name__})")
+            return self.clone(node, values)
+        if isinstance(layer, (L.SpatialDropout1D, L.SpatialDropout2D, L.SpatialDropout3D)):
+            # identity at inference (the export's only use); as a per-voxel Dropout on the folded
+            # slices it would drop per slice, not per (volume, channel) as in training
+            self.rewritten.append(layer.name)
+            return ins[0]
         if self.per_voxel(layer, ins):
             return self.clone(node, values, folded=True)
         if not isinstance(layer, _NATIVE_5D + self._zoo_native()):
@@ -140,7 +156,8 @@ class _Rewriter:
         return self.clone(node, values)
 
     def _zoo_native(self):
-        return (zl.CenterCropLike, zl.ResizeLike, zl.LocalResponseNormalization, zl.AdaptiveAveragePooling)
+        return (zl.CenterCropLike, zl.ResizeLike, zl.LocalResponseNormalization, zl.AdaptiveAveragePooling,
+                zl.ZeroPadChannels)
 
     def per_voxel(self, layer, ins):
         """Can ``layer`` run on the folded slices of its (5D) inputs?"""
@@ -154,13 +171,11 @@ class _Rewriter:
             return cfg.get("noise_shape") is None
         if isinstance(layer, L.Softmax):
             return cfg.get("axis") in (-1, 4, [-1], [4])
-        if isinstance(layer, L.PReLU):
-            return cfg.get("shared_axes") is None
         if isinstance(layer, (_MERGE, L.Concatenate)):
             if isinstance(layer, L.Concatenate) and cfg.get("axis") not in (-1, 4):
                 return False
             return len({v.depth for v in ins}) == 1
-        return isinstance(layer, _PER_VOXEL + (zl.LocalResponseNormalization,))
+        return isinstance(layer, _PER_VOXEL + (zl.LocalResponseNormalization, zl.ZeroPadChannels))
 
     # ---- cloning
     def _clone_layer(self, layer, **changes):
@@ -291,6 +306,52 @@ class _Rewriter:
         planes = L.Reshape((depth, h * w, c), name=f"{layer.name}_planes")(UnfoldDepth(depth)(x))
         planes = L.UpSampling2D((sd, 1), name=f"{layer.name}_depth")(planes)
         return _Value(nat=L.Reshape((depth * sd, h, w, c), name=layer.name)(planes))
+
+    def linear_upsample(self, layer, v):
+        """:class:`~zoo.models.layers.LinearUpsampling` (trilinear, half-pixel centres, edges
+        clamped): separable, so a bilinear ``UpSampling2D`` of the folded slices, then one of size
+        ``(depth, 1)`` over the (D, H*W) plane. TF's bilinear resize uses half-pixel centres and
+        clamps at the borders as PyTorch's ``align_corners=False`` does: one RESIZE_BILINEAR per
+        step (int8 kernels) instead of the layer's slices and weighted sums on 5D tensors."""
+        sd, sh, sw = layer._factors(5)
+        x, depth = self.t4(v), v.depth
+        if (sh, sw) != (1, 1):
+            x = L.UpSampling2D((sh, sw), interpolation="bilinear", name=f"{layer.name}_hw")(x)
+        if sd == 1:
+            return _Value(t4=x, depth=depth)
+        h, w, c = (int(s) for s in x.shape[1:])
+        planes = L.Reshape((depth, h * w, c), name=f"{layer.name}_planes")(UnfoldDepth(depth)(x))
+        planes = L.UpSampling2D((sd, 1), interpolation="bilinear", name=f"{layer.name}_depth")(planes)
+        return _Value(nat=L.Reshape((depth * sd, h, w, c), name=layer.name)(planes))
+
+    def prelu(self, layer, v):
+        """A PReLU whose slope is shared over the spatial axes (one per channel, or MONAI's one
+        for all): a 2D PReLU on the folded slices with the slope broadcast to one per channel
+        (TFLite's PRELU needs a slope that broadcasts within rank 4; a 5D one does not convert).
+        A slope per voxel has no folded form: kept."""
+        if not {1, 2, 3} <= set(layer.get_config().get("shared_axes") or ()):
+            return None
+        x = self.t4(v)
+        c = int(x.shape[-1])
+        alpha = np.broadcast_to(layer.get_weights()[0].reshape(-1), (c,)).reshape(1, 1, c)
+        new = L.PReLU(shared_axes=[1, 2], name=layer.name)
+        y = new(x)
+        new.set_weights([np.array(alpha, dtype=new.get_weights()[0].dtype)])
+        return _Value(t4=y, depth=v.depth)
+
+    def group_norm(self, layer, v):
+        """``GroupNormalization`` over the channels (instance norm: groups=-1): the statistics of
+        each group span all slices of a volume, so :class:`FoldedGroupNorm` computes them from the
+        folded slices with int8-capable ops (MEAN, SQUARED_DIFFERENCE, RSQRT)."""
+        cfg = layer.get_config()
+        if cfg["axis"] not in (-1, 4):
+            return None
+        x = self.t4(v)
+        new = FoldedGroupNorm(v.depth, cfg["groups"], cfg["epsilon"], center=cfg["center"], scale=cfg["scale"],
+                              name=layer.name)
+        y = new(x)
+        new.set_weights(layer.get_weights())
+        return _Value(t4=y, depth=v.depth)
 
 
 def _static_inputs(model, input_shape, batch_size):

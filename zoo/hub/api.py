@@ -6,7 +6,41 @@ from zoo.hub import weights as _weights
 from zoo.hub.build import build_kwargs, builder_keywords  # noqa: F401 - public here as before
 from zoo.hub.contract import entry_spec
 from zoo.hub.registry import TASKS, get_registry
-from zoo.record import attach, describe
+from zoo.record import attach, describe, info_of
+
+_NORMALIZE = ("zscore", "auto", "none")  # the values zoo.predict and the readers take (zoo.data.volumes)
+
+
+def applied_preprocessing(spec):
+    """The steps of a weight file's ``preprocessing`` (registry data) that the zoo applies, in the
+    record's words (:data:`zoo.record.PREPROCESSING`), plus its sliding-window size.
+
+    ``orientation`` and ``spacing`` (3 numbers) carry over; ``intensity_window: [lo, hi]`` with
+    ``clip: true`` and ``scale_to`` [0, 1] (or absent) is the zoo's ``window`` (clip, then scale to
+    [0, 1]: MONAI's ``ScaleIntensityRanged(a_min=lo, a_max=hi, b_min=0, b_max=1, clip=True)``);
+    ``normalize`` only where it names one of the zoo's own (``zscore``). Anything else (a
+    description such as "NormalizeIntensityd nonzero=True ...") stays in the registry for
+    ``zoo info`` and is not applied.
+
+    Args:
+        spec: a weight file's registry spec (its ``preprocessing`` and ``roi_size`` are read), or None.
+
+    Returns:
+        ``(preprocessing dict, roi size tuple or None)``.
+    """
+    prep = dict(getattr(spec, "preprocessing", None) or {})
+    out = {}
+    if isinstance(prep.get("orientation"), str):
+        out["orientation"] = prep["orientation"]
+    if prep.get("spacing") is not None and len(prep["spacing"]) == 3:
+        out["spacing"] = tuple(float(v) for v in prep["spacing"])
+    window, scale = prep.get("intensity_window"), tuple(prep.get("scale_to") or (0, 1))
+    if window is not None and prep.get("clip", False) and tuple(float(v) for v in scale) == (0.0, 1.0):
+        out["window"] = tuple(float(v) for v in window)
+    if prep.get("normalize") in _NORMALIZE:
+        out["normalize"] = prep["normalize"]
+    roi = prep.get("roi_size")
+    return out, (tuple(int(v) for v in roi) if roi is not None else None)
 
 
 def list_models(pattern=None, *, task=None, spatial_dims=None, pretrained=None):
@@ -81,9 +115,16 @@ def load(name, /, *, weights=None, allow_non_finite=False, **overrides):
             file_config = _weights.file_build_defaults(local, entry)
     builder, kwargs = build_kwargs(entry, overrides, spec, file_config)
     model = builder(**kwargs)
+    dims = kwargs.get("spatial_dims", entry.spatial_dims[0])
+    preprocessing, roi = applied_preprocessing(spec)
+    dynamic = all(s is None for s in model.input_shape[1:-1])
+    labels = getattr(spec, "labels", None)
+    names = list(labels) if isinstance(labels, (list, tuple)) else None
     attach(model, describe(model, name=entry.name, task=entry.task, source="registry", build=kwargs,
-                           spatial_dims=kwargs.get("spatial_dims", entry.spatial_dims[0]),
-                           preprocessing=dict(spec.preprocessing or {}) if spec is not None else {}))
+                           spatial_dims=dims, preprocessing=preprocessing,
+                           patch_size=roi if roi is not None and dynamic and len(roi) == dims else None))
+    if names is not None and len(names) == info_of(model).num_classes:  # the file's classes, by name
+        attach(model, info_of(model).replace(class_names=names))
     if weights is not None:
         report = _weights.load_weights_into(model, entry=entry, weights=weights, build_kwargs=kwargs,
                                             allow_non_finite=allow_non_finite)

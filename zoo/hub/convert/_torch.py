@@ -156,3 +156,35 @@ def assign(layer, tensors, prefix, values=None):
     else:
         values.extend(pairs)
     return pairs
+
+
+def tensors_of(layer, prefix):
+    """The inverse of :func:`assign`: ``{key: numpy array}`` of ``layer``'s variables in PyTorch's layout and
+    names (``prefix.weight``, ``prefix.running_mean`` ...; a batch norm's ``num_batches_tracked`` is 0)."""
+    from zoo._keras import keras  # heavy: importing zoo.hub (zoo list) must not start TensorFlow
+    L = keras.layers
+    values = {v.name.split("/")[-1].split(":")[0]: np.asarray(v.numpy()) for v in layer.weights}
+    out = {}
+    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):  # the transposed ones too: the same permutation
+        w = values["kernel"]
+        out[f"{prefix}.weight"] = np.transpose(w, (w.ndim - 1, w.ndim - 2) + tuple(range(w.ndim - 2)))
+        if layer.use_bias:
+            out[f"{prefix}.bias"] = values["bias"]
+    elif isinstance(layer, L.Dense):
+        out[f"{prefix}.weight"] = values["kernel"].T
+        if layer.use_bias:
+            out[f"{prefix}.bias"] = values["bias"]
+    elif isinstance(layer, (L.BatchNormalization, L.GroupNormalization)):
+        if layer.scale:
+            out[f"{prefix}.weight"] = values["gamma"]
+        if layer.center:
+            out[f"{prefix}.bias"] = values["beta"]
+        if isinstance(layer, L.BatchNormalization):
+            out[f"{prefix}.running_mean"] = values["moving_mean"]
+            out[f"{prefix}.running_var"] = values["moving_variance"]
+            out[f"{prefix}.num_batches_tracked"] = np.array(0, np.int64)
+    elif isinstance(layer, L.PReLU):
+        out[f"{prefix}.weight"] = values["alpha"].reshape(-1)
+    else:
+        raise WeightsError(f"no PyTorch conversion for layer {layer.name!r} ({type(layer).__name__}).")
+    return {k: np.ascontiguousarray(v) for k, v in out.items()}

@@ -6,6 +6,9 @@ Supported classes: ``UNet`` (:func:`zoo.models.monai_unet.monai_unet`) and ``Seg
 (``monai.networks.nets.UNet``). Every tensor of the state dict must find its layer and every layer
 its tensors; a missing, extra or misshapen tensor is a WeightsError naming it.
 
+:func:`to_state_dict` is the inverse: a zoo model (e.g. fine-tuned) back to the MONAI module's
+``state_dict`` (NumPy arrays; ``net.load_state_dict({k: torch.from_numpy(v) ...})``).
+
 Tensor layout: PyTorch convolution kernels ``(out, in, *k)`` become Keras ``(*k, in, out)``
 (transposed: ``(in, out, *k)`` -> ``(*k, out, in)``); batch norm ``weight/bias/running_mean/
 running_var`` -> ``gamma/beta/moving_mean/moving_variance``; group norm ``weight/bias`` ->
@@ -188,3 +191,22 @@ def load_state_dict(model, state, kwargs, cls, source):
     for variable, value in values:
         variable.assign(value)
     return model
+
+
+def to_state_dict(model, network_def):
+    """The MONAI ``state_dict`` of a zoo model built for ``network_def`` (by :func:`zoo.from_monai`, or a
+    registry entry's builder with the same configuration): ``{key: numpy array}`` in PyTorch's layouts and
+    names, the inverse of :func:`load_state_dict` (a batch norm's ``num_batches_tracked`` is 0).
+
+    Raises:
+        InvalidArgumentError: ``network_def`` is not a supported MONAI network.
+        WeightsError: a layer of ``model`` has no MONAI counterpart (another builder or configuration).
+    """
+    builder, kwargs = builder_kwargs(network_def, "to_state_dict")
+    cls = class_name(network_def, "to_state_dict")
+    key_map = unet_keys(model, kwargs) if cls == "UNet" else segresnet_keys(model, kwargs)
+    state = {}
+    for layer in model.layers:
+        if layer.weights:
+            state.update(_torch.tensors_of(layer, key_map[layer.name]))
+    return state

@@ -11,13 +11,12 @@ import hashlib
 import json
 import os
 
+import nibabel as nib
 import numpy as np
 import pytest
+import torch
 import yaml
 from _proc import run_zoo
-
-torch = pytest.importorskip("torch")
-nib = pytest.importorskip("nibabel")
 
 SMALL = ["--epochs", "1", "--compress-epochs", "1", "--steps-per-epoch", "3", "--patch-size", "32", "--quiet"]
 PREP = {"orientation": "RAS", "spacing": [1.5, 1.5, 2.0], "window": [-57.0, 164.0]}

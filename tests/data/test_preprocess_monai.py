@@ -9,14 +9,13 @@ back on the file's grid and voxel order."""
 import os
 import warnings
 
+import monai.transforms as monai_transforms
+import nibabel as nib
 import numpy as np
 import pytest
 
-nib = pytest.importorskip("nibabel")
-monai_transforms = pytest.importorskip("monai.transforms")
-
-from zoo.data import nifti  # noqa: E402 - after the skips
-from zoo.data.volumes import load_nifti, preprocess, restore  # noqa: E402
+from zoo.data import nifti
+from zoo.data.volumes import load_nifti, preprocess, restore
 
 DATA = os.path.join(os.path.dirname(nib.__file__), "tests", "data")
 SPLEEN = dict(orientation="RAS", spacing=(1.5, 1.5, 2.0))

@@ -162,7 +162,7 @@ def test_int8_export_of_a_converted_monai_unet_passes_verification_after_a_short
     """The issue's test: the spleen bundle's network_def at half width (MONAI's UNet with random weights,
     its state_dict converted by zoo.from_monai), fine-tuned 3 epochs on 3D phantoms, exported to int8 with
     the export's self-verification on (it raises when the int8 labels disagree with Keras')."""
-    torch = pytest.importorskip("torch")
+    import torch
     from monai.networks.nets import UNet
 
     from zoo.data import phantom_arrays

@@ -5,8 +5,10 @@ ScaleIntensityRanged) on the same file, and the labels come back on the file's g
 import os
 import warnings
 
+import nibabel as nib
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import zoo
@@ -14,9 +16,6 @@ import zoo.inference
 from zoo.hub.api import applied_preprocessing
 from zoo.hub.registry import get_registry, thaw
 from zoo.record import info_of
-
-torch = pytest.importorskip("torch")
-nib = pytest.importorskip("nibabel")
 
 SPLEEN = {"orientation": "RAS", "spacing": (1.5, 1.5, 2.0), "window": (-57.0, 164.0)}
 

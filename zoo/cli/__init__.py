@@ -64,11 +64,11 @@ def _command_options(parser, command):
 
 _TUPLE_HINT = re.compile(r"\b([a-z][a-z0-9_]*)=\(([0-9.\-]+(?:, ?[0-9.\-]+)*),?\)")
 _VALUE_HINT = re.compile(r"\b([a-z][a-z0-9_]*)=('([^'\s]*)'|\"([^\"\s]*)\"|-?[0-9][0-9.e\-]*\b|True\b|[A-Z][A-Z_]*\b)"
-                         r"( \(zoo [a-z]+ --[a-z\-]+ [^)]*\))?")
+                         r"( \(zoo [a-z]+ --[a-z\-]+(?: [^)]*)?\))?")
 _LOAD_HINT = re.compile(r"\(?(?:e\.g\. )?zoo\.load\((?:name|'[a-z0-9_]+'|NAME)((?:, [a-z_]+=[^,()]+)+)\)\)?")
 # the data source keywords a command passes through --data-option KEY=VALUE
 DATA_OPTIONS = ("color_mode", "window", "normalize", "spacing", "orientation", "series_uid", "samples_per_volume",
-                "fg_fraction", "image_size", "mask_suffix", "n", "split", "manual_dir", "data_dir", "slice_range",
+                "fg_fraction", "image_size", "mask_suffix", "split", "manual_dir", "data_dir", "slice_range",
                 "snr", "gaps")
 
 

@@ -4,7 +4,7 @@ from dataclasses import asdict, dataclass, field
 
 
 def _mb(n):
-    return f"{n / 2 ** 20:.2f} MB" if n >= 2 ** 20 else f"{n / 1024:.1f} KB"
+    return f"{n / 2 ** 20:.2f} MiB" if n >= 2 ** 20 else f"{n / 1024:.1f} KiB"
 
 
 def _shape(s):

@@ -3,34 +3,12 @@ on the same NIfTI volumes; its record has the provenance fields, every runner's 
 volumes' own grid, and tools/gen_cards.py renders the record into the README's bench_monai block with every
 figure traced."""
 import copy
-import importlib.util
 import json
-import sys
 
 import pytest
 from _proc import ROOT, run_python
 
 RUNNERS = ["MONAI (torch)", "zoo Keras float32", "zoo TFLite float16", "zoo TFLite int8"]
-
-
-@pytest.fixture(scope="module")
-def gen():
-    sys.path.insert(0, str(ROOT / "tools"))
-    spec = importlib.util.spec_from_file_location("gen_cards_under_test", ROOT / "tools" / "gen_cards.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="module")
-def registry():
-    from zoo.hub.registry import get_registry
-    return get_registry()
-
-
-@pytest.fixture(scope="module")
-def measured(gen):
-    return gen._read_measured()
 
 
 @pytest.mark.slow  # ~40 s: a fine-tune, two exports and four runners on two volumes

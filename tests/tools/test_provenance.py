@@ -4,38 +4,12 @@ tools/gen_cards.py's audit): these tests fail on a record without its provenance
 record naming a tool, option or zoo command that does not exist, on a README block no tool
 renders, and on a figure that no record backs."""
 import copy
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
-import pytest
+from _tools import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _tool(name):
-    sys.path.insert(0, str(ROOT / "tools"))
-    spec = importlib.util.spec_from_file_location(f"{name}_under_test", ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@pytest.fixture(scope="module")
-def gen():
-    return _tool("gen_cards")
-
-
-@pytest.fixture(scope="module")
-def registry():
-    from zoo.hub.registry import get_registry
-    return get_registry()
-
-
-@pytest.fixture(scope="module")
-def measured(gen):
-    return gen._read_measured()
 
 
 def test_every_committed_figure_is_traced_to_a_record(gen, registry, measured):
@@ -44,7 +18,7 @@ def test_every_committed_figure_is_traced_to_a_record(gen, registry, measured):
 
 
 def test_every_record_has_its_provenance(gen, measured):
-    prov = _tool("_provenance")
+    prov = load_tool("_provenance")
     records = list(prov.records(measured))
     assert len(records) >= len(registry_names()) - 2  # FLOPs of every classifier and segmenter at least
     for (name, kind), rec in records:
@@ -133,7 +107,7 @@ def test_a_hand_edited_figure_makes_the_check_fail(gen, registry, measured, monk
 
 
 def test_provenance_stamp_fields(tmp_path):
-    prov = _tool("_provenance")
+    prov = load_tool("_provenance")
     clock = prov.Clock(str(ROOT / "tools" / "bench_task.py"), ["tools/bench_task.py", "--quick"])
     rec = prov.record(None, "bench_task", {"x": 1}, clock, path=tmp_path / "m.json")
     p = rec["provenance"]

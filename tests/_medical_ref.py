@@ -132,3 +132,23 @@ class MedicalNetRef(nn.Module):
         for i in range(1, 5):
             x = getattr(self, f"layer{i}")(x)
         return x if self.conv_seg is None else self.conv_seg(x)
+
+
+def monai_net(network_def, seed=0):
+    """The real MONAI network of a bundle-style ``network_def`` (``_target_`` = a class name of
+    ``monai.networks.nets``, bare or dotted), with seeded random weights."""
+    from monai.networks import nets
+    torch.manual_seed(seed)
+    kwargs = {k: v for k, v in network_def.items() if k != "_target_"}
+    return randomize(getattr(nets, network_def["_target_"].rsplit(".", 1)[-1])(**kwargs), seed)
+
+
+def converted_diff(network_def, shape):
+    """Max abs difference between MONAI's ``eval()`` output and ``zoo.from_monai``'s model holding
+    the same weights, on a seeded batch of ``shape`` (spatial..., channels)."""
+    import zoo
+    net = monai_net(network_def)
+    x = inputs(shape)
+    want = torch_outputs(net, x)
+    model = zoo.from_monai(network_def, net.state_dict())
+    return max_diff(model(x, training=False), want)

@@ -3,8 +3,7 @@ outputs with the same weights (2D and 3D, every option the converter maps), erro
 import numpy as np
 import pytest
 import torch
-from _medical_ref import inputs, max_diff, randomize, torch_outputs
-from monai.networks.nets import UNet
+from _medical_ref import converted_diff, monai_net
 
 import zoo
 from zoo.errors import InvalidArgumentError
@@ -18,12 +17,6 @@ PROSTATE = {"_target_": "UNet", "spatial_dims": 3, "in_channels": 1, "out_channe
             "norm": "batch", "act": "prelu", "dropout": 0.15}
 
 
-def _monai(network_def, seed=0):
-    kwargs = {k: v for k, v in network_def.items() if k != "_target_"}
-    torch.manual_seed(seed)
-    return randomize(UNet(**kwargs), seed)
-
-
 def _counts(model):
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
     return trainable, model.count_params()
@@ -31,7 +24,7 @@ def _counts(model):
 
 @pytest.mark.parametrize("network_def,size", [(SPLEEN, 96), (PROSTATE, 96)], ids=["spleen", "prostate"])
 def test_parameter_counts_equal_monai(network_def, size):
-    net = _monai(network_def)
+    net = monai_net(network_def)
     numel = sum(p.numel() for p in net.parameters())
     stats = sum(b.numel() for k, b in net.state_dict().items() if k.endswith(("running_mean", "running_var")))
     model = zoo.from_monai(network_def, net.state_dict(), input_shape=(size,) * 3 + (1,))
@@ -64,12 +57,7 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_outputs_equal_monai(case):
-    network_def, shape = CASES[case]
-    net = _monai(network_def)
-    x = inputs(shape)
-    want = torch_outputs(net, x)
-    model = zoo.from_monai(network_def, net.state_dict())
-    diff = max_diff(model(x, training=False), want)
+    diff = converted_diff(*CASES[case])
     print(f"{case}: max abs diff {diff:.2e}")
     assert diff <= 1e-4
 

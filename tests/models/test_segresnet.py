@@ -2,9 +2,7 @@
 of the BraTS and whole-body bundles, outputs with the same weights in 2D and 3D, options, errors."""
 import numpy as np
 import pytest
-import torch
-from _medical_ref import inputs, max_diff, randomize, torch_outputs
-from monai.networks.nets import SegResNet
+from _medical_ref import converted_diff, inputs, max_diff, monai_net, torch_outputs
 
 import zoo
 from zoo.errors import InvalidArgumentError
@@ -16,14 +14,9 @@ WHOLEBODY = {"_target_": "SegResNet", "spatial_dims": 3, "in_channels": 1, "out_
              "blocks_down": [1, 2, 2, 4], "blocks_up": [1, 1, 1], "dropout_prob": 0.2}
 
 
-def _monai(network_def, seed=0):
-    torch.manual_seed(seed)
-    return randomize(SegResNet(**{k: v for k, v in network_def.items() if k != "_target_"}), seed)
-
-
 @pytest.mark.parametrize("network_def", [BRATS, WHOLEBODY], ids=["brats", "wholebody"])
 def test_parameter_counts_equal_monai(network_def):
-    net = _monai(network_def)
+    net = monai_net(network_def)
     numel = sum(p.numel() for p in net.parameters())
     model = zoo.from_monai(network_def, net.state_dict())
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
@@ -44,18 +37,13 @@ CASES = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_outputs_equal_monai(case):
-    network_def, shape = CASES[case]
-    net = _monai(network_def)
-    x = inputs(shape)
-    want = torch_outputs(net, x)
-    model = zoo.from_monai(network_def, net.state_dict())
-    diff = max_diff(model(x, training=False), want)
+    diff = converted_diff(*CASES[case])
     print(f"{case}: max abs diff {diff:.2e}")
     assert diff <= 1e-4
 
 
 def test_headless_and_errors():
-    net = _monai({**BRATS, "use_conv_final": False, "init_filters": 8})
+    net = monai_net({**BRATS, "use_conv_final": False, "init_filters": 8})
     x = inputs((8, 8, 8, 4))
     model = zoo.from_monai({**BRATS, "use_conv_final": False, "init_filters": 8}, net.state_dict())
     assert model.output_shape[-1] == 8 and "classifier" not in [layer.name for layer in model.layers]

@@ -3,7 +3,9 @@ written, one after the other in one folder, on NIfTI volumes laid out as the REA
 says (``data/train|val/images|labels/*.nii.gz``, ``data/test/case_001.nii.gz``).
 
 Only the sizes are scaled down for a 2-core CI machine, by the substitutions in ``SCALE`` (50
-epochs -> 8, enough for the int8 file to agree with the model; the fine-tuned U-Net 8 filters wide
+epochs -> 32 of 2 steps: with 8 the default seed's model was at validation Dice 0.53, so undecided
+that its int8 file agreed with it at Dice 0.93, below the 0.95 an int8 export must reach; at 32 it is
+at 0.88 and the file agrees at 0.975; the fine-tuned U-Net 8 filters wide
 instead of 32, which compress, export and predict take from its run folder; 96^3 patches -> 32^3); every
 command, option and path is the README's. ``zoo ...`` runs as ``python -m zoo.cli ...`` (the
 console script's entry point).
@@ -17,7 +19,7 @@ import pytest
 from _proc import ROOT, run_zoo
 
 README = (ROOT / "README.md").read_text()
-SCALE = {"--epochs 50": "--epochs 8 --set filters=8", "--epochs 2": "--epochs 1", "96,96,96": "32,32,32"}
+SCALE = {"--epochs 50": "--epochs 32 --set filters=8", "--epochs 2": "--epochs 1", "96,96,96": "32,32,32"}
 SECTIONS = ("Fine-tuning on your data", "Compression", "Export to TFLite (LiteRT)")
 
 
@@ -81,7 +83,7 @@ def test_finetune_compress_export_predict_run_as_written(tmp_path):
             printed[" ".join(command[:3])] = res.stdout + res.stderr
     # fine-tuning wrote its run folder, and predict a segmentation with the input's geometry
     state = json.loads((tmp_path / "runs" / "liver" / "state.json").read_text())
-    assert state["finished"] and state["epochs_completed"] == 8
+    assert state["finished"] and state["epochs_completed"] == 32
     seg = nib.load(str(tmp_path / "case_001_seg.nii.gz"))
     assert seg.shape == test_vol.shape[1:4] and np.allclose(seg.affine, np.diag([1.0, 1.0, 2.0, 1.0]))
     assert set(np.unique(np.asarray(seg.dataobj))) <= {0, 1}

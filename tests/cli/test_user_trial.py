@@ -163,6 +163,15 @@ def test_a_narrow_model_shared_by_tag_loads_in_a_fresh_process(tmp_path, isolate
     assert int(res.stdout.split()[-1]) == model.count_params()
 
 
+def _same_weights(first, second):
+    """Every dataset of two Keras .h5 files holds the same values."""
+    import h5py
+    with h5py.File(first) as a, h5py.File(second) as b:
+        names = []
+        a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
+        return bool(names) and all(np.allclose(a[n][()], b[n][()], atol=1e-5) for n in names)
+
+
 @pytest.mark.slow  # ~70 s: two zoo runs
 def test_a_seeded_run_repeats(seg_data, tmp_path):
     """Point 9: the same `zoo run ... --seed 0` twice gives the same model and the same scores."""
@@ -173,12 +182,23 @@ def test_a_seeded_run_repeats(seg_data, tmp_path):
         assert res.returncode == 0, res.stderr[-2000:]
         reports.append(json.loads(res.stdout))
     assert reports[0]["scores"]["finetuned"] == pytest.approx(reports[1]["scores"]["finetuned"], abs=1e-6)
-    import h5py
-    last = [tmp_path / f"runs/s{k}/1_finetune/last.h5" for k in range(2)]
-    with h5py.File(last[0]) as a, h5py.File(last[1]) as b:
-        names = []
-        a.visit(lambda n: names.append(n) if isinstance(a[n], h5py.Dataset) else None)
-        assert names and all(np.allclose(a[n][()], b[n][()], atol=1e-5) for n in names)
+    assert _same_weights(*(tmp_path / f"runs/s{k}/1_finetune/last.h5" for k in range(2)))
+
+
+@pytest.mark.slow  # ~30 s: three short zoo finetune runs
+def test_a_seeded_finetune_repeats_from_its_initial_weights(seg_data, tmp_path):
+    """`zoo finetune` seeds before it builds the model: the same command twice gives the same
+    weights (it seeded only the data once, and two runs started from different random weights);
+    another --seed gives other weights."""
+    args = ["finetune", "unet", "--train", str(seg_data / "train"), "--val", str(seg_data / "val"),
+            "--num-classes", "3", "--set", "filters=4", "--set", "depth=2", "--epochs", "1", "--steps-per-epoch", "2",
+            "--patch-size", "32", "--quiet", "--no-tensorboard"]
+    for k, seed in enumerate((0, 0, 1)):
+        res = run_zoo(*args, "--seed", str(seed), "--out", f"runs/f{k}", cwd=tmp_path, timeout=900)
+        assert res.returncode == 0, res.stderr[-2000:]
+    last = [tmp_path / f"runs/f{k}/last.h5" for k in range(3)]
+    assert _same_weights(last[0], last[1])
+    assert not _same_weights(last[0], last[2])
 
 
 def test_an_unknown_entry_gets_a_did_you_mean(tmp_path):

@@ -37,7 +37,9 @@ def _cmd_finetune(args):
     from zoo.api import finetune
     from zoo.resolve import head_from_data
     from zoo.train import get_strategy
+    from zoo.train.loop import seed_everything
     strategy = get_strategy(args.strategy)  # before any model: multi-worker setups need it first
+    seed_everything(args.seed, args.deterministic)  # before the model too: a seeded run repeats
     train = args.train or args.data
     # a classifier gets one output per class folder of the training data unless --num-classes says
     model = load(args.name, weights=args.weights, **head_from_data(args.name, train, model_kwargs(args)))
@@ -54,6 +56,7 @@ def _cmd_finetune(args):
         freeze_encoder_epochs=args.freeze_encoder_epochs, early_stopping=args.early_stopping,
         monitor=args.monitor, steps_per_epoch=args.steps_per_epoch,
         validation_steps=args.validation_steps, augment=args.augment, seed=args.seed,
+        deterministic=args.deterministic,
         tensorboard=not args.no_tensorboard, verbose=0 if args.quiet else "auto",
         data_options=key_values(args.data_option, "--data-option"), force_resume=args.force_resume,
         ignore_label=args.ignore_label)
@@ -128,7 +131,9 @@ def add_parsers(sub):
     s.add_argument("--ignore-label", type=int, metavar="VALUE", help="the label value of unannotated voxels "
                    "(sparse annotation, e.g. 255): left out of the loss and the metrics")
     s.add_argument("--augment", action="store_true", help="random flips, rotations and intensity changes")
-    s.add_argument("--seed", type=int, default=0, help="random seed of shuffling and patches (default 0)")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the initial weights, shuffling, patches "
+                   "and augmentation (default 0)")
+    s.add_argument("--deterministic", action="store_true", help="deterministic TensorFlow kernels too (slower)")
     s.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard logs in <out>/logs")
     s.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     s.add_argument("--force-resume", action="store_true",

@@ -23,7 +23,7 @@ from zoo.train import FitOptions, fit, get_strategy
 TRAINABLE = ("model", "name", "run", "compress", "zoo_run", "file")
 
 
-def finetune(model, train="phantoms", val=None, *, options=None, **option_keywords):
+def finetune(model, train="phantoms", val=None, *, unlabeled=None, options=None, **option_keywords):
     """Fine-tune ``model`` on ``train`` (validated on ``val``) and return a Keras History of every
     epoch of the run (including epochs done before a resume).
 
@@ -31,6 +31,9 @@ def finetune(model, train="phantoms", val=None, *, options=None, **option_keywor
         model: a keras.Model, a registry name (a classifier gets one output per class folder of
             ``train``), a run folder or a saved model file (training continues from its weights).
         train, val: data sources (see the module doc); default the built-in phantoms.
+        unlabeled: unlabelled data for semi-supervised training (``semi="mean_teacher"`` or
+            ``"pseudo_label"``, :mod:`zoo.train.semi`): any data source (its labels are not
+            used) or a folder of images, NIfTI volumes or DICOM series without labels.
         options: a :class:`zoo.train.FitOptions`; ``option_keywords`` are its fields
             (``epochs=5, out_dir="runs/liver", learning_rate=1e-4`` ...) and win over it.
 
@@ -48,7 +51,7 @@ def finetune(model, train="phantoms", val=None, *, options=None, **option_keywor
     opts = FitOptions.build(options, **option_keywords)
     strategy = get_strategy(opts.strategy, opts.devices)  # first: a multi-worker strategy precedes all ops
     net, info = resolve(model, verb="finetune", allow=TRAINABLE, train=train)
-    return fit(net, info, train, val, opts, strategy)
+    return fit(net, info, train, val, opts, strategy, unlabeled=unlabeled)
 
 
 def compress(model, recipe, train=None, val=None, *, student=None, options=None, **option_keywords):

@@ -191,21 +191,29 @@ def _from_data(entry, train, dims, model_options, data_options, verbose, ignore_
     return {k: v for k, v in found.items() if k not in given}
 
 
-def _record(entry, kwargs, train, val, recipe, quantization, epochs, compress_epochs, size, opts, weights=None):
+SEMI_OPTIONS = ("semi", "semi_weight", "semi_rampup", "semi_noise", "ema_decay", "confidence", "pseudo_refresh",
+                "unlabeled_ratio")
+
+
+def _record(entry, kwargs, train, val, recipe, quantization, epochs, compress_epochs, size, opts, weights=None,
+            unlabeled=None):
     """What the run is made from (``run.json``): a rerun must match it to continue the run."""
     options = {k: getattr(opts, k) for k in ("batch_size", "steps_per_epoch", "validation_steps", "learning_rate",
                                               "data_options", "seed", "deterministic", "ignore_label")}
+    if opts.semi:  # recorded only when used: older run folders stay continuable
+        options.update({k: getattr(opts, k) for k in SEMI_OPTIONS})
     return json.loads(json.dumps({
         "model": entry.name, "build": {k: v for k, v in kwargs.items() if k != "input_shape"},
         "train": data_record(train), "val": data_record(val), "recipe": recipe, "quantization": quantization,
         "epochs": epochs, "compress_epochs": compress_epochs, "patch_size": size, "options": options,
-        "weights": None if weights is None else str(weights)}, default=str))
+        "weights": None if weights is None else str(weights),
+        **({} if unlabeled is None else {"unlabeled": data_record(unlabeled)})}, default=str))
 
 
 _FLAGS = {"model": "NAME", "build": "--set/--in-channels/--num-classes", "train": "--data/--train", "val": "--val",
           "recipe": "--recipe", "quantization": "--quantization", "epochs": "--epochs",
           "compress_epochs": "--compress-epochs", "patch_size": "--patch-size", "options": "training options",
-          "weights": "--weights"}
+          "weights": "--weights", "unlabeled": "--unlabeled"}
 
 
 def _check_out(out, record, restart, verbose):
@@ -240,7 +248,7 @@ def _check_out(out, record, restart, verbose):
                        "it over in that folder.")
 
 
-def _finetune_stage(model, info, stage, train, val, options, strategy, verbose):
+def _finetune_stage(model, info, stage, train, val, options, strategy, verbose, unlabeled=None):
     """(the fine-tuned model, its record): trained here, resumed, or (finished before) loaded."""
     state = read_state(stage)
     if state.get("finished"):
@@ -250,7 +258,7 @@ def _finetune_stage(model, info, stage, train, val, options, strategy, verbose):
                            "pass the same epochs, or a new out_dir to start again.")
         _log(verbose, f"      done before: {stage} (loaded)")
         return resolve(stage, verb="run", allow=("run",), say=False)
-    fit(model, info, train, val, options.replace(out_dir=stage), strategy)
+    fit(model, info, train, val, options.replace(out_dir=stage), strategy, unlabeled=unlabeled)
     return model, info_of(model)
 
 
@@ -281,7 +289,7 @@ def _export_stage(model, info, path, quantization, train, verbose, options, veri
     return load_tflite(path), result.to_dict()
 
 
-def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantization="int8", epochs=3,
+def run(model="unet3d", *, data=None, train=None, val=None, unlabeled=None, recipe=None, quantization="int8", epochs=3,
         compress_epochs=2, out_dir=None, patch_size=None, spatial_dims=None, model_options=None, weights=None,
         verify=True, restart=False, verbose=True, options=None, **option_keywords):
     """Fine-tune, compress, export and verify registry entry ``model``; returns a :class:`RunReport`.
@@ -291,6 +299,8 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
         data: a folder with train/ and val/ (or the training data itself); or ``train``/``val``:
             any data source. Default: the built-in phantoms of the entry's task and dimension
             (validation on other phantoms).
+        unlabeled: unlabelled data for a semi-supervised fine-tuning stage (``semi="mean_teacher"``
+            or ``"pseudo_label"``; see :func:`zoo.finetune`); compression trains on ``train`` alone.
         recipe: a compression recipe (``zoo.list_recipes(model)``); default the entry's first;
             ``"none"`` skips compression.
         quantization: the export mode (default ``"int8"``; a QAT recipe's model exports with its
@@ -354,11 +364,13 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
     out = Path(out_dir if out_dir is not None else Path("runs") / f"run_{entry.name}")
     if out.exists() and not out.is_dir():
         raise InvalidArgumentError(f"run: out_dir {str(out)!r} is a file; pass a folder (it is created).")
-    record = _record(entry, kwargs, train, val, recipe, quantization, epochs, compress_epochs, size, opts, weights)
+    record = _record(entry, kwargs, train, val, recipe, quantization, epochs, compress_epochs, size, opts, weights,
+                     unlabeled)
     _check_out(out, record, restart, verbose)
     seed_everything(opts.seed, opts.deterministic)  # the weights too: a seeded run repeats
     steps = 3 if recipe else 2
-    _log(verbose, f"[1/{steps}] fine-tune {entry.name} ({entry.task}, {dims}D, patch {size}) on {train}: "
+    semi = f" + unlabelled {unlabeled} ({opts.semi})" if opts.semi and unlabeled is not None else ""
+    _log(verbose, f"[1/{steps}] fine-tune {entry.name} ({entry.task}, {dims}D, patch {size}) on {train}{semi}: "
                   f"{epochs} epochs x {opts.steps_per_epoch} steps -> {out / '1_finetune'}")
     net = load(entry.name, weights=weights, **kwargs)
     info = info_of(net)
@@ -367,7 +379,7 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
         out.mkdir(parents=True, exist_ok=True)
         _io.write_json(out / "run.json", record)
     xs, ys = held_out(net, info, val, EVAL_SAMPLES, patch_size=size, seed=opts.seed, options=opts.data_options)
-    net, info = _finetune_stage(net, info, out / "1_finetune", train, val, opts, strategy, verbose)
+    net, info = _finetune_stage(net, info, out / "1_finetune", train, val, opts, strategy, verbose, unlabeled)
     metric, first = score(entry.task, ys, predict_arrays(net, xs))
     scores = {"finetuned": first, "compressed": None}
     artefacts = {"finetune": str(out / "1_finetune")}
@@ -375,8 +387,8 @@ def run(model="unet3d", *, data=None, train=None, val=None, recipe=None, quantiz
     if recipe:
         stage = out / f"2_{recipe.replace('+', '_')}"
         _log(verbose, f"[2/{steps}] compress with {recipe}: {compress_epochs} epochs per step -> {stage}")
-        net, info, creport = _compress_stage(net, info, stage, recipe, train, val, opts.replace(epochs=compress_epochs),
-                                             strategy, verbose)
+        net, info, creport = _compress_stage(net, info, stage, recipe, train, val,
+                                             opts.replace(epochs=compress_epochs, semi=None), strategy, verbose)
         scores["compressed"] = score(entry.task, ys, predict_arrays(net, xs))[1]
         artefacts["compressed"] = str(stage)
     path = out / "3_export" / f"{entry.name}_{quantization}.tflite"

@@ -27,3 +27,23 @@ def model_kwargs(args):
         if getattr(args, key, None) is not None:
             kwargs[key] = getattr(args, key)
     return kwargs
+
+
+def add_semi_arguments(s):
+    """The semi-supervised options of ``zoo finetune`` and ``zoo run`` (zoo.train.semi)."""
+    s.add_argument("--unlabeled", metavar="DATA", help="unlabelled data for --semi: a folder of images, NIfTI "
+                   "volumes or DICOM series (no labels needed), any training layout (labels unused) or 'phantoms'")
+    s.add_argument("--semi", choices=("mean_teacher", "pseudo_label"), help="semi-supervised training on "
+                   "--unlabeled too: mean_teacher (an EMA teacher's consistency) or pseudo_label (confident "
+                   "teacher predictions as labels)")
+    s.add_argument("--semi-weight", type=float, help="weight of the unlabelled loss after its ramp-up (default 1.0)")
+    s.add_argument("--ema-decay", type=float, help="mean_teacher: the teacher's moving-average decay (default 0.99)")
+    s.add_argument("--confidence", type=float, help="pseudo_label: the teacher probability that makes a label "
+                   "(default 0.9)")
+
+
+def semi_kwargs(args):
+    """The training keywords of :func:`add_semi_arguments` that were given."""
+    given = {"semi": args.semi, "semi_weight": args.semi_weight, "ema_decay": args.ema_decay,
+             "confidence": args.confidence}
+    return {k: v for k, v in given.items() if v is not None}

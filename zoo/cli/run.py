@@ -5,7 +5,7 @@ import contextlib
 import json
 import sys
 
-from zoo.cli._common import key_values, model_kwargs, parse_shape
+from zoo.cli._common import add_semi_arguments, key_values, model_kwargs, parse_shape, semi_kwargs
 from zoo.errors import InvalidArgumentError
 
 
@@ -44,7 +44,8 @@ def _cmd_run(args):
         patch = patch[0]
     # --json: the report is the only thing on stdout (Keras' epoch lines go to stderr with the rest)
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():
-        report = run(args.name, data=args.data, train=args.train, val=args.val, recipe=args.recipe,
+        report = run(args.name, data=args.data, train=args.train, val=args.val, unlabeled=args.unlabeled,
+                     recipe=args.recipe,
                      quantization=args.quantization, epochs=args.epochs, compress_epochs=args.compress_epochs,
                      out_dir=out, patch_size=patch, spatial_dims=args.spatial_dims,
                      model_options=model_kwargs(args), weights=args.weights,
@@ -53,7 +54,7 @@ def _cmd_run(args):
                      verbose=not args.quiet, batch_size=args.batch_size, steps_per_epoch=args.steps_per_epoch,
                      validation_steps=args.validation_steps, learning_rate=args.lr, strategy=args.strategy,
                      data_options=key_values(args.data_option, "--data-option"), seed=args.seed,
-                     ignore_label=args.ignore_label)
+                     ignore_label=args.ignore_label, **semi_kwargs(args))
     if report is None:  # a worker of a multi-worker run: the chief reports
         return 0
     if args.json:
@@ -114,6 +115,7 @@ def add_parsers(sub):
                    "augmentation (default 0): the same command repeats on one machine")
     s.add_argument("--ignore-label", type=int, metavar="VALUE", help="the label value of unannotated voxels "
                    "(sparse annotation, e.g. 255): left out of the loss and the metrics")
+    add_semi_arguments(s)
     s.add_argument("--deterministic", action="store_true", help="deterministic TensorFlow kernels too (slower)")
     s.add_argument("--restart", action="store_true", help="delete the stages in --out and start the run over "
                    "(otherwise a rerun continues it, and stops if its inputs differ)")

@@ -3,7 +3,7 @@
 # `zoo list` stays instant: the in-function imports below are deliberate.
 from pathlib import Path
 
-from zoo.cli._common import key_values, model_kwargs, parse_shape
+from zoo.cli._common import add_semi_arguments, key_values, model_kwargs, parse_shape, semi_kwargs
 from zoo.cli.sample import print_gan_summary
 from zoo.hub import load
 from zoo.record import info_of
@@ -50,7 +50,7 @@ def _cmd_finetune(args):
     patch = parse_shape(args.patch_size)
     patch = patch[0] if patch is not None and len(patch) == 1 else patch
     history = finetune(
-        model, train, val, epochs=args.epochs, batch_size=args.batch_size, patch_size=patch,
+        model, train, val, unlabeled=args.unlabeled, epochs=args.epochs, batch_size=args.batch_size, patch_size=patch,
         loss=args.loss, optimizer=args.optimizer, learning_rate=args.lr, out_dir=out,
         strategy=strategy, mixed_precision=args.mixed_precision,
         freeze_encoder_epochs=args.freeze_encoder_epochs, early_stopping=args.early_stopping,
@@ -59,7 +59,7 @@ def _cmd_finetune(args):
         deterministic=args.deterministic,
         tensorboard=not args.no_tensorboard, verbose=0 if args.quiet else "auto",
         data_options=key_values(args.data_option, "--data-option"), force_resume=args.force_resume,
-        ignore_label=args.ignore_label)
+        ignore_label=args.ignore_label, **semi_kwargs(args))
     state = history.zoo_state or {}
     if gan:
         return print_gan_summary(state, args.name, train, out)
@@ -68,7 +68,8 @@ def _cmd_finetune(args):
     best = next((r for r in state.get("history", []) if r["epoch"] == state.get("best_epoch")), {})
     extras = ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k.startswith("val_")
                        and k != state.get("monitor"))
-    print(f"\nfinetune done: {state.get('epochs_completed')} epoch(s) of {args.name} on {train} "
+    semi = f" + unlabelled {args.unlabeled} ({args.semi})" if args.semi else ""
+    print(f"\nfinetune done: {state.get('epochs_completed')} epoch(s) of {args.name} on {train}{semi} "
           f"({cfg.get('spatial_dims')}D, patch {patch_txt}, global batch {cfg.get('global_batch_size')}"
           f"{', stopped early' if state.get('stopped_early') else ''})")
     if state.get("best") is not None:
@@ -130,6 +131,7 @@ def add_parsers(sub):
     s.add_argument("--monitor", default="val_loss", help="the value that picks best.h5 (default val_loss)")
     s.add_argument("--ignore-label", type=int, metavar="VALUE", help="the label value of unannotated voxels "
                    "(sparse annotation, e.g. 255): left out of the loss and the metrics")
+    add_semi_arguments(s)
     s.add_argument("--augment", action="store_true", help="random flips, rotations and intensity changes")
     s.add_argument("--seed", type=int, default=0, help="random seed of the initial weights, shuffling, patches "
                    "and augmentation (default 0)")

@@ -2,22 +2,25 @@
 
 - :mod:`zoo.train.options`: :class:`FitOptions`, every training option in one validated object;
 - :mod:`zoo.train.loop`: the run loop (phases, checkpoints, resume, the run folder's life);
-- :mod:`zoo.train.supervised` and :mod:`zoo.train.gan`: what labelled and GAN training add to it;
+- :mod:`zoo.train.supervised`, :mod:`zoo.train.semi` and :mod:`zoo.train.gan`: what labelled,
+  semi-supervised and GAN training add to it;
 - :mod:`zoo.train.runfolder`: the run folder's files (state, checkpoints, the resume point);
 - :mod:`zoo.train.strategy`: picking and querying the ``tf.distribute`` strategy.
 
 :func:`fit` trains a model with its record; ``zoo.finetune`` (the public verb) resolves what
 the user passed into that pair first.
 """
-from zoo.train import gan, supervised
+from zoo.errors import InvalidArgumentError
+from zoo.train import gan, semi, supervised
 from zoo.train.options import FitOptions
 from zoo.train.runfolder import read_state
 from zoo.train.strategy import STRATEGIES, get_strategy
 from zoo.train.supervised import encoder_layers
 
 
-def fit(model, info, train="phantoms", val=None, options=None, strategy=None):
-    """Train ``model``: a GAN with :mod:`zoo.train.gan`, anything else with :mod:`zoo.train.supervised`.
+def fit(model, info, train="phantoms", val=None, options=None, strategy=None, unlabeled=None):
+    """Train ``model``: a GAN with :mod:`zoo.train.gan`, with unlabelled data too by
+    :mod:`zoo.train.semi`, anything else with :mod:`zoo.train.supervised`.
 
     Args:
         model: the ``keras.Model``.
@@ -26,6 +29,7 @@ def fit(model, info, train="phantoms", val=None, options=None, strategy=None):
         val: the validation data, or None.
         options: a :class:`FitOptions` (default: the defaults).
         strategy: a ``tf.distribute`` strategy (default: ``options.strategy``).
+        unlabeled: unlabelled data for ``options.semi`` (:mod:`zoo.train.semi`).
 
     Returns:
         The run's Keras ``History``; the model ends with the run's weights and an updated record.
@@ -35,7 +39,16 @@ def fit(model, info, train="phantoms", val=None, options=None, strategy=None):
         ZooError: the run folder holds another run, the loss became NaN/Inf, or a worker was lost.
     """
     options = options or FitOptions()
+    if unlabeled is not None and options.semi is None:
+        raise InvalidArgumentError("finetune: unlabeled data is used by semi-supervised training; pass "
+                                   "semi='mean_teacher' or semi='pseudo_label' (zoo finetune --semi mean_teacher), "
+                                   "or leave unlabeled out.")
     strategy = strategy or get_strategy(options.strategy, options.devices)
+    if options.semi is not None:
+        if gan.is_gan(model):
+            raise InvalidArgumentError(f"finetune: semi={options.semi!r} trains classifiers and segmenters; a GAN "
+                                       "learns from unlabelled images already (pass them as train).")
+        return semi.finetune(model, info, train, val, unlabeled, options, strategy)
     kind = gan if gan.is_gan(model) else supervised
     return kind.finetune(model, info, train, val, options, strategy)
 

@@ -67,6 +67,15 @@ class Adapter:
         """The callbacks of every ``fit`` call, in order (the run state's own included)."""
         return [run_state]
 
+    def trained(self, net):
+        """The network in ``net`` whose weights are the run's result (``net`` itself, unless the
+        adapter trains a wrapper around it)."""
+        return net
+
+    def restore(self, net, snapshot, phase=None):
+        """Load the resume point ``snapshot`` into ``net`` (its optimizer state too in ``phase``)."""
+        restore_snapshot(net, snapshot, phase)
+
     def record(self, config):
         """The caller's model's record after the run."""
         return self.info.replace(source=self.info.source, run=dict(config))
@@ -174,7 +183,7 @@ def fit(adapter, strategy):
     net = adapter.build(strategy)
     if chief:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _io.atomic_write_bytes(out_dir / "model.json", lambda t: Path(t).write_text(net.to_json()))
+        _io.atomic_write_bytes(out_dir / "model.json", lambda t: Path(t).write_text(adapter.trained(net).to_json()))
         if state and verbose:
             print(f"finetune: resuming {out_dir} after epoch {state.get('epochs_completed')} (best "
                   f"{state.get('monitor')} {state.get('best')} at epoch {state.get('best_epoch')})",
@@ -203,9 +212,10 @@ def fit(adapter, strategy):
         start = end
     model = adapter.model
     if snapshot is not None:  # every epoch was done before the restart
-        restore_snapshot(net, snapshot)
-    if net is not model:
-        model.set_weights(net.get_weights())
+        adapter.restore(net, snapshot)
+    trained = adapter.trained(net)
+    if trained is not model:
+        model.set_weights(trained.get_weights())
     best = out_dir / "best.h5"
     if options.restore_best and best.exists():
         model.load_weights(str(best))

@@ -7,6 +7,7 @@ the same fields as keywords (``zoo.finetune(model, "data/train", epochs=5)``) or
 keyword with the nearest valid one.
 """
 import dataclasses
+import math
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -16,6 +17,7 @@ from zoo.errors import InvalidArgumentError, UnknownArgumentError, check_choice,
 from zoo.train.strategy import STRATEGIES
 
 SCHEDULES = (None, "constant", "cosine")
+SEMI = (None, "mean_teacher", "pseudo_label")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
@@ -79,6 +81,20 @@ class FitOptions:
         ignore_label: a label value that marks unannotated voxels (sparse annotation, e.g. 255):
             the default loss and metrics leave them out and normalise by the labelled voxels,
             patch sampling never takes them for foreground, and the class checks let them pass.
+        semi: semi-supervised training on ``unlabeled`` data besides the labelled ``train``:
+            ``"mean_teacher"`` or ``"pseudo_label"`` (:mod:`zoo.train.semi`); None (default) trains
+            on labelled data only.
+        semi_weight: the weight of the unlabelled loss after the ramp-up (default 1.0).
+        semi_rampup: the share of the run's steps over which that weight ramps up from ~0
+            (``exp(-5 (1 - t)^2)``; default 0.3).
+        semi_noise: the Gaussian input noise of the consistency loss, as a share of each
+            image's intensity spread (default 0.1).
+        ema_decay: ``mean_teacher``: the teacher's moving-average decay per step (default 0.99).
+        confidence: ``pseudo_label``: the teacher probability a pixel/voxel needs to become a
+            label (default 0.9).
+        pseudo_refresh: ``pseudo_label``: copy the student into the teacher at the start of
+            every epoch (default True; False keeps the starting model as the teacher).
+        unlabeled_ratio: unlabelled images per labelled image in each step (default 1).
 
     Raises:
         InvalidArgumentError: a value out of range or of the wrong type (checked when the object
@@ -115,6 +131,14 @@ class FitOptions:
     data_options: Any = None
     aux_loss_weight: Optional[float] = None
     ignore_label: Optional[int] = None
+    semi: Optional[str] = None
+    semi_weight: float = 1.0
+    semi_rampup: float = 0.3
+    semi_noise: float = 0.1
+    ema_decay: float = 0.99
+    confidence: float = 0.9
+    pseudo_refresh: bool = True
+    unlabeled_ratio: int = 1
 
     def __post_init__(self):
         where = "finetune"
@@ -145,6 +169,15 @@ class FitOptions:
         i = self.ignore_label
         if i is not None and (isinstance(i, bool) or not isinstance(i, int) or i < 0):
             raise InvalidArgumentError(f"{where}: ignore_label={i!r} must be a label value >= 0 (e.g. 255) or None.")
+        check_choice("semi", self.semi, SEMI, where)
+        for name, low, high in (("semi_weight", 0, None), ("semi_rampup", 0, 1), ("semi_noise", 0, None),
+                                ("ema_decay", 0, 1), ("confidence", 0, 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= (
+                    high if high is not None else math.inf):
+                span = f"in [{low}, {high}]" if high is not None else f">= {low}"
+                raise InvalidArgumentError(f"{where}: {name}={value!r} must be a number {span}.")
+        _positive(where, "unlabeled_ratio", self.unlabeled_ratio, optional=False)
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise InvalidArgumentError(f"{where}: seed={self.seed!r} must be an integer.")
         if self.verbose not in ("auto", 0, 1, 2, True, False):

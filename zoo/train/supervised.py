@@ -25,7 +25,7 @@ from zoo.hub.registry import get_registry
 from zoo.record import PREPROCESSING
 from zoo.train import loop
 from zoo.train._compile import Recipe, aux_weight, build_in_scope, initial_learning_rate, metric_names
-from zoo.train.runfolder import RunState, options_record, restore_snapshot
+from zoo.train.runfolder import RunState, options_record
 from zoo.train.strategy import strategy_name
 
 
@@ -172,10 +172,10 @@ class Supervised(loop.Adapter):
                 layer.trainable = flag and trainable
             self.recipe.compile(net, steps, trainable)  # a frozen phase keeps its rate constant
             if snapshot is not None:  # resume: weights (and this phase's optimizer state)
-                restore_snapshot(net, snapshot, phase)
+                self.restore(net, snapshot, phase)
 
     def run_state(self, out_dir, chief, verbose, config):
-        return RunState(out_dir, monitor=self.monitor, chief=chief, verbose=verbose,
+        return self.run_state_class(out_dir, monitor=self.monitor, chief=chief, verbose=verbose,
                         patience=self.options.early_stopping, config=config,
                         rename=_history_renames(self.model, self.metrics))
 

@@ -395,6 +395,35 @@ def block_bench_task(registry, measured):
         f"(a deliberately bad recipe) | {bad['dice']:.3f} ({bad['dice'] - b['dice']:+.3f}) | |"])
 
 
+SEMI_LABELS = {"labelled": "the labelled phantoms only", "mean_teacher": "+ the rest unlabelled, `mean_teacher`",
+               "pseudo_label": "+ the rest unlabelled, `pseudo_label`", "all_labelled": "every phantom labelled"}
+
+
+def block_bench_semi(registry, measured):
+    rec = _bench(measured, "bench_semi")
+    if not rec:
+        return _missing("semi-supervised against labelled-only training", "python tools/bench_semi.py")
+    s, rows = rec["settings"], rec["rows"]
+    seeds = s["seeds"]
+    lines = [f"Measured by {made(rec.get('provenance'))}: a 2D U-Net (filters {s['filters']}, depth {s['depth']}) "
+             f"on {s['size']}x{s['size']} phantoms with {s['classes']} classes, {s['labelled']} of {s['pool']} "
+             f"training phantoms labelled, every run {s['epochs']} epochs of {s['steps']} steps (batch "
+             f"{s['batch']}, augmentation on), best validation checkpoint; Dice = mean foreground Dice per case on "
+             f"{s['test']} held-out phantoms (seed {rec['held_out_seed']}).", "",
+             "| trained on | " + " | ".join(f"Dice, seed {k}" for k in seeds) + " | mean | vs labelled only |",
+             "|---|" + "---:|" * (len(seeds) + 2)]
+    base = None
+    for mode, label in SEMI_LABELS.items():
+        dice = [r["dice"] for k in seeds for r in rows if r["mode"] == mode and r["seed"] == k]
+        if not dice:
+            continue
+        mean = sum(dice) / len(dice)
+        base = mean if mode == "labelled" else base
+        delta = "" if mode == "labelled" or base is None else f"{mean - base:+.3f}"
+        lines.append(f"| {label} | " + " | ".join(f"{d:.3f}" for d in dice) + f" | **{mean:.3f}** | {delta} |")
+    return "\n".join(lines)
+
+
 def block_bench_monai(registry, measured):
     rec = _bench(measured, "bench_monai")
     if not rec:
@@ -426,7 +455,7 @@ def block_bench_monai(registry, measured):
 
 BLOCKS = {"models": table, "run": block_run, "bench_train": block_bench_train, "bench_catalog": block_bench_catalog,
           "bench_task": block_bench_task, "bench_compress": block_bench_compress, "bench_export": block_bench_export,
-          "bench_monai": block_bench_monai}
+          "bench_monai": block_bench_monai, "bench_semi": block_bench_semi}
 
 
 def readme_blocks(text):

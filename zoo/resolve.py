@@ -28,7 +28,7 @@ from pathlib import Path
 import zoo.models
 from zoo._keras import keras
 from zoo.compress import objects as compress_objects
-from zoo.datapath import class_names_of
+from zoo.datapath import class_names_of, inspect_source
 from zoo.errors import InvalidArgumentError, did_you_mean
 from zoo.export.runtime import load_tflite
 from zoo.hub import load as load_entry
@@ -252,11 +252,34 @@ def resolve(obj, *, verb, allow=KINDS, train=None, overrides=None, which="best",
     return model, attached(model)
 
 
-def head_from_data(name, train, overrides, *, say=True, verb="finetune"):
-    """Builder overrides for registry model ``name`` trained on ``train``: for a classification
-    entry without an explicit ``num_classes``, the number of class folders of ``train``."""
-    if "num_classes" in overrides or get_registry().get(name).task != "classification":
+def _label_classes(entry, train, overrides, options, ignore_label):
+    """1 + the largest label in the first label maps of a segmentation data folder or file
+    (None for generated, TFDS or in-memory data, whose labels are checked as they are read)."""
+    if not isinstance(train, (str, Path)) or str(train) in ("phantoms", "hard_phantoms") \
+            or str(train).startswith("tfds:") or not Path(train).expanduser().exists():
+        return None
+    dims = overrides.get("spatial_dims") or entry.spatial_dims[0]
+    found = inspect_source(train, task="segmentation", spatial_dims=dims, options=options, ignore_label=ignore_label)
+    return found.get("num_classes"), found.get("read")
+
+
+def head_from_data(name, train, overrides, *, say=True, verb="finetune", options=None, ignore_label=None):
+    """Builder overrides for registry model ``name`` trained on ``train`` without an explicit
+    ``num_classes``: a classifier gets one output per class folder of ``train``, a segmenter
+    1 + the largest label of the first 16 label maps of a data folder or file (as ``zoo run``
+    reads them; ``ignore_label`` is not a class). What was chosen is said on stderr."""
+    entry = get_registry().get(name)
+    if "num_classes" in overrides or entry.task not in ("classification", "segmentation"):
         return dict(overrides)
+    if entry.task == "segmentation":
+        found = _label_classes(entry, train, overrides, options, ignore_label)
+        if not found:
+            return dict(overrides)
+        classes, read = found
+        if say:
+            print(f"{verb}: labels 0..{classes - 1} in the {read} label map(s) read from {train}: building {name} "
+                  f"with num_classes={classes} (--num-classes chooses otherwise)", file=sys.stderr)
+        return {**overrides, "num_classes": classes}
     names = class_names_of(train)
     if not names:
         return dict(overrides)

@@ -252,3 +252,20 @@ def test_a_4d_nifti_and_a_volume_for_a_2d_classifier_get_messages_that_say_so(tm
     with pytest.raises(zoo.InvalidArgumentError, match=r"is a volume of 24 slices .* but the model is a 2D "
                                                       r"classifier"):
         zoo.predict(classifier, tmp_path / "vol.nii.gz")
+
+
+@pytest.mark.slow  # ~15 s
+def test_zoo_finetune_reads_the_classes_from_the_label_maps_as_zoo_run_does(seg_data, tmp_path):
+    """Point 4 for `zoo finetune`: a correct 3-class label set needs no --num-classes there either."""
+    res = run_zoo("finetune", "unet", "--train", str(seg_data / "train"), "--val", str(seg_data / "val"),
+                  "--set", "filters=4", "--set", "depth=2", "--epochs", "1", "--steps-per-epoch", "2",
+                  "--patch-size", "32", "--quiet", "--no-tensorboard", "--out", "runs/c3", cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "labels 0..2 in the 6 label map(s) read" in res.stderr and "num_classes=3" in res.stderr
+    state = json.loads((tmp_path / "runs/c3/state.json").read_text())
+    assert state["config"]["num_classes"] == 3
+    res = run_zoo("finetune", "unet", "--train", str(seg_data / "train"), "--num-classes", "4", "--set", "filters=4",
+                  "--set", "depth=2", "--epochs", "1", "--steps-per-epoch", "1", "--patch-size", "32", "--quiet",
+                  "--no-tensorboard", "--out", "runs/c4", cwd=tmp_path, timeout=600)
+    assert res.returncode == 0 and "labels 0.." not in res.stderr, res.stderr[-2000:]
+    assert json.loads((tmp_path / "runs/c4/state.json").read_text())["config"]["num_classes"] == 4

@@ -36,7 +36,8 @@ def add_semi_arguments(s):
     s.add_argument("--semi", choices=("mean_teacher", "pseudo_label"), help="semi-supervised training on "
                    "--unlabeled too: mean_teacher (an EMA teacher's consistency) or pseudo_label (confident "
                    "teacher predictions as labels)")
-    s.add_argument("--semi-weight", type=float, help="weight of the unlabelled loss after its ramp-up (default 1.0)")
+    s.add_argument("--semi-weight", type=float, help="weight of the unlabelled loss after its ramp-up (default 3 for "
+                   "mean_teacher, 1 for pseudo_label)")
     s.add_argument("--ema-decay", type=float, help="mean_teacher: the teacher's moving-average decay (default 0.99)")
     s.add_argument("--confidence", type=float, help="pseudo_label: the teacher probability that makes a label "
                    "(default 0.9)")

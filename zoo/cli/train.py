@@ -42,7 +42,9 @@ def _cmd_finetune(args):
     seed_everything(args.seed, args.deterministic)  # before the model too: a seeded run repeats
     train = args.train or args.data
     # a classifier gets one output per class folder of the training data unless --num-classes says
-    model = load(args.name, weights=args.weights, **head_from_data(args.name, train, model_kwargs(args)))
+    data_options = key_values(args.data_option, "--data-option")
+    model = load(args.name, weights=args.weights, **head_from_data(
+        args.name, train, model_kwargs(args), options=data_options, ignore_label=args.ignore_label))
     gan = info_of(model).task == "generation"
     val = args.val if args.val is not None or gan else ("phantoms" if train == "phantoms" else None)
     out = args.out or _default_run_dir(args.name)
@@ -58,7 +60,7 @@ def _cmd_finetune(args):
         validation_steps=args.validation_steps, augment=args.augment, seed=args.seed,
         deterministic=args.deterministic,
         tensorboard=not args.no_tensorboard, verbose=0 if args.quiet else "auto",
-        data_options=key_values(args.data_option, "--data-option"), force_resume=args.force_resume,
+        data_options=data_options, force_resume=args.force_resume,
         ignore_label=args.ignore_label, **semi_kwargs(args))
     state = history.zoo_state or {}
     if gan:

@@ -17,6 +17,7 @@ import numpy as np
 
 from zoo._keras import tf
 from zoo.data import IMAGE_SUFFIXES, NIFTI_SUFFIXES, DataError, dicom, holds_series, nifti
+from zoo.data.augment import augment_dataset
 from zoo.data.folders import read_image
 from zoo.data.patches import fit_patch
 from zoo.datapath.prepare import SYNTHETIC, _read, _shuffle_buffer, batched, element_spec, source_options
@@ -142,10 +143,12 @@ def prepare_unlabeled(source, target, *, batch_size, seed=0, options=None, prepr
         InvalidArgumentError: its images do not fit the model (axes, channels).
     """
     opts = source_options(source, options, preprocessing)
-    ds = _fit(_images(source, target, seed=seed, options=opts, augment=augment), target, seed)
+    ds = _fit(_images(source, target, seed=seed, options=opts, augment=False), target, seed)
     if int(tf.data.experimental.cardinality(ds)) == 0:
         raise DataError(f"unlabeled={source!r} holds no images; pass data with at least one.")
     ds = ds.shuffle(_shuffle_buffer(ds), seed=seed, reshuffle_each_iteration=True).repeat()
+    if augment:  # every kind of source alike (the readers of label-less files have no augmentation)
+        ds = augment_dataset(ds, augment, seed=seed + UNLABELED_SEED)
     return batched(ds.batch(batch_size, drop_remainder=True), global_batch=batch_size, training=True,
                    is_batched=True)
 

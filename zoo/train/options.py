@@ -84,7 +84,8 @@ class FitOptions:
         semi: semi-supervised training on ``unlabeled`` data besides the labelled ``train``:
             ``"mean_teacher"`` or ``"pseudo_label"`` (:mod:`zoo.train.semi`); None (default) trains
             on labelled data only.
-        semi_weight: the weight of the unlabelled loss after the ramp-up (default 1.0).
+        semi_weight: the weight of the unlabelled loss after the ramp-up (default 3.0 for
+            ``mean_teacher``, 1.0 for ``pseudo_label``: :data:`zoo.train.semi.DEFAULT_WEIGHTS`).
         semi_rampup: the share of the run's steps over which that weight ramps up from ~0
             (``exp(-5 (1 - t)^2)``; default 0.3).
         semi_noise: the Gaussian input noise of the consistency loss, as a share of each
@@ -132,7 +133,7 @@ class FitOptions:
     aux_loss_weight: Optional[float] = None
     ignore_label: Optional[int] = None
     semi: Optional[str] = None
-    semi_weight: float = 1.0
+    semi_weight: Optional[float] = None
     semi_rampup: float = 0.3
     semi_noise: float = 0.1
     ema_decay: float = 0.99
@@ -173,6 +174,8 @@ class FitOptions:
         for name, low, high in (("semi_weight", 0, None), ("semi_rampup", 0, 1), ("semi_noise", 0, None),
                                 ("ema_decay", 0, 1), ("confidence", 0, 1)):
             value = getattr(self, name)
+            if value is None and name == "semi_weight":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= (
                     high if high is not None else math.inf):
                 span = f"in [{low}, {high}]" if high is not None else f">= {low}"

@@ -15,7 +15,9 @@ data that a second copy of the network (the *teacher*) provides:
   probability reaches ``confidence`` (default 0.9) becomes a training label for the student
   (cross-entropy, averaged over all unlabelled positions, so a confident minority weighs little).
 
-The unlabelled loss is weighted by ``semi_weight`` (default 1.0) times the sigmoid ramp-up
+The unlabelled loss is weighted by ``semi_weight`` (default :data:`DEFAULT_WEIGHTS`: 3.0 for
+``mean_teacher``, 1.0 for ``pseudo_label``, the weights under which each beat labelled-only
+training on both seeds of ``tools/bench_semi.py``) times the sigmoid ramp-up
 ``exp(-5 (1 - t)^2)`` of the papers, ``t`` going from 0 to 1 over the first ``semi_rampup``
 share (default 0.3) of the run's steps: early on, the teacher knows little. Each step takes a
 labelled batch of ``batch_size`` and an unlabelled batch of ``unlabeled_ratio`` x ``batch_size``
@@ -39,6 +41,7 @@ from zoo.train.runfolder import RunState
 from zoo.train.supervised import Supervised
 
 MODES = ("mean_teacher", "pseudo_label")
+DEFAULT_WEIGHTS = {"mean_teacher": 3.0, "pseudo_label": 1.0}
 
 
 def rampup(step, total):
@@ -188,9 +191,10 @@ class Semi(Supervised):
         self.train_ds = tf.data.Dataset.zip((self.train_ds, unl))
         steps = self.steps if self.steps is not None else int(tf.data.experimental.cardinality(self.train_ds))
         self.rampup_steps = max(0, int(round(o.semi_rampup * o.epochs * max(steps, 0))))
-        config["options"].update(semi=o.semi, unlabeled=loop.data_record(self.unlabeled),
-                                 semi_weight=o.semi_weight, ema_decay=o.ema_decay, confidence=o.confidence,
-                                 unlabeled_ratio=o.unlabeled_ratio, semi_rampup=o.semi_rampup,
+        self.weight = DEFAULT_WEIGHTS[o.semi] if o.semi_weight is None else o.semi_weight
+        config["options"].update(semi=o.semi, unlabeled=loop.data_record(self.unlabeled), semi_weight=self.weight,
+                                 ema_decay=o.ema_decay, confidence=o.confidence, unlabeled_ratio=o.unlabeled_ratio,
+                                 semi_rampup=o.semi_rampup,
                                  semi_noise=o.semi_noise, pseudo_refresh=o.pseudo_refresh)
         config["semi"] = {"mode": o.semi, "rampup_steps": self.rampup_steps}
         return config
@@ -200,7 +204,7 @@ class Semi(Supervised):
         o = self.options
         with strategy.scope():
             teacher = _clone(student, False)  # never given to the optimizer: trained by EMA or copies only
-            net = Consistency(student, teacher, mode=o.semi, weight=o.semi_weight, ema_decay=o.ema_decay,
+            net = Consistency(student, teacher, mode=o.semi, weight=self.weight, ema_decay=o.ema_decay,
                               confidence=o.confidence, rampup_steps=self.rampup_steps, noise=o.semi_noise)
         return net
 
@@ -254,4 +258,4 @@ def finetune(model, info, train, val, unlabeled, options, strategy):
     return loop.fit(Semi(model, info, train, val, unlabeled, options), strategy)
 
 
-__all__ = ["finetune", "Semi", "Consistency", "MODES", "rampup"]
+__all__ = ["finetune", "Semi", "Consistency", "MODES", "DEFAULT_WEIGHTS", "rampup"]

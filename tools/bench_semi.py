@@ -47,6 +47,7 @@ def run_one(mode, seed, data, args, tmp):
     (x, y), (xv, yv), (xt, yt) = data
     n = args.labelled
     keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)  # the initial weights too: a row repeats whatever ran before it
     model = zoo.load("unet", filters=args.filters, depth=args.depth, input_shape=(args.size, args.size, 1),
                      num_classes=args.classes)
     train = (x, y) if mode == "all_labelled" else (x[:n], y[:n])

@@ -5,7 +5,8 @@
 data that a second copy of the network (the *teacher*) provides:
 
 * ``semi="mean_teacher"`` (Tarvainen & Valpola, 2017): the teacher's weights are an exponential
-  moving average of the student's (``ema_decay``, default 0.99, after every step); the student
+  moving average of the student's (``ema_decay``, default 0.99, after every step; BatchNorm's
+  moving statistics included; the teacher runs in training mode, as in the paper's code); the student
   is pulled toward the teacher's class probabilities on the same unlabelled images under
   different noise (the mean squared difference of the softmax outputs, each input perturbed by
   Gaussian noise of standard deviation ``semi_noise`` x the batch's intensity spread);
@@ -103,7 +104,10 @@ class Consistency(keras.Model):
         (x, y), xu = data
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         teacher_in = self._perturb(xu) if self.mode == "mean_teacher" else xu
-        teacher_logits = self.teacher(teacher_in, training=False)
+        # the teacher in training mode, as in the paper's code: its BatchNorm normalises by the
+        # batch, as the student's does (its moving statistics lag the student's and, at batch 2,
+        # disagree with the batch's: on the phantoms that made one seed of two collapse)
+        teacher_logits = self.teacher(teacher_in, training=self.mode == "mean_teacher")
         weight = self._ramp()
         with tf.GradientTape() as tape:
             pred = self.student(x, training=True)

@@ -202,6 +202,8 @@ def _record(entry, kwargs, train, val, recipe, quantization, epochs, compress_ep
                                               "data_options", "seed", "deterministic", "ignore_label")}
     if opts.semi:  # recorded only when used: older run folders stay continuable
         options.update({k: getattr(opts, k) for k in SEMI_OPTIONS})
+    if opts.adapt:
+        options.update(adapt=opts.adapt, adapt_weight=opts.adapt_weight)
     return json.loads(json.dumps({
         "model": entry.name, "build": {k: v for k, v in kwargs.items() if k != "input_shape"},
         "train": data_record(train), "val": data_record(val), "recipe": recipe, "quantization": quantization,
@@ -369,7 +371,8 @@ def run(model="unet3d", *, data=None, train=None, val=None, unlabeled=None, reci
     _check_out(out, record, restart, verbose)
     seed_everything(opts.seed, opts.deterministic)  # the weights too: a seeded run repeats
     steps = 3 if recipe else 2
-    semi = f" + unlabelled {unlabeled} ({opts.semi})" if opts.semi and unlabeled is not None else ""
+    mode = opts.semi or opts.adapt
+    semi = f" + unlabelled {unlabeled} ({mode})" if mode and unlabeled is not None else ""
     _log(verbose, f"[1/{steps}] fine-tune {entry.name} ({entry.task}, {dims}D, patch {size}) on {train}{semi}: "
                   f"{epochs} epochs x {opts.steps_per_epoch} steps -> {out / '1_finetune'}")
     net = load(entry.name, weights=weights, **kwargs)
@@ -388,7 +391,8 @@ def run(model="unet3d", *, data=None, train=None, val=None, unlabeled=None, reci
         stage = out / f"2_{recipe.replace('+', '_')}"
         _log(verbose, f"[2/{steps}] compress with {recipe}: {compress_epochs} epochs per step -> {stage}")
         net, info, creport = _compress_stage(net, info, stage, recipe, train, val,
-                                             opts.replace(epochs=compress_epochs, semi=None), strategy, verbose)
+                                             opts.replace(epochs=compress_epochs, semi=None, adapt=None), strategy,
+                                             verbose)
         scores["compressed"] = score(entry.task, ys, predict_arrays(net, xs))[1]
         artefacts["compressed"] = str(stage)
     path = out / "3_export" / f"{entry.name}_{quantization}.tflite"

@@ -56,5 +56,18 @@ def test_zoo_run_records_the_unlabelled_data_and_compresses_the_student(unlabell
 
 def test_unlabelled_data_without_a_mode_is_refused_in_shell_words(tmp_path):
     res = run_zoo("finetune", "unet3d", "--unlabeled", "phantoms", "--epochs", "1", cwd=tmp_path, timeout=300)
-    assert res.returncode == 2 and "pass --semi mean_teacher or --semi pseudo_label" in res.stderr
+    assert res.returncode == 2 and "pass --semi mean_teacher, --semi pseudo_label or --adapt dann" in res.stderr
     assert "Traceback" not in res.stderr and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow  # ~15 s
+def test_zoo_finetune_adapts_to_a_folder_of_another_scanners_volumes(unlabelled, tmp_path):
+    res = run_zoo("finetune", "unet3d", "--unlabeled", str(unlabelled), "--adapt", "dann", "--adapt-weight", "0.5",
+                  *TINY, "--out", "runs/dann", cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "domain_loss" in res.stdout and f"+ unlabelled {unlabelled} (dann)" in res.stdout
+    config = json.loads((tmp_path / "runs/dann/state.json").read_text())["config"]
+    assert config["options"]["adapt_weight"] == 0.5 and config["adapt"]["features"] == "stage4_out"
+    res = run_zoo("predict", "runs/dann", str(unlabelled / "anatomical.nii"), "--out", "seg.nii.gz", cwd=tmp_path,
+                  timeout=300)
+    assert res.returncode == 0 and (tmp_path / "seg.nii.gz").exists(), res.stderr[-2000:]

@@ -30,7 +30,8 @@ def model_kwargs(args):
 
 
 def add_semi_arguments(s):
-    """The semi-supervised options of ``zoo finetune`` and ``zoo run`` (zoo.train.semi)."""
+    """The semi-supervised and domain-adaptation options of ``zoo finetune`` and ``zoo run``
+    (zoo.train.semi, zoo.train.adapt)."""
     s.add_argument("--unlabeled", metavar="DATA", help="unlabelled data for --semi: a folder of images, NIfTI "
                    "volumes or DICOM series (no labels needed), any training layout (labels unused) or 'phantoms'")
     s.add_argument("--semi", choices=("mean_teacher", "pseudo_label"), help="semi-supervised training on "
@@ -41,10 +42,13 @@ def add_semi_arguments(s):
     s.add_argument("--ema-decay", type=float, help="mean_teacher: the teacher's moving-average decay (default 0.99)")
     s.add_argument("--confidence", type=float, help="pseudo_label: the teacher probability that makes a label "
                    "(default 0.9)")
+    s.add_argument("--adapt", choices=("dann",), help="domain adaptation to --unlabeled (the target domain's "
+                   "scans): dann (domain-adversarial training of the encoder)")
+    s.add_argument("--adapt-weight", type=float, help="dann: weight of the domain loss (default 1.0)")
 
 
 def semi_kwargs(args):
     """The training keywords of :func:`add_semi_arguments` that were given."""
     given = {"semi": args.semi, "semi_weight": args.semi_weight, "ema_decay": args.ema_decay,
-             "confidence": args.confidence}
+             "confidence": args.confidence, "adapt": args.adapt, "adapt_weight": args.adapt_weight}
     return {k: v for k, v in given.items() if v is not None}

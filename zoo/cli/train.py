@@ -70,7 +70,8 @@ def _cmd_finetune(args):
     best = next((r for r in state.get("history", []) if r["epoch"] == state.get("best_epoch")), {})
     extras = ", ".join(f"{k} {v:.4g}" for k, v in best.items() if k.startswith("val_")
                        and k != state.get("monitor"))
-    semi = f" + unlabelled {args.unlabeled} ({args.semi})" if args.semi else ""
+    mode = args.semi or args.adapt
+    semi = f" + unlabelled {args.unlabeled} ({mode})" if mode else ""
     print(f"\nfinetune done: {state.get('epochs_completed')} epoch(s) of {args.name} on {train}{semi} "
           f"({cfg.get('spatial_dims')}D, patch {patch_txt}, global batch {cfg.get('global_batch_size')}"
           f"{', stopped early' if state.get('stopped_early') else ''})")

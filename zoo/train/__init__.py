@@ -2,8 +2,8 @@
 
 - :mod:`zoo.train.options`: :class:`FitOptions`, every training option in one validated object;
 - :mod:`zoo.train.loop`: the run loop (phases, checkpoints, resume, the run folder's life);
-- :mod:`zoo.train.supervised`, :mod:`zoo.train.semi` and :mod:`zoo.train.gan`: what labelled,
-  semi-supervised and GAN training add to it;
+- :mod:`zoo.train.supervised`, :mod:`zoo.train.semi`, :mod:`zoo.train.adapt` and
+  :mod:`zoo.train.gan`: what labelled, semi-supervised, domain-adaptive and GAN training add to it;
 - :mod:`zoo.train.runfolder`: the run folder's files (state, checkpoints, the resume point);
 - :mod:`zoo.train.strategy`: picking and querying the ``tf.distribute`` strategy.
 
@@ -11,7 +11,7 @@
 the user passed into that pair first.
 """
 from zoo.errors import InvalidArgumentError
-from zoo.train import gan, semi, supervised
+from zoo.train import adapt, gan, semi, supervised
 from zoo.train.options import FitOptions
 from zoo.train.runfolder import read_state
 from zoo.train.strategy import STRATEGIES, get_strategy
@@ -29,7 +29,8 @@ def fit(model, info, train="phantoms", val=None, options=None, strategy=None, un
         val: the validation data, or None.
         options: a :class:`FitOptions` (default: the defaults).
         strategy: a ``tf.distribute`` strategy (default: ``options.strategy``).
-        unlabeled: unlabelled data for ``options.semi`` (:mod:`zoo.train.semi`).
+        unlabeled: unlabelled data for ``options.semi`` (:mod:`zoo.train.semi`) or the target
+            domain's for ``options.adapt`` (:mod:`zoo.train.adapt`).
 
     Returns:
         The run's Keras ``History``; the model ends with the run's weights and an updated record.
@@ -39,11 +40,16 @@ def fit(model, info, train="phantoms", val=None, options=None, strategy=None, un
         ZooError: the run folder holds another run, the loss became NaN/Inf, or a worker was lost.
     """
     options = options or FitOptions()
-    if unlabeled is not None and options.semi is None:
-        raise InvalidArgumentError("finetune: unlabeled data is used by semi-supervised training; pass "
-                                   "semi='mean_teacher' or semi='pseudo_label' (zoo finetune --semi mean_teacher), "
+    if unlabeled is not None and options.semi is None and options.adapt is None:
+        raise InvalidArgumentError("finetune: unlabeled data is used by semi-supervised training or domain "
+                                   "adaptation; pass semi='mean_teacher', semi='pseudo_label' or adapt='dann', "
                                    "or leave unlabeled out.")
     strategy = strategy or get_strategy(options.strategy, options.devices)
+    if options.adapt is not None:
+        if gan.is_gan(model):
+            raise InvalidArgumentError(f"finetune: adapt={options.adapt!r} trains classifiers and segmenters, "
+                                       "not GANs.")
+        return adapt.finetune(model, info, train, val, unlabeled, options, strategy)
     if options.semi is not None:
         if gan.is_gan(model):
             raise InvalidArgumentError(f"finetune: semi={options.semi!r} trains classifiers and segmenters; a GAN "

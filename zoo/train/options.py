@@ -18,6 +18,7 @@ from zoo.train.strategy import STRATEGIES
 
 SCHEDULES = (None, "constant", "cosine")
 SEMI = (None, "mean_teacher", "pseudo_label")
+ADAPT = (None, "dann")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
@@ -96,6 +97,9 @@ class FitOptions:
         pseudo_refresh: ``pseudo_label``: copy the student into the teacher at the start of
             every epoch (default True; False keeps the starting model as the teacher).
         unlabeled_ratio: unlabelled images per labelled image in each step (default 1).
+        adapt: unsupervised domain adaptation to the ``unlabeled`` (target-domain) data:
+            ``"dann"``, domain-adversarial training (:mod:`zoo.train.adapt`); None (default) does not.
+        adapt_weight: the weight of the domain loss (default 1.0).
 
     Raises:
         InvalidArgumentError: a value out of range or of the wrong type (checked when the object
@@ -140,6 +144,8 @@ class FitOptions:
     confidence: float = 0.9
     pseudo_refresh: bool = True
     unlabeled_ratio: int = 1
+    adapt: Optional[str] = None
+    adapt_weight: float = 1.0
 
     def __post_init__(self):
         where = "finetune"
@@ -171,7 +177,12 @@ class FitOptions:
         if i is not None and (isinstance(i, bool) or not isinstance(i, int) or i < 0):
             raise InvalidArgumentError(f"{where}: ignore_label={i!r} must be a label value >= 0 (e.g. 255) or None.")
         check_choice("semi", self.semi, SEMI, where)
+        check_choice("adapt", self.adapt, ADAPT, where)
+        if self.semi and self.adapt:
+            raise InvalidArgumentError(f"{where}: semi={self.semi!r} and adapt={self.adapt!r} both train on the "
+                                       "unlabeled data; choose one.")
         for name, low, high in (("semi_weight", 0, None), ("semi_rampup", 0, 1), ("semi_noise", 0, None),
+                                ("adapt_weight", 0, None),
                                 ("ema_decay", 0, 1), ("confidence", 0, 1)):
             value = getattr(self, name)
             if value is None and name == "semi_weight":

@@ -297,7 +297,8 @@ _FLAGS = {"patch_size": "--patch-size", "batch_size": "--batch-size", "train": "
           "weight_decay": "weight_decay", "augment": "--augment", "seed": "--seed",
           "data_options": "--data-option", "freeze_encoder_epochs": "--freeze-encoder-epochs",
           "mixed_precision": "--mixed-precision", "steps_per_epoch": "--steps-per-epoch",
-          "class_names": "class folders", "semi": "--semi", "unlabeled": "--unlabeled"}
+          "class_names": "class folders", "semi": "--semi", "unlabeled": "--unlabeled",
+          "adapt": "--adapt"}
 
 
 def _spell(key, value):

@@ -114,7 +114,7 @@ class Consistency(keras.Model):
             supervised = self.compiled_loss(y, pred, regularization_losses=self.student.losses)
             unlabeled = self._unlabeled_loss(self.student(self._perturb(xu), training=True), teacher_logits)
             total = supervised + weight * unlabeled / replicas  # compiled_loss is scaled per replica alike
-        variables = self.student.trainable_variables
+        variables = self.optimized_variables()
         self.optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
         self.step.assign_add(1)
         if self.mode == "mean_teacher":
@@ -132,21 +132,28 @@ class Consistency(keras.Model):
         extra = (self.unlabeled_tracker, self.weight_tracker)
         return {m.name: m.result() for m in self.metrics if m not in extra}
 
-    def teacher_state(self):
-        """The variables the resume point keeps besides the student's and the optimizer's."""
+    def optimized_variables(self):
+        """The variables the optimizer trains (the student's: the teacher follows by EMA or copies)."""
+        return self.student.trainable_variables
+
+    def extra_state(self):
+        """The variables the resume point keeps besides the student's and the optimizer's (the
+        teacher's weights and the step count)."""
         return weight_layout(self.teacher)[1] + [self.step]
 
 
 class SemiRunState(RunState):
-    """The run folder's callback: checkpoints hold the student; the resume point also holds the
-    teacher and the step count (before the optimizer's variables)."""
+    """The run folder's callback for a wrapper model (``net.student``, ``net.extra_state()`` and
+    ``net.optimized_variables()``):
+    checkpoints hold the student; the resume point also holds the extra state (the teacher and
+    the step count; a domain head) before the optimizer's variables."""
 
     def _read(self):
         net = self.model
         opt = getattr(net, "optimizer", None)
         if getattr(self, "_semi_owner", (None, None)) != (net, opt):
             layout, variables = weight_layout(net.student)
-            extra = net.teacher_state() + (list(opt.variables) if opt is not None else [])
+            extra = net.extra_state() + (list(opt.variables) if opt is not None else [])
             self._semi_fn = tf.function(lambda: [tf.identity(v) for v in variables + extra], autograph=False)
             self._semi_fn._omit_frequent_tracing_warning = True
             self._semi_owner, self._layout, self._n = (net, opt), layout, len(variables)
@@ -167,34 +174,45 @@ class Semi(Supervised):
 
     run_state_class = SemiRunState
 
+    mode_option = "semi"  # the option that chose this adapter, for messages
+
     def __init__(self, model, info, train, val, unlabeled, options):
         super().__init__(model, info, train, val, options)
         self.unlabeled = unlabeled
-        o = options
-        if o.semi not in MODES:
-            raise InvalidArgumentError(f"finetune: semi={o.semi!r} must be one of {', '.join(MODES)}.")
+        self.check_mode()
+        name, mode = self.mode_option, getattr(options, self.mode_option)
         if unlabeled is None:
-            raise InvalidArgumentError(f"finetune: semi={o.semi!r} needs unlabeled data; pass unlabeled= (a folder "
+            raise InvalidArgumentError(f"finetune: {name}={mode!r} needs unlabeled data; pass unlabeled= (a folder "
                                        "of images, NIfTI volumes or DICOM series, 'phantoms', an array ...), "
                                        "zoo finetune --unlabeled DIR.")
-        if o.mixed_precision:
-            raise InvalidArgumentError("finetune: semi-supervised training runs in float32; drop mixed_precision "
-                                       "(--mixed-precision) or semi.")
+        if options.mixed_precision:
+            raise InvalidArgumentError(f"finetune: {name}={mode!r} trains in float32; drop mixed_precision "
+                                       f"(--mixed-precision) or {name}.")
         if len(model.outputs) > 1:
-            raise InvalidArgumentError(f"finetune: semi={o.semi!r} trains models with one output; "
+            raise InvalidArgumentError(f"finetune: {name}={mode!r} trains models with one output; "
                                        f"{info.name!r} has {len(model.outputs)} (auxiliary heads). Build it "
-                                       "without them (e.g. --set aux=false) or train without semi.")
+                                       f"without them (e.g. --set aux=false) or train without {name}.")
+
+    def check_mode(self):
+        if self.options.semi not in MODES:
+            raise InvalidArgumentError(f"finetune: semi={self.options.semi!r} must be one of {', '.join(MODES)}.")
+
+    def with_unlabeled(self, strategy, ratio=1):
+        """Zip the training batches with unlabelled batches of ``ratio`` x the batch; returns the
+        run's optimizer steps in all."""
+        o = self.options
+        unl = prepare_unlabeled(self.unlabeled, self.target, batch_size=self.batch_size * ratio
+                                * strategy.num_replicas_in_sync, seed=o.seed, options=o.data_options,
+                                preprocessing=self.info.preprocessing, augment=o.augment)
+        self.train_ds = tf.data.Dataset.zip((self.train_ds, unl))
+        steps = self.steps if self.steps is not None else int(tf.data.experimental.cardinality(self.train_ds))
+        return o.epochs * max(steps, 0)
 
     def prepare(self, strategy):
         config = super().prepare(strategy)
         o = self.options
-        replicas = strategy.num_replicas_in_sync
-        unl = prepare_unlabeled(self.unlabeled, self.target, batch_size=self.batch_size * o.unlabeled_ratio
-                                * replicas, seed=o.seed, options=o.data_options,
-                                preprocessing=self.info.preprocessing, augment=o.augment)
-        self.train_ds = tf.data.Dataset.zip((self.train_ds, unl))
-        steps = self.steps if self.steps is not None else int(tf.data.experimental.cardinality(self.train_ds))
-        self.rampup_steps = max(0, int(round(o.semi_rampup * o.epochs * max(steps, 0))))
+        total = self.with_unlabeled(strategy, o.unlabeled_ratio)
+        self.rampup_steps = max(0, int(round(o.semi_rampup * total)))
         self.weight = DEFAULT_WEIGHTS[o.semi] if o.semi_weight is None else o.semi_weight
         config["options"].update(semi=o.semi, unlabeled=loop.data_record(self.unlabeled), semi_weight=self.weight,
                                  ema_decay=o.ema_decay, confidence=o.confidence, unlabeled_ratio=o.unlabeled_ratio,
@@ -204,7 +222,7 @@ class Semi(Supervised):
         return config
 
     def build(self, strategy):
-        student = super().build(strategy)
+        student = Supervised.build(self, strategy)
         o = self.options
         with strategy.scope():
             teacher = _clone(student, False)  # never given to the optimizer: trained by EMA or copies only
@@ -216,19 +234,19 @@ class Semi(Supervised):
         return net.student
 
     def restore(self, net, snapshot, phase=None):
-        if not isinstance(net, Consistency):
+        if not hasattr(net, "extra_state"):
             return super().restore(net, snapshot, phase)
-        student, state = weight_layout(net.student)[1], net.teacher_state()
+        student, state = weight_layout(net.student)[1], net.extra_state()
         saved, extra = snapshot["weights"], snapshot["optimizer"]
         if len(student) != len(saved) or len(extra) < len(state):
             raise ZooError(f"finetune: the resume point holds {len(saved)} student weights and {len(extra)} other "
-                           f"values, but this semi-supervised run has {len(student)} and at least {len(state)}; "
+                           f"values, but this run has {len(student)} and at least {len(state)}; "
                            "resume with the same model and options or choose a new out_dir.")
         keras.backend.batch_set_value(list(zip(student + state, list(saved) + list(extra[:len(state)]))))
         opt = getattr(net, "optimizer", None)
         if snapshot["phase"] != phase or opt is None:
             return
-        opt.build(net.student.trainable_variables)
+        opt.build(net.optimized_variables())
         rest = extra[len(state):]
         if len(opt.variables) != len(rest):
             raise ZooError(f"finetune: the resume point holds {len(rest)} optimizer variables but this optimizer "

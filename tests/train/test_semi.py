@@ -197,8 +197,8 @@ def test_a_killed_run_resumes_with_its_teacher_or_domain_head(tmp_path, mode):
     if mode == "mean_teacher":  # a teacher weight per student weight, and not the student's values
         assert len(extra) - 1 == len(snap["weights"])
         assert any(not np.allclose(a, b) for a, b in zip(extra, snap["weights"]))
-    else:  # the domain head: pooling, a hidden layer and a logit (kernels and biases)
-        assert [a.ndim for a in extra[:-1]] == [2, 1, 2, 1] and extra[2].shape[-1] == 1
+    else:  # the domain head: pooling, layer norm (scale, offset), a hidden layer and a logit
+        assert [a.ndim for a in extra[:-1]] == [1, 1, 2, 1, 2, 1] and extra[4].shape[-1] == 1
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["finished"] and state["epochs_completed"] == 4
 

@@ -6,8 +6,10 @@ encoder's features unable to tell source images from the unlabelled *target* ima
 Lempitsky, 2015):
 
 * a *domain head* reads the encoder's deepest features (the last stage output of the layer-name
-  contract: the U-Net's bottleneck, a ResNet's last stage): global average pooling, a hidden
-  dense layer with ReLU (``min(256, channels)`` units), and one logit, "target or source";
+  contract: the U-Net's bottleneck, a ResNet's last stage): global average pooling, layer
+  normalisation (the head sees the features' pattern, not their scale: without it the reversed
+  gradient grows the features without bound), a hidden dense layer with ReLU
+  (``min(256, channels)`` units), and one logit, "target or source";
 * between the encoder and the head sits a gradient reversal layer: the head learns to tell the
   domains apart, and the encoder receives the opposite of its gradient, scaled by
   ``lambda = 2 / (1 + exp(-10 p)) - 1`` (the paper's schedule, ``p`` going from 0 to 1 over the
@@ -69,6 +71,9 @@ class DomainAdversarial(keras.Model):
         units = int(min(256, features.shape[-1]))
         self.head = keras.Sequential([keras.layers.GlobalAveragePooling2D() if features.shape.rank == 4
                                       else keras.layers.GlobalAveragePooling3D(),
+                                      # scale-free input: otherwise the reversed gradient grows the
+                                      # features without bound (a domain loss of 1e5 within 5 epochs)
+                                      keras.layers.LayerNormalization(name="domain_norm"),
                                       keras.layers.Dense(units, activation="relu", name="domain_hidden",
                                                          kernel_initializer=keras.initializers.GlorotUniform(seed)),
                                       keras.layers.Dense(1, name="domain_logit",
@@ -94,13 +99,16 @@ class DomainAdversarial(keras.Model):
         (x, y), xt = data
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         lam = self._lambda()
+        n, m = tf.shape(x)[0], tf.shape(xt)[0]
         with tf.GradientTape() as tape:
-            pred, source = self.both(x, training=True)
-            target = self.features(xt, training=True)
+            # one batch of both domains: BatchNorm's statistics (and its moving averages, used at
+            # inference) are the mixture's, in training as after it; separate passes would leave
+            # moving averages that match neither domain's training batches
+            pred, features = self.both(tf.concat([x, xt], 0), training=True)
+            pred = pred[:n]
             supervised = self.compiled_loss(y, pred, regularization_losses=self.student.losses)
-            features = reverse_gradient(tf.concat([source, target], 0), lam)
-            logits = tf.cast(self.head(features, training=True), tf.float32)
-            domains = tf.concat([tf.zeros((tf.shape(source)[0], 1)), tf.ones((tf.shape(target)[0], 1))], 0)
+            logits = tf.cast(self.head(reverse_gradient(features, lam), training=True), tf.float32)
+            domains = tf.concat([tf.zeros((n, 1)), tf.ones((m, 1))], 0)
             domain = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(domains, logits))
             total = supervised + self.weight * domain / replicas  # compiled_loss is scaled per replica alike
         variables = self.optimized_variables()

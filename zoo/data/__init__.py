@@ -12,9 +12,9 @@ from zoo.data.checks import DataError, check_pairs
 from zoo.data.dicom import dicom, holds_series, read_dicom_series
 from zoo.data.folders import IMAGE_SUFFIXES, image_folder, read_image, segmentation_folder
 from zoo.data.patches import fit_patch
-from zoo.data.phantoms import phantom_arrays, phantoms
+from zoo.data.phantoms import other_scanner, phantom_arrays, phantoms
 from zoo.data.volumes import NIFTI_SUFFIXES, load_nifti, nifti
 
-__all__ = ["phantoms", "phantom_arrays", "image_folder", "segmentation_folder", "read_image", "nifti",
+__all__ = ["phantoms", "phantom_arrays", "other_scanner", "image_folder", "segmentation_folder", "read_image", "nifti",
            "load_nifti", "dicom", "read_dicom_series", "from_arrays", "npz", "fit_patch", "check_pairs",
            "holds_series", "DataError", "IMAGE_SUFFIXES", "NIFTI_SUFFIXES"]

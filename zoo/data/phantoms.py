@@ -141,3 +141,31 @@ def phantoms(n=16, *, spatial_dims=2, size=64, num_classes=2, task="segmentation
                                     task=task, max_shapes=max_shapes, noise=noise,
                                     in_channels=in_channels, seed=seed)
     return tf.data.Dataset.from_tensor_slices((images, labels))
+
+
+def other_scanner(images, *, strength=0.4, seed=0):
+    """``images`` (``(N, *spatial, C)``, intensities about [0, 1]) as another scanner would show
+    them: contrast inverted (``1 - x``) and multiplied by a smooth bias field ``1 + strength x
+    prod_k cos(2 pi u_k + phase_k)`` (``u_k`` in [0, 1] along each axis, random phases per
+    image). The geometry, and so the label maps, stay the same: a labelled source domain and an
+    unlabelled target domain for trying ``adapt="dann"`` on the phantoms.
+
+    Args:
+        images: float images, channels last.
+        strength: the bias field's amplitude (0: inversion only).
+        seed: the phases' seed.
+
+    Returns:
+        A float32 array of ``images``' shape.
+    """
+    images = np.asarray(images, np.float32)
+    rng = np.random.default_rng(seed)
+    spatial = images.shape[1:-1]
+    axes = np.meshgrid(*[np.linspace(0.0, 1.0, s) for s in spatial], indexing="ij")
+    out = np.empty_like(images)
+    for i in range(len(images)):
+        field = np.ones(spatial, np.float32)
+        for u, phase in zip(axes, rng.uniform(0, 2 * np.pi, len(spatial))):
+            field = field * np.cos(2 * np.pi * u + phase)
+        out[i] = (1.0 - images[i]) * (1.0 + strength * field)[..., None]
+    return out

@@ -188,3 +188,8 @@ def test_finetune_and_its_command_train_on_masks_with_unannotated_pixels(tmp_pat
     res = run_zoo("finetune", "unet", "--set", "filters=4", "--set", "depth=2", "--train", "data/train",
                   "--epochs", "1", "--patch-size", "32", "--out", "run2", "--quiet", cwd=tmp_path)
     assert res.returncode == 2 and "--ignore-label VALUE" in res.stderr  # the hint in the command's words
+    assert "num_classes=256" not in res.stderr  # 0/1/255 masks are no 256-class label set
+    res = run_zoo("run", "unet", "--data", "data", "--set", "filters=4", "--set", "depth=2", "--epochs", "1",
+                  "--patch-size", "32", "--out", "run3", "--quiet", cwd=tmp_path)
+    assert res.returncode == 2 and "--ignore-label VALUE" in res.stderr and "num_classes=256" not in res.stderr, \
+        res.stderr[-2000:]

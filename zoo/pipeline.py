@@ -182,13 +182,13 @@ def _from_data(entry, train, dims, model_options, data_options, verbose, ignore_
     what = []
     if "in_channels" not in given:
         what.append(f"in_channels={found['in_channels']} (its images' channels)")
-    if "num_classes" not in given:
+    if "num_classes" not in given and found.get("num_classes") is not None:
         source = (f"{len(found['class_names'])} class folders" if found.get("class_names") else
                   f"labels 0..{found['num_classes'] - 1} in the {found['read']} label map(s) read")
         what.append(f"num_classes={found['num_classes']} ({source})")
     _log(verbose and what, f"run: from the data {train}: {', '.join(what)}; --in-channels / --num-classes "
                            "choose otherwise")
-    return {k: v for k, v in found.items() if k not in given}
+    return {k: v for k, v in found.items() if k not in given and v is not None}
 
 
 SEMI_OPTIONS = ("semi", "semi_weight", "semi_rampup", "semi_noise", "ema_decay", "confidence", "pseudo_refresh",

@@ -273,7 +273,7 @@ def head_from_data(name, train, overrides, *, say=True, verb="finetune", options
         return dict(overrides)
     if entry.task == "segmentation":
         found = _label_classes(entry, train, overrides, options, ignore_label)
-        if not found:
+        if not found or found[0] is None:  # none read, or values that are no class count (0/255)
             return dict(overrides)
         classes, read = found
         if say:

@@ -250,24 +250,31 @@ def from_source(source, *, training=True, task=None, spatial_dims=None, num_clas
 
 def inspect_source(source, *, task, spatial_dims, n=16, options=None, ignore_label=None):
     """What ``source``'s files imply for a model: ``{"in_channels", "num_classes", "class_names",
-    "read"}`` from the first ``n`` pairs (their images' channels; the class folders of a
-    classification layout, else 1 + the largest label of the label maps read, at least 2).
-    ``read`` is how many pairs were read. Generated phantoms imply nothing (an empty dict)."""
+    "read", "label_values"}`` from the first ``n`` pairs (their images' channels; the class
+    folders of a classification layout, else 1 + the largest label of the label maps read, at
+    least 2; None when the values found cover less than half of that range, e.g. 0/255 masks or
+    a mark for unannotated pixels, which are not a class count). ``read`` is how many pairs were
+    read. Generated phantoms imply nothing (an empty dict)."""
     import numpy as np
     if isinstance(source, str) and (source in ("phantoms", "hard_phantoms") or source.startswith("tfds:")):
         return {}
     names = class_names_of(source)
     ds = from_source(source, training=False, task=task, spatial_dims=spatial_dims, ignore_label=ignore_label,
                      **dict(options or {}))
-    channels, top, read = None, 0, 0
+    channels, found, read = None, set(), 0
     for image, label in ds.take(n):
         channels = int(image.shape[-1]) if channels is None else channels
         values = label.numpy()
         if ignore_label is not None:  # unannotated voxels are not a class
             values = values[values != ignore_label]
-        top = max(top, int(np.max(values)) if np.size(values) else 0)
+        found.update(int(v) for v in np.unique(values))
         read += 1
     if read == 0:
         raise DataError(f"the data {str(source)!r} gave no (image, label) pair; check its layout.")
-    classes = len(names) if names else max(top + 1, 2)
-    return {"in_channels": channels, "num_classes": classes, "class_names": names, "read": read}
+    top = max(found, default=0)
+    # values that cover less than half of 0..top (0/255 masks, an unannotated mark of 255) are
+    # no class count: left to the class check, whose message names the remap and --ignore-label
+    sparse = not names and top >= 2 and len(found) < (top + 1) / 2
+    classes = len(names) if names else (None if sparse else max(top + 1, 2))
+    return {"in_channels": channels, "num_classes": classes, "class_names": names, "read": read,
+            "label_values": sorted(found)[:8]}
